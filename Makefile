@@ -1,0 +1,52 @@
+# Plenary — the two commands a new machine needs: `make demo` and `make test`.
+# Each target installs what it needs itself (Debian packages as root, then a
+# virtualenv in .venv), so a fresh Debian machine with Python 3.11 is enough.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMPS := .stamps
+# Debian packages: ffmpeg decodes any audio the CLI is given; libopus0 backs the
+# Opus decoder; sox and espeak-ng are used by tests to make synthetic audio.
+APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox
+
+.PHONY: demo test lint bench deps clean format
+
+demo: deps
+	$(VENV)/bin/plenary demo
+
+test: deps lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: deps
+	$(VENV)/bin/ruff format --check orchestrator bots tests bench
+	$(VENV)/bin/ruff check orchestrator bots tests bench
+	$(VENV)/bin/mypy orchestrator bots
+
+format: deps
+	$(VENV)/bin/ruff format orchestrator bots tests bench
+	$(VENV)/bin/ruff check --fix orchestrator bots tests bench
+
+bench: deps
+	$(PY) -m bench $(BENCH_ARGS)
+
+deps: $(STAMPS)/apt $(STAMPS)/venv
+
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(STAMPS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,57 @@
+"""The captioner's aiohttp application: factory and routes table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bots.captioner.bus import CaptionBus
+from bots.captioner.engine import Engine
+from bots.captioner.keys import bus_key, engine_key, settings_key
+from bots.captioner.models import ModelRegistry
+from bots.captioner.vosk_ws import vosk_stream
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[engine_key]
+    return web.json_response(
+        {
+            "status": "ok",
+            "languages": engine.models.languages,
+            "streams": engine.active_streams,
+            "max_streams": engine.settings.max_streams,
+            "threads": engine.threads,
+        }
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/", vosk_stream),  # vosk-server protocol, PROTOCOLS.md §1
+        web.get("/healthz", health),
+    ]
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    engine = Engine(settings.captioner, ModelRegistry(settings.models))
+    # Load the default language's model before accepting streams, so the first
+    # speaker does not wait seconds and a broken model stops start-up at once.
+    await engine.preload([settings.captioner.default_language])
+    app[engine_key] = engine
+    yield
+    engine.close()
+
+
+def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
+    app = web.Application()
+    app[settings_key] = settings
+    app[bus_key] = bus or CaptionBus()
+    app.cleanup_ctx.append(engine_ctx)
+    app.add_routes(routes())
+    return app

@@ -1,0 +1,332 @@
+"""The recognition engine: shared models, a bounded thread pool, per-stream transcribers.
+
+Audio of every stream is resampled to 16 kHz and segmented by the VAD on the event
+loop (microseconds a frame); only speech reaches Vosk, in the thread pool. A
+recognizer is borrowed from a pool when an utterance starts and returned when it
+ends, so a silent participant holds none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+import vosk
+
+from bots.captioner import vad
+from bots.captioner.events import CaptionEvent, Word, clean_text
+from bots.captioner.models import ModelRegistry
+from orchestrator.settings import CaptionerSettings
+
+EventSink = Callable[[CaptionEvent], None]
+
+
+class _Recognizer:
+    """A Vosk recognizer and how much audio it has consumed in its lifetime.
+
+    Vosk reports word times from the recognizer's creation, across utterances;
+    ``fed`` lets us move them onto the stream's clock.
+    """
+
+    __slots__ = ("fed", "rec")
+
+    def __init__(self, rec: vosk.KaldiRecognizer) -> None:
+        self.rec = rec
+        self.fed = 0.0
+
+
+class RecognizerPool:
+    """Idle recognizers per language, reused across utterances and streams.
+
+    Creating one costs ~60 ms with the Korean model; after FinalResult Vosk
+    rebuilds its decoder and feature pipeline, so reuse carries no state over.
+    """
+
+    def __init__(self, models: ModelRegistry, max_idle: int) -> None:
+        self._models = models
+        self._max_idle = max_idle
+        self._idle: dict[str, list[_Recognizer]] = {}
+        self._lock = threading.Lock()
+        self.created = 0
+
+    def acquire(self, language: str, grammar: str | None) -> _Recognizer:
+        if grammar is None:
+            with self._lock:
+                idle = self._idle.get(language)
+                if idle:
+                    return idle.pop()
+        model = self._models.get(language)
+        rec = (
+            vosk.KaldiRecognizer(model, vad.RATE, grammar)
+            if grammar
+            else vosk.KaldiRecognizer(model, vad.RATE)
+        )
+        self.created += 1
+        return _Recognizer(rec)
+
+    def release(self, language: str, grammar: str | None, rec: _Recognizer) -> None:
+        if grammar is not None:
+            return  # grammar recognizers are per stream; let them go
+        with self._lock:
+            idle = self._idle.setdefault(language, [])
+            if len(idle) < self._max_idle:
+                idle.append(rec)
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+
+class Engine:
+    """Shared by every stream of a process: models, pool of recognizers, threads."""
+
+    def __init__(self, settings: CaptionerSettings, models: ModelRegistry) -> None:
+        self.settings = settings
+        self.models = models
+        self.threads = settings.threads or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="vosk")
+        self.recognizers = RecognizerPool(models, max_idle=self.threads * 2)
+        self.active_streams = 0
+
+    async def preload(self, languages: Sequence[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for language in languages:
+            await loop.run_in_executor(self.executor, self.models.get, language)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def open_stream(self, **kwargs: Any) -> StreamTranscriber:
+        return StreamTranscriber(self, **kwargs)
+
+
+@dataclass(slots=True)
+class Final:
+    """A finished utterance: the event plus the Vosk-shaped result for protocol replies."""
+
+    event: CaptionEvent
+    result: dict[str, Any]
+
+
+@dataclass(slots=True)
+class FeedResult:
+    finals: list[Final] = field(default_factory=list)
+    partial: str | None = None  # latest partial text while an utterance is open
+
+
+class StreamTranscriber:
+    """One participant's audio → caption events. Call ``feed`` sequentially, never concurrently."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sample_rate: float,
+        language: str,
+        room: str,
+        speaker: str,
+        max_alternatives: int = 0,
+        phrase_list: Sequence[str] | None = None,
+        sink: EventSink | None = None,
+    ) -> None:
+        self._engine = engine
+        self.language = language
+        self.room = room
+        self.speaker = speaker
+        self.max_alternatives = max_alternatives
+        self._grammar = json.dumps(list(phrase_list), ensure_ascii=False) if phrase_list else None
+        self._sink = sink
+        self.sample_rate = float(sample_rate)
+        rate = self.sample_rate
+        self._resampler = (
+            None if rate == vad.RATE else soxr.ResampleStream(rate, vad.RATE, 1, dtype="int16")
+        )
+        s = engine.settings
+        self._segmenter = vad.Segmenter(
+            aggressiveness=s.vad_aggressiveness,
+            energy_floor_dbfs=s.vad_energy_floor_dbfs,
+            silence_ms=s.vad_silence_ms,
+            max_utterance_s=s.max_utterance_seconds,
+        )
+        self._partial_every = s.partial_interval_ms / 1000
+        self._rec: _Recognizer | None = None
+        self._utt_start = 0.0  # stream seconds of the utterance's first sample
+        self._utt_base = 0.0  # recognizer's ``fed`` when the utterance began
+        self._since_partial = 0.0
+        self._message_id = ""
+        self._partial = ""
+        self.audio_seconds = 0.0
+        self.decoded_seconds = 0.0
+
+    @property
+    def in_utterance(self) -> bool:
+        return self._rec is not None
+
+    async def feed(self, pcm: bytes) -> FeedResult:
+        """Accept s16le mono PCM at ``sample_rate`` (whole samples)."""
+        self.audio_seconds += len(pcm) / 2 / self.sample_rate
+        samples = np.frombuffer(pcm, dtype="<i2")
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        actions = self._segmenter.push(samples.tobytes())
+        return await self._run(actions)
+
+    async def flush(self) -> FeedResult:
+        """Finalize the open utterance now (eof, reset, or the sender went quiet)."""
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+            actions = self._segmenter.push(tail.tobytes())
+            self._resampler = soxr.ResampleStream(self.sample_rate, vad.RATE, 1, dtype="int16")
+        else:
+            actions = []
+        actions += self._segmenter.end()
+        return await self._run(actions)
+
+    async def close(self) -> None:
+        """Release the recognizer without producing a result (the stream vanished)."""
+        if self._rec is not None:
+            rec, self._rec = self._rec, None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._engine.executor, self._discard, rec)
+
+    async def _run(self, actions: list[vad.Action]) -> FeedResult:
+        out = FeedResult()
+        if not actions and self._rec is None:
+            return out
+        loop = asyncio.get_running_loop()
+        finals, partial = await loop.run_in_executor(self._engine.executor, self._decode, actions)
+        out.finals = finals
+        out.partial = self._partial if self._rec is not None else None
+        # Sinks are called on the event loop, never from a worker thread.
+        if self._sink is not None:
+            for final in finals:
+                self._sink(final.event)
+            if partial is not None:
+                self._sink(partial)
+        return out
+
+    # --- runs on a worker thread; touches only this stream's state ---
+
+    def _decode(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
+        finals: list[Final] = []
+        partial: CaptionEvent | None = None
+        for action in actions:
+            if isinstance(action, vad.Start):
+                self._begin(action)
+                if action.pcm:
+                    self._accept(action.pcm, finals)
+            elif isinstance(action, vad.Audio):
+                if self._rec is not None:
+                    self._accept(action.pcm, finals)
+            else:
+                self._finish(action.sample / vad.RATE, finals)
+        if self._rec is not None and self._since_partial >= self._partial_every:
+            self._since_partial = 0.0
+            raw = json.loads(self._rec.rec.PartialResult()).get("partial", "")
+            text = clean_text(raw)
+            if text and text != self._partial:
+                self._partial = text
+                partial = self._partial_event()
+        return finals, partial
+
+    def _begin(self, start: vad.Start) -> None:
+        pooled = self._engine.recognizers.acquire(self.language, self._grammar)
+        # Word timings are always on: they place captions on the clock; replies
+        # carry them only when the client asked.
+        pooled.rec.SetWords(True)
+        pooled.rec.SetMaxAlternatives(self.max_alternatives)
+        self._rec = pooled
+        self._utt_start = start.sample / vad.RATE
+        self._utt_base = pooled.fed
+        self._since_partial = 0.0
+        self._message_id = str(uuid.uuid4())
+        self._partial = ""
+
+    def _accept(self, pcm: bytes, finals: list[Final]) -> None:
+        assert self._rec is not None
+        seconds = len(pcm) / 2 / vad.RATE
+        self._rec.fed += seconds
+        self._since_partial += seconds
+        self.decoded_seconds += seconds
+        if self._rec.rec.AcceptWaveform(pcm):
+            # Vosk's own endpointer fired inside the utterance: publish what it has
+            # and keep the recognizer for the rest of the utterance.
+            self._publish(json.loads(self._rec.rec.Result()), finals)
+            self._message_id = str(uuid.uuid4())
+            self._partial = ""
+
+    def _finish(self, end: float, finals: list[Final]) -> None:
+        if self._rec is None:
+            return
+        rec, self._rec = self._rec, None
+        self._publish(json.loads(rec.rec.FinalResult()), finals, end=end)
+        self._engine.recognizers.release(self.language, self._grammar, rec)
+        self._partial = ""
+
+    def _discard(self, rec: _Recognizer) -> None:
+        rec.rec.FinalResult()
+        self._engine.recognizers.release(self.language, self._grammar, rec)
+
+    def _publish(self, raw: dict[str, Any], finals: list[Final], end: float | None = None) -> None:
+        offset = self._utt_start - self._utt_base
+        if "alternatives" in raw:
+            alternatives = raw["alternatives"]
+            for alt in alternatives:
+                alt["text"] = clean_text(alt.get("text", ""))
+                for w in alt.get("result", []):
+                    _shift(w, offset)
+            text = alternatives[0]["text"] if alternatives else ""
+            word_dicts: list[dict[str, Any]] = (
+                alternatives[0].get("result", []) if alternatives else []
+            )
+        else:
+            raw["text"] = clean_text(raw.get("text", ""))
+            text = raw["text"]
+            word_dicts = raw.get("result", [])
+            for w in word_dicts:
+                _shift(w, offset)
+        if not text:
+            return
+        words = tuple(Word(w["word"], w["start"], w["end"], w.get("conf", 1.0)) for w in word_dicts)
+        start = words[0].start if words else self._utt_start
+        stop = words[-1].end if words else (end if end is not None else start)
+        event = CaptionEvent(
+            room=self.room,
+            speaker=self.speaker,
+            language=self.language,
+            text=text,
+            is_final=True,
+            start=round(start, 3),
+            end=round(stop, 3),
+            message_id=self._message_id,
+            words=words,
+        )
+        finals.append(Final(event, raw))
+
+    def _partial_event(self) -> CaptionEvent:
+        assert self._rec is not None
+        return CaptionEvent(
+            room=self.room,
+            speaker=self.speaker,
+            language=self.language,
+            text=self._partial,
+            is_final=False,
+            start=round(self._utt_start, 3),
+            end=round(self._utt_start + self._rec.fed - self._utt_base, 3),
+            message_id=self._message_id,
+        )
+
+
+def _shift(word: dict[str, Any], offset: float) -> None:
+    word["word"] = clean_text(word.get("word", ""))
+    word["start"] = round(word["start"] + offset, 3)
+    word["end"] = round(word["end"] + offset, 3)

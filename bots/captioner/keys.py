@@ -1,0 +1,13 @@
+"""Typed application keys shared by the captioner's app factory and views."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bots.captioner.bus import CaptionBus
+from bots.captioner.engine import Engine
+from orchestrator.settings import Settings
+
+settings_key = web.AppKey("settings", Settings)
+engine_key = web.AppKey("engine", Engine)
+bus_key = web.AppKey("bus", CaptionBus)

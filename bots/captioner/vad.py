@@ -1,0 +1,150 @@
+"""Voice activity segmentation: PCM in, utterance boundaries out. No I/O.
+
+Vosk's own endpointer waits for silence *phones*, which in a quiet room with
+low background noise often never come, so finals are held back for many seconds.
+The WebRTC VAD decides per 30 ms frame; a cheap RMS gate in front of it lets
+silent audio (an open microphone, comfort noise) cost almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+RATE = 16000
+FRAME_SAMPLES = 480  # 30 ms at 16 kHz, one of the VAD's three frame sizes
+FRAME_BYTES = FRAME_SAMPLES * 2
+FRAME_SECONDS = FRAME_SAMPLES / RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Speech began; ``pcm`` is the pre-roll, including the onset frames."""
+
+    pcm: bytes
+    sample: int  # position (16 kHz samples on the stream clock) of the first byte of pcm
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The utterance ended at ``sample`` (after its last speech frame)."""
+
+    sample: int
+
+
+Action = Start | Audio | End
+
+
+class Segmenter:
+    """Feed 16 kHz mono s16le PCM of any length; get Start/Audio/End actions back.
+
+    >>> seg = Segmenter()
+    >>> seg.push(b"\\0" * 32000)  # a second of digital silence
+    []
+    """
+
+    def __init__(
+        self,
+        *,
+        aggressiveness: int = 3,
+        energy_floor_dbfs: float = -50.0,
+        silence_ms: int = 400,
+        onset_frames: int = 3,
+        onset_window: int = 5,
+        preroll_ms: int = 300,
+        max_utterance_s: float = 15.0,
+    ) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        # RMS of a full-scale sine is 1/sqrt(2) of peak; dBFS here is relative to 32768.
+        self._floor = 32768.0 * 10 ** (energy_floor_dbfs / 20)
+        self._silence_frames = max(1, round(silence_ms / 30))
+        self._onset_frames = onset_frames
+        self._recent: deque[bool] = deque(maxlen=onset_window)
+        self._preroll: deque[bytes] = deque(maxlen=max(onset_window, round(preroll_ms / 30)))
+        self._max_frames = round(max_utterance_s / FRAME_SECONDS)
+        self._pending = b""
+        self._sample = 0  # stream position of the next frame
+        self.active = False
+        self._trailing_silence = 0
+        self._utterance_frames = 0
+        self.speech_frames = 0
+        self.skipped_frames = 0
+
+    def push(self, pcm: bytes) -> list[Action]:
+        data = self._pending + pcm
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._pending = data[whole:]
+        if not whole:
+            return []
+        frames = np.frombuffer(data[:whole], dtype="<i2").reshape(-1, FRAME_SAMPLES)
+        rms = np.sqrt(np.mean(frames.astype(np.float32) ** 2, axis=1))
+        actions: list[Action] = []
+        for i, loud in enumerate(rms >= self._floor):
+            frame = data[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
+            speech = bool(loud) and self._vad.is_speech(frame, RATE)
+            self._step(frame, speech, actions)
+            self._sample += FRAME_SAMPLES
+        return _coalesce(actions)
+
+    def end(self) -> list[Action]:
+        """The stream stopped: close an open utterance."""
+        if not self.active:
+            return []
+        self.active = False
+        self._recent.clear()
+        return [End(self._sample)]
+
+    def _step(self, frame: bytes, speech: bool, out: list[Action]) -> None:
+        if speech:
+            self.speech_frames += 1
+        if not self.active:
+            self._preroll.append(frame)
+            self._recent.append(speech)
+            if sum(self._recent) >= self._onset_frames:
+                preroll = b"".join(self._preroll)
+                start = self._sample + FRAME_SAMPLES - len(preroll) // 2
+                self._preroll.clear()
+                self._recent.clear()
+                self.active = True
+                self._trailing_silence = 0
+                self._utterance_frames = len(preroll) // FRAME_BYTES
+                out.append(Start(preroll, start))
+            else:
+                self.skipped_frames += 1
+            return
+        out.append(Audio(frame))
+        self._utterance_frames += 1
+        self._trailing_silence = 0 if speech else self._trailing_silence + 1
+        if self._trailing_silence >= self._silence_frames:
+            self.active = False
+            out.append(End(self._sample + FRAME_SAMPLES))
+        elif self._utterance_frames >= self._max_frames:
+            # Split a long run of speech; the next frame starts a new utterance at once.
+            out.append(End(self._sample + FRAME_SAMPLES))
+            out.append(Start(b"", self._sample + FRAME_SAMPLES))
+            self._utterance_frames = 0
+
+
+def _coalesce(actions: list[Action]) -> list[Action]:
+    """Join consecutive Audio actions so the recognizer gets fewer, larger calls."""
+    out: list[Action] = []
+    run: list[bytes] = []
+    for action in actions:
+        if isinstance(action, Audio):
+            run.append(action.pcm)
+            continue
+        if run:
+            out.append(Audio(b"".join(run)))
+            run = []
+        out.append(action)
+    if run:
+        out.append(Audio(b"".join(run)))
+    return out

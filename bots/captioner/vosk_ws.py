@@ -1,0 +1,208 @@
+"""The vosk-server-compatible websocket endpoint (path ``/``).
+
+Jigasi, BigBlueButton's mod_audio_fork and vosk-server's own clients connect here
+unchanged. Optional query parameters ``room``, ``speaker`` and ``lang`` attribute
+the stream; without them it belongs to the default room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from bots.captioner import vosk_protocol as vp
+from bots.captioner.engine import Engine, EventSink, FeedResult, StreamTranscriber
+from bots.captioner.keys import bus_key, engine_key
+from bots.captioner.models import ModelError
+
+log = logging.getLogger(__name__)
+
+
+async def vosk_stream(request: web.Request) -> web.StreamResponse:
+    engine = request.app[engine_key]
+    settings = engine.settings
+    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, autoping=True)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(
+            text="This is Plenary's captioner: connect a vosk-protocol websocket client "
+            "(Jigasi, BigBlueButton, vosk-server's test.py) to this URL.\n"
+        )
+    await ws.prepare(request)
+    if engine.active_streams >= settings.max_streams:
+        log.warning("refusing stream from %s: at capacity", request.remote)
+        await _close(ws, vp.CLOSE_TRY_AGAIN, f"at capacity ({settings.max_streams} streams)")
+        return ws
+    language = request.query.get("lang") or settings.default_language
+    try:
+        engine.models.path(language)
+    except ModelError as exc:
+        await _close(ws, vp.CLOSE_POLICY, str(exc))
+        return ws
+    session = VoskSession(
+        engine,
+        language=language,
+        room=request.query.get("room") or settings.default_room,
+        speaker=request.query.get("speaker") or f"speaker-{id(ws) % 10000}",
+        bus_publish=request.app[bus_key].publish,
+    )
+    engine.active_streams += 1
+    try:
+        await session.run(ws)
+    finally:
+        engine.active_streams -= 1
+        await session.close()
+    return ws
+
+
+class VoskSession:
+    """One websocket's state: the latest config and, once audio arrives, a transcriber."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        language: str,
+        room: str,
+        speaker: str,
+        bus_publish: EventSink,
+    ) -> None:
+        self._engine = engine
+        self.language = language
+        self.room = room
+        self.speaker = speaker
+        self._publish = bus_publish
+        self.config = vp.Config()
+        self.transcriber: StreamTranscriber | None = None
+
+    async def run(self, ws: web.WebSocketResponse) -> None:
+        idle = self._engine.settings.idle_timeout
+        while True:
+            try:
+                msg = await ws.receive(timeout=idle)
+            except TimeoutError:
+                await self._finish(ws, vp.CLOSE_POLICY, f"idle: no frame for {idle:g} s")
+                return
+            try:
+                if msg.type == WSMsgType.BINARY:
+                    await ws.send_str(await self.audio(msg.data))
+                elif msg.type == WSMsgType.TEXT:
+                    reply, done = await self.text(msg.data)
+                    if reply is not None:
+                        await ws.send_str(reply)
+                    if done:
+                        await ws.close()
+                        return
+                elif msg.type == WSMsgType.ERROR:
+                    exc = ws.exception()
+                    log.info("stream %s/%s: %s", self.room, self.speaker, exc)
+                    await self._finish(ws, vp.CLOSE_TOO_BIG, str(exc))
+                    return
+                else:  # CLOSE, CLOSING, CLOSED: the client went away
+                    await self._flush()
+                    return
+            except vp.ProtocolError as exc:
+                log.info("stream %s/%s: protocol error: %s", self.room, self.speaker, exc)
+                await self._finish(ws, exc.code, exc.reason)
+                return
+            except ModelError as exc:
+                log.error("stream %s/%s: %s", self.room, self.speaker, exc)
+                await self._finish(ws, vp.CLOSE_INTERNAL, str(exc))
+                return
+            except ConnectionResetError:
+                await self._flush()
+                return
+
+    async def audio(self, data: bytes) -> str:
+        if len(data) % 2:
+            raise vp.ProtocolError(
+                vp.CLOSE_UNSUPPORTED,
+                f"binary frame of {len(data)} bytes is not whole 16-bit samples",
+            )
+        transcriber = self._transcriber()
+        result = await transcriber.feed(data)
+        return self._reply(result)
+
+    async def text(self, data: str) -> tuple[str | None, bool]:
+        """Handle a text frame; returns (reply or None, close afterwards)."""
+        message = vp.parse_text_frame(data)
+        if isinstance(message, vp.Config):
+            await self._configure(message)
+            return None, False
+        result = await self._flush()
+        reply = vp.final_reply([f.result for f in result.finals], words=bool(self.config.words))
+        return reply, isinstance(message, vp.Eof)
+
+    async def close(self) -> None:
+        if self.transcriber is not None:
+            await self.transcriber.close()
+
+    async def _configure(self, config: vp.Config) -> None:
+        merged = vp.Config(
+            sample_rate=config.sample_rate or self.config.sample_rate,
+            words=self.config.words if config.words is None else config.words,
+            max_alternatives=(
+                self.config.max_alternatives
+                if config.max_alternatives is None
+                else config.max_alternatives
+            ),
+            phrase_list=self.config.phrase_list
+            if config.phrase_list is None
+            else config.phrase_list,
+        )
+        if self.transcriber is not None and merged != self.config:
+            # A new config mid-stream: finish what was said under the old one first.
+            await self._flush()
+            await self.transcriber.close()
+            self.transcriber = None
+        self.config = merged
+
+    def _transcriber(self) -> StreamTranscriber:
+        if self.transcriber is None:
+            rate = self.config.sample_rate
+            if rate is None:
+                rate = self._engine.settings.default_sample_rate
+                log.warning(
+                    "stream %s/%s sent audio before a config frame; assuming %d Hz "
+                    "(captioner.default_sample_rate)",
+                    self.room,
+                    self.speaker,
+                    rate,
+                )
+            self.transcriber = self._engine.open_stream(
+                sample_rate=rate,
+                language=self.language,
+                room=self.room,
+                speaker=self.speaker,
+                max_alternatives=self.config.max_alternatives or 0,
+                phrase_list=self.config.phrase_list,
+                sink=self._publish,
+            )
+        return self.transcriber
+
+    def _reply(self, result: FeedResult) -> str:
+        if result.finals:
+            return vp.final_reply([f.result for f in result.finals], words=bool(self.config.words))
+        if result.partial is not None:
+            return vp.partial_reply(result.partial)
+        return vp.empty_reply()
+
+    async def _flush(self) -> FeedResult:
+        if self.transcriber is None:
+            return FeedResult()
+        return await self.transcriber.flush()
+
+    async def _finish(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
+        """Close with a reason, keeping what was already said (its final still reaches the room)."""
+        started = time.monotonic()
+        try:
+            await asyncio.shield(self._flush())
+        finally:
+            log.debug("flush on close took %.3f s", time.monotonic() - started)
+            await _close(ws, code, reason)
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    await ws.close(code=code, message=vp.close_reason(reason))

