@@ -48,10 +48,16 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine.close()
 
 
-def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
+def create_app(
+    settings: Settings, bus: CaptionBus | None = None, engine: Engine | None = None
+) -> web.Application:
+    """The captioner app. Pass ``engine`` to share an already loaded one (its owner closes it)."""
     app = web.Application()
     app[settings_key] = settings
     app[bus_key] = bus or CaptionBus()
-    app.cleanup_ctx.append(engine_ctx)
+    if engine is None:
+        app.cleanup_ctx.append(engine_ctx)
+    else:
+        app[engine_key] = engine
     app.add_routes(routes())
     return app

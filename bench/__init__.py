@@ -1,0 +1,1 @@
+"""Benchmarks for Plenary (``make bench``) and the scoring they share with the tests."""
