@@ -2,8 +2,11 @@
 
 Vosk's own endpointer waits for silence *phones*, which in a quiet room with
 low background noise often never come, so finals are held back for many seconds.
-The WebRTC VAD decides per 30 ms frame; a cheap RMS gate in front of it lets
-silent audio (an open microphone, comfort noise) cost almost nothing.
+The WebRTC VAD decides per 30 ms frame; a cheap level gate in front of it lets
+silent audio (an open microphone, comfort noise) cost almost nothing. The WebRTC
+VAD takes steady broadband noise (a fan, a hissing microphone) for speech, so the
+gate also tracks each stream's noise floor and only asks the VAD about frames
+that stand clearly above it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ RATE = 16000
 FRAME_SAMPLES = 480  # 30 ms at 16 kHz, one of the VAD's three frame sizes
 FRAME_BYTES = FRAME_SAMPLES * 2
 FRAME_SECONDS = FRAME_SAMPLES / RATE
+SNR_DB = 10.0  # how far above the noise floor a frame must be to be a speech candidate
+FLOOR_FALL = 0.3  # the floor follows quieter frames quickly…
+FLOOR_RISE_DB = 0.1  # …and louder ones slowly: 0.1 dB a frame is 3.3 dB a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,9 @@ class Segmenter:
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         # RMS of a full-scale sine is 1/sqrt(2) of peak; dBFS here is relative to 32768.
-        self._floor = 32768.0 * 10 ** (energy_floor_dbfs / 20)
+        self._floor_db = energy_floor_dbfs
+        # Running estimate of this stream's noise floor, seeded by its first frame.
+        self._noise_db: float | None = None
         self._silence_frames = max(1, round(silence_ms / 30))
         self._onset_frames = onset_frames
         self._recent: deque[bool] = deque(maxlen=onset_window)
@@ -86,10 +94,15 @@ class Segmenter:
             return []
         frames = np.frombuffer(data[:whole], dtype="<i2").reshape(-1, FRAME_SAMPLES)
         rms = np.sqrt(np.mean(frames.astype(np.float32) ** 2, axis=1))
+        levels = 20 * np.log10(np.maximum(rms, 1.0) / 32768.0)
         actions: list[Action] = []
-        for i, loud in enumerate(rms >= self._floor):
+        if self._noise_db is None:
+            self._noise_db = float(levels[0])
+        for i, level in enumerate(levels.tolist()):
+            loud = level >= max(self._floor_db, self._noise_db + SNR_DB)
+            self._track_noise(level)
             frame = data[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
-            speech = bool(loud) and self._vad.is_speech(frame, RATE)
+            speech = loud and self._vad.is_speech(frame, RATE)
             self._step(frame, speech, actions)
             self._sample += FRAME_SAMPLES
         return _coalesce(actions)
@@ -101,6 +114,14 @@ class Segmenter:
         self.active = False
         self._recent.clear()
         return [End(self._sample)]
+
+    def _track_noise(self, level: float) -> None:
+        """Minimum tracking: a good-enough noise floor for a gate, at no cost."""
+        assert self._noise_db is not None
+        if level < self._noise_db:
+            self._noise_db += FLOOR_FALL * (level - self._noise_db)
+        else:
+            self._noise_db += min(FLOOR_RISE_DB, level - self._noise_db)
 
     def _step(self, frame: bytes, speech: bool, out: list[Action]) -> None:
         if speech:

@@ -1,0 +1,127 @@
+"""The recognition engine on real Korean speech: VAD gating, prompt finals, any input rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.scoring import cer
+from bots.captioner.corpus import Utterance
+from bots.captioner.engine import Engine
+from bots.captioner.events import CaptionEvent, clean_text
+from bots.captioner.models import ModelError, ModelRegistry
+from tests.conftest import read_pcm
+
+
+async def feed_all(stream, pcm: bytes, rate: int, seconds: float = 0.2):  # type: ignore[no-untyped-def]
+    step = int(rate * seconds) * 2
+    finals = []
+    for i in range(0, len(pcm), step):
+        result = await stream.feed(pcm[i : i + step])
+        finals += result.finals
+    return finals
+
+
+def test_clean_text_unbrackets_numbers() -> None:
+    assert clean_text("고객님 [7] 년전  이지만") == "고객님 7 년전 이지만"
+    assert clean_text("  ") == ""
+
+
+async def test_silence_costs_no_decode_and_holds_no_recognizer(engine: Engine) -> None:
+    created = engine.recognizers.created
+    stream = engine.open_stream(sample_rate=48000, language="ko", room="r", speaker="quiet")
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # a minute of an open microphone in a quiet room, Jigasi-sized frames
+        frame = rng.normal(0, 30, 24000).astype("<i2").tobytes()
+        result = await stream.feed(frame)
+        assert not result.finals and result.partial is None
+    assert stream.decoded_seconds == 0
+    assert not stream.in_utterance
+    assert engine.recognizers.created == created
+    assert stream.audio_seconds == pytest.approx(30.0)
+
+
+async def test_final_arrives_after_trailing_silence_without_eof(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    events: list[CaptionEvent] = []
+    pcm, rate = read_pcm(ko_corpus[2].path)
+    stream = engine.open_stream(
+        sample_rate=rate, language="ko", room="hall", speaker="pfa", sink=events.append
+    )
+    finals = await feed_all(stream, pcm, rate)
+    # Half a second of silence after the last word must release the final by itself.
+    finals += await feed_all(stream, b"\0" * int(rate * 0.5) * 2, rate)
+    assert finals, "no final within 0.5 s of trailing silence"
+    assert not stream.in_utterance
+    final = finals[-1].event
+    assert final.is_final and final.room == "hall" and final.speaker == "pfa"
+    assert final.language == "ko"
+    assert "[" not in final.text
+    partials = [e for e in events if not e.is_final]
+    assert partials, "no partial results while speaking"
+    assert {p.message_id for p in partials if p.start == final.start} <= {final.message_id}
+    assert all(e.message_id == final.message_id for e in partials if e.end > final.start)
+    assert cer([(ko_corpus[2].text, " ".join(f.event.text for f in finals))]) < 0.6
+
+
+async def test_recognizers_are_returned_and_reused(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    pcm, rate = read_pcm(ko_corpus[0].path)
+    for n in range(3):
+        stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker=f"s{n}")
+        await feed_all(stream, pcm, rate)
+        await stream.flush()
+        assert not stream.in_utterance
+    before = engine.recognizers.created
+    stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker="again")
+    await feed_all(stream, pcm, rate)
+    await stream.flush()
+    assert engine.recognizers.created == before
+    assert engine.recognizers.idle_count() >= 1
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+async def test_any_input_rate(engine: Engine, ko_corpus: list[Utterance], rate: int) -> None:
+    utt = ko_corpus[5]
+    pcm, rate = read_pcm(utt.path, rate)
+    stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker="s")
+    finals = await feed_all(stream, pcm, rate)
+    finals += (await stream.flush()).finals
+    text = " ".join(f.event.text for f in finals)
+    assert text
+    assert cer([(utt.text, text)]) < (0.8 if rate == 8000 else 0.6)
+
+
+async def test_word_times_are_on_the_stream_clock(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    first, _ = read_pcm(ko_corpus[0].path, 16000)
+    second, _ = read_pcm(ko_corpus[1].path, 16000)
+    gap = b"\0" * 16000 * 2  # one second
+    stream = engine.open_stream(sample_rate=16000, language="ko", room="r", speaker="s")
+    finals = await feed_all(stream, gap + first + gap + second + gap, 16000)
+    assert len(finals) >= 2
+    second_starts = (len(gap) * 2 + len(first)) / 2 / 16000
+    last = finals[-1].event
+    assert last.start >= second_starts - 0.35
+    assert last.words and all(
+        a.start <= b.start for a, b in zip(last.words, last.words[1:], strict=False)
+    )
+    assert finals[0].event.end <= second_starts
+
+
+def test_model_errors_name_the_path_and_the_fix(tmp_path: Path) -> None:
+    registry = ModelRegistry({"en": tmp_path / "missing", "de": tmp_path})
+    with pytest.raises(ModelError, match="missing.*download a Vosk model"):
+        registry.get("en")
+    with pytest.raises(ModelError, match="no am/final.mdl"):
+        registry.get("de")
+    with pytest.raises(ModelError, match="no Vosk model configured for language 'xx'"):
+        registry.get("xx")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelError, match="not a folder"):
+        ModelRegistry({"fr": tmp_path / "file"}).get("fr")

@@ -1,0 +1,77 @@
+"""The voice-activity segmenter on synthetic silence/noise and on real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bots.captioner import vad
+from bots.captioner.corpus import Utterance
+from tests.conftest import read_pcm
+
+
+def noise(seconds: float, dbfs: float, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    rms = 32768 * 10 ** (dbfs / 20)
+    samples = rng.normal(0, rms, int(seconds * vad.RATE))
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def test_digital_silence_never_starts_an_utterance() -> None:
+    seg = vad.Segmenter()
+    assert seg.push(b"\0" * vad.RATE * 2 * 10) == []
+    assert not seg.active
+    assert seg.speech_frames == 0
+
+
+def test_quiet_room_noise_is_gated_before_the_vad() -> None:
+    seg = vad.Segmenter(energy_floor_dbfs=-50)
+    assert seg.push(noise(10, -60)) == []
+    assert seg.speech_frames == 0
+
+
+def test_steady_noise_above_the_floor_is_rejected() -> None:
+    seg = vad.Segmenter(aggressiveness=3, energy_floor_dbfs=-70)
+    actions = seg.push(noise(10, -45))
+    assert not any(isinstance(a, vad.Start) for a in actions)
+
+
+def test_odd_chunk_sizes_are_carried_over() -> None:
+    seg = vad.Segmenter()
+    for size in (1, 959, 961, 3, 10_001):
+        seg.push(b"\0" * (size - size % 2))
+    assert seg.skipped_frames > 0
+
+
+def test_real_utterance_starts_and_ends_promptly(ko_corpus: list[Utterance]) -> None:
+    pcm, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    seg = vad.Segmenter(silence_ms=400)
+    actions = seg.push(b"\0" * 16000 + pcm + b"\0" * 64000)
+    starts = [a for a in actions if isinstance(a, vad.Start)]
+    ends = [a for a in actions if isinstance(a, vad.End)]
+    assert starts and ends
+    speech_end = (16000 + len(pcm)) // 2
+    # The utterance closes at most the silence window (+ a frame) after the audio ends.
+    assert ends[-1].sample <= speech_end + vad.RATE * 0.43
+    assert starts[0].sample >= 16000 // 2 - vad.RATE * 0.3
+    assert not seg.active
+
+
+def test_long_speech_is_split_at_the_utterance_limit(ko_corpus: list[Utterance]) -> None:
+    longest = max(ko_corpus, key=lambda u: u.path.stat().st_size)
+    pcm, _ = read_pcm(longest.path, vad.RATE)
+    seg = vad.Segmenter(max_utterance_s=2.0, silence_ms=2000)
+    actions = seg.push(pcm)
+    assert sum(isinstance(a, vad.End) for a in actions) >= 2
+
+
+def test_speech_over_steady_noise_is_still_found(ko_corpus: list[Utterance]) -> None:
+    pcm, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    speech = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+    hiss = np.frombuffer(noise(len(speech) / vad.RATE + 6, -45), dtype="<i2").astype(np.int32)
+    mixed = hiss.copy()
+    mixed[3 * vad.RATE : 3 * vad.RATE + len(speech)] += speech
+    seg = vad.Segmenter(energy_floor_dbfs=-70)
+    actions = seg.push(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
+    starts = [a for a in actions if isinstance(a, vad.Start)]
+    assert len(starts) >= 1
+    assert starts[0].sample >= 2.5 * vad.RATE  # not before the speech, despite the hiss
