@@ -1,0 +1,147 @@
+"""``plenary demo``: a captioned meeting on one machine, from real recordings.
+
+A captioner starts on a free loopback port; each speaker joins over the vosk
+websocket protocol as Jigasi would (one socket each, audio all the time, silence
+while others talk) and real recordings play at real-time pace. Captions print as
+IRC lines; on a terminal the current partial is shown in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+import soxr
+from aiohttp import web
+
+from bench.scoring import cer
+from bots.captioner.app import create_app
+from bots.captioner.audio import decode_file
+from bots.captioner.bus import CaptionBus
+from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
+from bots.captioner.events import CaptionEvent
+from orchestrator.settings import Settings
+
+RATE = 16000
+FRAME_SECONDS = 0.2
+GAP_SECONDS = 0.8  # pause between two speakers' turns
+
+
+@dataclass
+class Participant:
+    name: str
+    audio: np.ndarray  # the whole meeting from this participant's microphone
+
+
+def plan_meeting(
+    corpus: list[Utterance], speakers: int, utterances: int
+) -> tuple[list[Participant], list[Utterance]]:
+    """Speakers take turns; everyone's track is as long as the meeting."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for utt in corpus:
+        by_speaker.setdefault(utt.speaker, []).append(utt)
+    names = sorted(by_speaker)[:speakers]
+    turns = [by_speaker[names[i % len(names)]][i // len(names)] for i in range(utterances)]
+    clips = []
+    for utt in turns:
+        audio, rate = decode_file(utt.path)
+        clips.append(soxr.resample(audio, rate, RATE).astype(np.int16))
+    gap = np.zeros(int(GAP_SECONDS * RATE), dtype=np.int16)
+    total = sum(len(c) + len(gap) for c in clips) + len(gap)
+    tracks = {name: np.zeros(total, dtype=np.int16) for name in names}
+    pos = len(gap)
+    for utt, clip in zip(turns, clips, strict=True):
+        tracks[utt.speaker][pos : pos + len(clip)] = clip
+        pos += len(clip) + len(gap)
+    return [Participant(n, t) for n, t in tracks.items()], turns
+
+
+async def speak(url: str, who: Participant, pace: bool) -> None:
+    """Stream one participant's microphone over the vosk protocol, as Jigasi does."""
+    step = int(FRAME_SECONDS * RATE)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    query = f"?room=demo&speaker={who.name}&lang=ko"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url + query) as ws:
+        await ws.send_str(f'{{"config" : {{"sample_rate" : {RATE}}}}}')
+        for n, i in enumerate(range(0, len(who.audio), step)):
+            if pace:
+                await asyncio.sleep(max(0.0, started + n * FRAME_SECONDS - loop.time()))
+            await ws.send_bytes(who.audio[i : i + step].tobytes())
+            await ws.receive_str()
+        await ws.send_str('{"eof" : 1}')
+        await ws.receive_str()
+
+
+class Printer:
+    """Finals as IRC lines; the latest partial redrawn in place on a terminal."""
+
+    def __init__(self, started: dt.datetime, tty: bool) -> None:
+        self.started = started
+        self.tty = tty
+        self.finals: list[CaptionEvent] = []
+
+    def show(self, event: CaptionEvent) -> None:
+        at = (self.started + dt.timedelta(seconds=event.start)).strftime("%H:%M:%S")
+        line = f"[{at}] <{event.speaker}> {event.text}"
+        if event.is_final:
+            self.finals.append(event)
+            print(f"\r\x1b[K{line}" if self.tty else line, flush=True)
+        elif self.tty:
+            width = 120
+            print(f"\r\x1b[K\x1b[2m{line[:width]}…\x1b[0m", end="", flush=True)
+
+
+async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -> int:
+    try:
+        corpus = load_corpus(settings.speech_dir, "ko")
+    except CorpusMissing as exc:
+        print(f"plenary demo: {exc}", file=sys.stderr)
+        return 2
+    participants, turns = plan_meeting(corpus, speakers, utterances)
+    bus = CaptionBus()
+    runner = web.AppRunner(create_app(settings, bus=bus), access_log=None)
+    print("loading the Korean Vosk model…", file=sys.stderr)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"ws://127.0.0.1:{port}/"
+    seconds = len(participants[0].audio) / RATE
+    print(
+        f"captioner on {url} — {len(participants)} speakers, {len(turns)} utterances, "
+        f"{seconds:.0f} s of meeting{' at real-time pace' if pace else ''}\n",
+        file=sys.stderr,
+    )
+    printer = Printer(dt.datetime.now(), sys.stdout.isatty())
+    sub = bus.subscribe()
+
+    async def show_all() -> None:
+        async for event in sub:
+            printer.show(event)
+
+    shower = asyncio.create_task(show_all())
+    try:
+        await asyncio.gather(*(speak(url, p, pace) for p in participants))
+        await asyncio.sleep(0.1)
+    finally:
+        shower.cancel()
+        sub.close()
+        await runner.cleanup()
+    heard = " ".join(e.text for e in printer.finals)
+    said = " ".join(u.text for u in turns)
+    print(
+        f"\n{len(printer.finals)} captions from {len(turns)} utterances; "
+        f"character error rate against the reference transcripts: {cer([(said, heard)]):.1%}",
+        file=sys.stderr,
+    )
+    return 0 if printer.finals else 1
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(demo(settings, args.speakers, args.utterances, not args.fast))
