@@ -43,7 +43,12 @@ $(STAMPS)/apt: Makefile
 
 $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "Plenary needs Python 3.11 (PYTHON=$(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	@# Debian's own python3 needs python3-venv for `-m venv`; a pyenv or source build has it.
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
