@@ -61,6 +61,9 @@ def parse_text_frame(frame: str) -> Message:
         data = json.loads(frame)
     except json.JSONDecodeError as exc:
         raise ProtocolError(CLOSE_INVALID, f"text frame is not JSON: {exc.msg}") from None
+    except (ValueError, RecursionError):
+        # Valid JSON Python refuses: integers over 4300 digits, absurd nesting.
+        raise ProtocolError(CLOSE_INVALID, "text frame is not JSON Plenary can read") from None
     if not isinstance(data, dict) or len(data) != 1:
         raise ProtocolError(
             CLOSE_UNSUPPORTED, 'expected one of {"config": {...}}, {"eof": 1}, {"reset": 1}'
@@ -72,7 +75,7 @@ def parse_text_frame(frame: str) -> Message:
         return Eof()
     if key == "reset":
         return Reset()
-    raise ProtocolError(CLOSE_UNSUPPORTED, f"unknown message {key!r}")
+    raise ProtocolError(CLOSE_UNSUPPORTED, f"unknown message {_show(key)}")
 
 
 def _parse_config(value: Any) -> Config:
@@ -85,11 +88,11 @@ def _parse_config(value: Any) -> Config:
         try:
             sample_rate = float(rate)
         except (TypeError, ValueError):
-            raise ProtocolError(CLOSE_INVALID, f"sample_rate {rate!r} is not a number") from None
+            raise ProtocolError(CLOSE_INVALID, f"sample_rate {_show(rate)} is not a number") from None
         if not MIN_RATE <= sample_rate <= MAX_RATE:  # also rejects NaN
             raise ProtocolError(
                 CLOSE_INVALID,
-                f"sample_rate {rate!r} out of range {MIN_RATE:.0f}-{MAX_RATE:.0f}",
+                f"sample_rate {_show(rate)} out of range {MIN_RATE:.0f}-{MAX_RATE:.0f}",
             )
     words = value.get("words")
     if words is not None and not isinstance(words, bool | int):
@@ -164,9 +167,15 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
+def _show(value: Any) -> str:
+    """A client's value for an error message, short enough for a log line and a close reason."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def close_reason(text: str) -> bytes:
     """A close reason fits in 123 bytes (RFC 6455 §5.5); cut on a character boundary."""
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", "replace")  # a lone surrogate from a client's JSON becomes "?"
     if len(data) <= 123:
         return data
     return data[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
