@@ -1,0 +1,145 @@
+"""``make bench``: accuracy, capacity and meeting benchmarks against Plenary and a peer.
+
+    .venv/bin/python -m bench all --quick
+    .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
+
+Plenary's captioner is started on a free 127.0.0.1 port for the run and stopped after;
+the peer (any vosk-protocol server, e.g. vosk-server with the same model) must be running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import accuracy, capacity, meeting
+from bench.server import Target, check_local, plenary_server
+from orchestrator.settings import load_settings
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("benchmark", choices=["accuracy", "capacity", "meeting", "all"])
+    parser.add_argument("--peer", help="ws://127.0.0.1:PORT of another vosk-protocol server")
+    parser.add_argument("--peer-pid", type=int, help="the peer's process id (RSS, CPU from /proc)")
+    parser.add_argument("--peer-name", default="vosk-server", help="the peer's name in tables")
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--out", type=Path, help="write all results as JSON here")
+    parser.add_argument("--config", type=Path, help="Plenary TOML settings (or $PLENARY_CONFIG)")
+    parser.add_argument("--streams", type=_ints, help="capacity: stream counts (1,2,4,6)")
+    parser.add_argument(
+        "--stream-seconds", type=float, help="capacity: seconds of speech per stream (40)"
+    )
+    parser.add_argument("--participants", type=_ints, help="meeting: M values (4,12,24,48,100)")
+    parser.add_argument("--utterances", type=int, help="meeting: turns per run (12)")
+    parser.add_argument("--gap", type=float, default=0.3, help="meeting: noise between turns, s")
+    parser.add_argument(
+        "--tail", type=float, default=4.0, help="meeting: noise after the last turn, s"
+    )
+    parser.add_argument("--noise-dbfs", type=float, default=-55.0, help="meeting: noise RMS")
+    parser.add_argument(
+        "--drain", type=float, default=30.0, help="meeting: wait for the eof's reply, s"
+    )
+    return parser
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        out = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), ""
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "mem_gib": round(int(mem) / 1024 / 1024, 1),
+        "load": os.getloadavg(),
+        "python": platform.python_version(),
+    }
+
+
+def run_all(args: argparse.Namespace, targets: list[Target]) -> dict[str, Any]:
+    settings = load_settings(args.config)
+    quick = args.quick
+    out: dict[str, Any] = {}
+    which = ["accuracy", "capacity", "meeting"] if args.benchmark == "all" else [args.benchmark]
+    if "accuracy" in which:
+        out["accuracy"] = asyncio.run(accuracy.run(targets, settings, quick))
+        print(accuracy.report(out["accuracy"]), flush=True)
+    if "capacity" in which:
+        streams = args.streams or ([1, 2] if quick else [1, 2, 4, 6])
+        seconds = args.stream_seconds or (8.0 if quick else 40.0)
+        out["capacity"] = asyncio.run(capacity.run(targets, settings, quick, streams, seconds))
+        print(capacity.report(out["capacity"]), flush=True)
+    if "meeting" in which:
+        participants = args.participants or ([4, 12] if quick else [4, 12, 24, 48, 100])
+        utterances = args.utterances or (4 if quick else 12)
+        out["meeting"] = asyncio.run(
+            meeting.run(
+                targets,
+                settings,
+                participants,
+                utterances,
+                gap=args.gap,
+                tail=args.tail,
+                noise_dbfs=args.noise_dbfs,
+                drain=args.drain,
+            )
+        )
+        print(meeting.report(out["meeting"]), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config:
+        os.environ["PLENARY_CONFIG"] = str(args.config)
+    if args.peer:
+        check_local(args.peer)
+    started = dt.datetime.now(dt.UTC)
+    with plenary_server() as (plenary, _proc):
+        targets = [plenary]
+        if args.peer:
+            targets.append(Target(args.peer_name, args.peer, args.peer_pid))
+        results = run_all(args, targets)
+    summary = [
+        text
+        for name, mod in (("accuracy", accuracy), ("capacity", capacity), ("meeting", meeting))
+        if name in results
+        for text in [mod.report(results[name])]
+    ]
+    print("\n\n".join(["", *summary]))
+    if args.out:
+        doc = {
+            "started": started.isoformat(timespec="seconds"),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "machine": machine(),
+            "targets": [{"name": t.name, "url": t.url, "pid": t.pid} for t in targets],
+            **results,
+        }
+        args.out.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str))
+        print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Accuracy: CER on the shared Korean utterances (WER on English when a model is configured),
+each utterance one websocket, 16 kHz in 0.2 s frames like vosk-server's test.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+from tqdm import tqdm
+
+from bench import audio
+from bench.client import stream_sync
+from bench.scoring import cer, wer
+from bench.server import Target, Watch
+from bench.stats import table
+from orchestrator.settings import Settings
+
+RATE = 16000
+FRAME_SECONDS = 0.2
+
+
+async def run_language(
+    target: Target, settings: Settings, language: str, quick: bool
+) -> dict[str, Any]:
+    utterances = audio.corpus(settings, language)
+    if quick:
+        utterances = utterances[:: max(1, len(utterances) // 6)][:6]
+    clips = audio.clips(utterances, RATE)
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session, Watch(target.pid) as watch:
+        for clip in tqdm(clips, desc=f"accuracy {language} {target.name}", leave=False):
+            result = await stream_sync(
+                session,
+                target.stream_url(language),
+                RATE,
+                audio.frames(clip.pcm, RATE, FRAME_SECONDS),
+            )
+            rows.append(
+                {
+                    "id": clip.id,
+                    "ref": clip.text,
+                    "hyp": " ".join(result.texts()),
+                    "seconds": round(clip.seconds, 3),
+                    "error": result.error,
+                }
+            )
+    wall = time.monotonic() - started
+    pairs = [(r["ref"], r["hyp"]) for r in rows]
+    score = cer(pairs) if language == "ko" else wer(pairs)
+    seconds = sum(r["seconds"] for r in rows)
+    return {
+        "target": target.name,
+        "language": language,
+        "metric": "CER" if language == "ko" else "WER",
+        "score": score,
+        "utterances": len(rows),
+        "errors": sum(1 for r in rows if r["error"]),
+        "audio_seconds": seconds,
+        "wall_seconds": wall,
+        "xrt": seconds / wall if wall else None,
+        "server_cpu_seconds": watch.cpu_used(),
+        "peak_rss_mib": watch.peak_mib(),
+        "rows": rows,
+    }
+
+
+async def run(targets: list[Target], settings: Settings, quick: bool) -> dict[str, Any]:
+    results = [await run_language(t, settings, "ko", quick) for t in targets]
+    notes = []
+    if "en" in settings.models:
+        # A stock vosk-server serves the one model it was started with (Korean here),
+        # so English is measured on Plenary only.
+        plenary = [t for t in targets if t.lang_query]
+        results += [await run_language(t, settings, "en", quick) for t in plenary]
+    else:
+        notes.append("English WER skipped: no English model configured (settings.models['en']).")
+    return {"results": results, "notes": notes}
+
+
+def report(data: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["target"],
+            r["language"],
+            r["metric"],
+            f"{100 * r['score']:.2f} %",
+            r["utterances"],
+            r["errors"],
+            r["audio_seconds"],
+            r["xrt"],
+            r["server_cpu_seconds"],
+            r["peak_rss_mib"],
+        ]
+        for r in data["results"]
+    ]
+    headers = [
+        "server",
+        "lang",
+        "metric",
+        "score",
+        "utts",
+        "errors",
+        "audio s",
+        "xRT",
+        "srv CPU s",
+        "peak RSS MiB",
+    ]
+    return "\n".join([table(headers, rows, "== accuracy =="), *data["notes"]])
