@@ -17,7 +17,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +102,108 @@ class CaptionerSettings(BaseModel):
     )
 
 
+class IrcNetworkSettings(BaseModel):
+    """One IRC server connection; it serves every room whose channel is on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="IRC server address.")
+    port: int = Field(6697, ge=1, le=65535, description="IRC server port (6697: TLS, 6667: plain).")
+    tls: bool = Field(True, description="Connect with TLS.")
+    tls_verify: bool = Field(
+        True, description="Verify the server's certificate and name (turn off only for tests)."
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the server with, instead of the system's."
+    )
+    nick: str = Field("plenary", min_length=1, max_length=30, description="Nick of the relay bot.")
+    username: str = Field("plenary", min_length=1, max_length=10, description="IRC user name.")
+    realname: str = Field("Plenary caption relay", description="IRC real name (GECOS).")
+    password: str = Field("", description="Server password (PASS), if the server wants one.")
+    sasl_username: str = Field("", description="SASL PLAIN account; empty: no SASL.")
+    sasl_password: str = Field("", description="SASL PLAIN password.")
+    burst: int = Field(4, ge=1, le=20, description="Lines sent at once before pacing.")
+    lines_per_second: float = Field(
+        1.0, gt=0, le=20, description="Lines a second after the burst (servers' flood limits)."
+    )
+    max_backlog_lines: int = Field(
+        120,
+        ge=5,
+        description="Lines a channel may fall behind; older captions are then skipped with "
+        "one notice naming the transcript link.",
+    )
+    registration_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for the server's welcome before reconnecting."
+    )
+    ping_interval: float = Field(
+        60.0, gt=0, description="Idle seconds before the bot pings the server."
+    )
+    ping_timeout: float = Field(
+        60.0, gt=0, description="Seconds without any reply to a ping before reconnecting."
+    )
+    reconnect_min: float = Field(
+        2.0, gt=0, description="First reconnect delay in seconds (doubles, with jitter)."
+    )
+    reconnect_max: float = Field(300.0, gt=0, description="Longest reconnect delay in seconds.")
+    formatting: bool = Field(
+        False, description="Let IRC bold/colour codes through from caption text."
+    )
+
+
+class IrcRoomSettings(BaseModel):
+    """Where one room's captions go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    room: str = Field(min_length=1, description="Room name (as in caption events).")
+    network: str = Field("default", description="Key into irc.networks.")
+    channel: str = Field(description="Channel to post into, e.g. '#plenary-keynote'.")
+    key: str = Field("", description="Channel key (+k), if the channel has one.")
+    transcript_url: str = Field(
+        "", description="Full transcript link; empty: irc.transcript_url with {room} filled in."
+    )
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_name(cls, value: str) -> str:
+        if not value or value[0] not in "#&+!" or any(c in value for c in " ,\x07\r\n\0"):
+            raise ValueError("must start with # (or &, +, !) and hold no space, comma or control")
+        return value
+
+
+class IrcSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    networks: dict[str, IrcNetworkSettings] = Field(
+        default_factory=dict,
+        description="IRC connections by name, e.g. [irc.networks.default] host = "
+        "'irc.example.org'.",
+    )
+    rooms: list[IrcRoomSettings] = Field(
+        default_factory=list,
+        description="Room → channel table, e.g. [[irc.rooms]] room = 'keynote' "
+        "channel = '#keynote'.",
+    )
+    transcript_url: str = Field(
+        "http://127.0.0.1:8080/rooms/{room}/transcript",
+        description="Transcript link answered by !transcript; {room} is replaced.",
+    )
+
+    @model_validator(mode="after")
+    def _rooms_name_networks(self) -> IrcSettings:
+        seen: set[str] = set()
+        for entry in self.rooms:
+            if entry.room in seen:
+                raise ValueError(f"room {entry.room!r} is listed twice in irc.rooms")
+            seen.add(entry.room)
+            if entry.network not in self.networks:
+                raise ValueError(
+                    f"room {entry.room!r} names network {entry.network!r}, "
+                    "which irc.networks does not define"
+                )
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable, grouped by component."""
 
@@ -118,6 +227,10 @@ class Settings(BaseSettings):
     captioner: CaptionerSettings = Field(
         default_factory=CaptionerSettings,
         description="The captioner process.",
+    )
+    irc: IrcSettings = Field(
+        default_factory=IrcSettings,
+        description="The IRC relay bot.",
     )
 
     @field_validator("log_level")
