@@ -100,6 +100,24 @@ class CaptionerSettings(BaseModel):
         ge=0,
         description="Audio between two partial results of an utterance (0: every frame).",
     )
+    bridge_max_sources: int = Field(
+        200,
+        ge=1,
+        description="Audio sources (tags) accepted in one Jitsi bridge session; media for "
+        "more is refused with a logged reason while the others carry on.",
+    )
+    bridge_resume_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="How long a Jitsi bridge session outlives its websocket, so a reconnect "
+        "with the same sessionId keeps its speakers, recognizers and open utterances.",
+    )
+    bridge_max_frame_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest MediaJson frame from a Jitsi bridge (one Opus packet is under "
+        "2 KiB); the socket is closed with code 1009 beyond it and the session kept for resume.",
+    )
 
 
 class IrcNetworkSettings(BaseModel):
