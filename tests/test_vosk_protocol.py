@@ -1,4 +1,4 @@
-"""The vosk-server protocol parser and reply shapes, tested with literal frames (PROTOCOLS.md §1)."""
+"""The vosk-server protocol (PROTOCOLS.md §1): parser and reply shapes, with literal frames."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_unknown_key_is_1003_and_named() -> None:
     ],
 )
 def test_bad_sample_rate_is_1007_and_shows_the_value(rate: str, shown: str) -> None:
-    err = _error('{"config": {"sample_rate": %s}}' % rate)
+    err = _error('{"config": {"sample_rate": ' + rate + "}}")
     assert err.code == vp.CLOSE_INVALID
     assert "sample_rate" in err.reason
     assert shown in err.reason
@@ -138,10 +138,10 @@ def test_rate_range_limits_are_inclusive() -> None:
 
 
 @pytest.mark.parametrize(
-    "phrases", ['"안녕하세요"', '["ok", 1]', '[["nested"]]', "{}", '[null]', "true"]
+    "phrases", ['"안녕하세요"', '["ok", 1]', '[["nested"]]', "{}", "[null]", "true"]
 )
 def test_bad_phrase_list_is_1007(phrases: str) -> None:
-    err = _error('{"config": {"phrase_list": %s}}' % phrases)
+    err = _error('{"config": {"phrase_list": ' + phrases + "}}")
     assert err.code == 1007
     assert "phrase_list" in err.reason
 
@@ -158,7 +158,7 @@ def test_bad_phrase_list_is_1007(phrases: str) -> None:
     ],
 )
 def test_bad_words_or_alternatives_is_1007(config: str) -> None:
-    err = _error('{"config": %s}' % config)
+    err = _error('{"config": ' + config + "}")
     assert err.code == 1007
     key = "words" if "words" in config else "max_alternatives"
     assert key in err.reason
@@ -166,7 +166,7 @@ def test_bad_words_or_alternatives_is_1007(config: str) -> None:
 
 @pytest.mark.parametrize("value", ["16000", "[]", '"x"', "null"])
 def test_config_not_an_object_is_1007(value: str) -> None:
-    err = _error('{"config": %s}' % value)
+    err = _error('{"config": ' + value + "}")
     assert err.code == 1007
     assert "config" in err.reason
 
@@ -233,7 +233,9 @@ def test_final_reply_with_alternatives() -> None:
 
 
 def test_alternatives_of_two_finals_prefix_the_earlier_best_text() -> None:
-    first = {"alternatives": [{"confidence": 1.0, "text": "안녕"}, {"confidence": 0.5, "text": "앙"}]}
+    first = {
+        "alternatives": [{"confidence": 1.0, "text": "안녕"}, {"confidence": 0.5, "text": "앙"}]
+    }
     second = {"alternatives": [{"confidence": 1.0, "text": "반가워요"}]}
     reply = json.loads(vp.final_reply([first, second], words=False))
     assert reply == {"alternatives": [{"confidence": 1.0, "text": "안녕 반가워요"}]}

@@ -12,6 +12,7 @@ from typing import Any
 
 # Close codes (RFC 6455 §7.4.1) with the reasons we send.
 CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1002  # broken websocket framing (aiohttp detects it)
 CLOSE_UNSUPPORTED = 1003  # a frame of a kind the protocol has no place for
 CLOSE_INVALID = 1007  # malformed JSON or an invalid config value
 CLOSE_POLICY = 1008  # idle too long, unknown language
@@ -88,7 +89,9 @@ def _parse_config(value: Any) -> Config:
         try:
             sample_rate = float(rate)
         except (TypeError, ValueError):
-            raise ProtocolError(CLOSE_INVALID, f"sample_rate {_show(rate)} is not a number") from None
+            raise ProtocolError(
+                CLOSE_INVALID, f"sample_rate {_show(rate)} is not a number"
+            ) from None
         if not MIN_RATE <= sample_rate <= MAX_RATE:  # also rejects NaN
             raise ProtocolError(
                 CLOSE_INVALID,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 async def vosk_stream(request: web.Request) -> web.StreamResponse:
     engine = request.app[engine_key]
     settings = engine.settings
-    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, autoping=True)
+    ws = VoskSocket(settings.max_frame_bytes)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(
             text="This is Plenary's captioner: connect a vosk-protocol websocket client "
@@ -53,8 +54,37 @@ async def vosk_stream(request: web.Request) -> web.StreamResponse:
         await session.run(ws)
     finally:
         engine.active_streams -= 1
-        await session.close()
+        # Shielded: a second cancellation (server shutdown) must not keep the
+        # recognizer from going back to the pool.
+        await asyncio.shield(session.close())
     return ws
+
+
+class VoskSocket(web.WebSocketResponse):
+    """A websocket whose every close says why.
+
+    aiohttp closes the socket itself when a frame breaks the rules (too big, text
+    that is not UTF-8, broken framing) and sends no reason; clients log the reason,
+    so one is filled in from the close code.
+    """
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        # aiohttp refuses a frame of exactly max_msg_size bytes; max_frame_bytes is
+        # the largest frame accepted.
+        super().__init__(max_msg_size=max_frame_bytes + 1, autoping=True)
+        self._reasons = {
+            vp.CLOSE_TOO_BIG: f"frame larger than {max_frame_bytes} bytes "
+            "(captioner.max_frame_bytes)",
+            vp.CLOSE_INVALID: "text frame is not valid UTF-8",
+            vp.CLOSE_PROTOCOL: "broken websocket framing",
+        }
+
+    async def close(
+        self, *, code: int = vp.CLOSE_NORMAL, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        if not message and code in self._reasons:
+            message = vp.close_reason(self._reasons[code])
+        return await super().close(code=code, message=message, drain=drain)
 
 
 class VoskSession:
@@ -76,8 +106,10 @@ class VoskSession:
         self._publish = bus_publish
         self.config = vp.Config()
         self.transcriber: StreamTranscriber | None = None
+        self._busy: asyncio.Future[FeedResult] | None = None
 
     async def run(self, ws: web.WebSocketResponse) -> None:
+        """Answer frames until the client sends eof, goes away or breaks the protocol."""
         idle = self._engine.settings.idle_timeout
         while True:
             try:
@@ -95,12 +127,11 @@ class VoskSession:
                     if done:
                         await ws.close()
                         return
-                elif msg.type == WSMsgType.ERROR:
-                    exc = ws.exception()
-                    log.info("stream %s/%s: %s", self.room, self.speaker, exc)
-                    await self._finish(ws, vp.CLOSE_TOO_BIG, str(exc))
-                    return
-                else:  # CLOSE, CLOSING, CLOSED: the client went away
+                else:
+                    # CLOSE, CLOSING, CLOSED: the client went away. ERROR: a frame broke
+                    # the rules and aiohttp has already closed (VoskSocket gave the reason).
+                    if msg.type == WSMsgType.ERROR:
+                        log.info("stream %s/%s: %s", self.room, self.speaker, msg.data)
                     await self._flush()
                     return
             except vp.ProtocolError as exc:
@@ -114,6 +145,11 @@ class VoskSession:
             except ConnectionResetError:
                 await self._flush()
                 return
+            except Exception:
+                # A bug of ours must cost this stream only, never the process.
+                log.exception("stream %s/%s failed", self.room, self.speaker)
+                await _close(ws, vp.CLOSE_INTERNAL, "internal error; see the captioner's log")
+                return
 
     async def audio(self, data: bytes) -> str:
         if len(data) % 2:
@@ -121,9 +157,12 @@ class VoskSession:
                 vp.CLOSE_UNSUPPORTED,
                 f"binary frame of {len(data)} bytes is not whole 16-bit samples",
             )
-        transcriber = self._transcriber()
-        result = await transcriber.feed(data)
-        return self._reply(result)
+        result = await self._call(self._transcriber().feed(data))
+        if result.finals:
+            return vp.final_reply([f.result for f in result.finals], words=bool(self.config.words))
+        if result.partial is not None:
+            return vp.partial_reply(result.partial)
+        return vp.empty_reply()
 
     async def text(self, data: str) -> tuple[str | None, bool]:
         """Handle a text frame; returns (reply or None, close afterwards)."""
@@ -136,28 +175,42 @@ class VoskSession:
         return reply, isinstance(message, vp.Eof)
 
     async def close(self) -> None:
+        """Give the recognizer back without a result (the stream is over)."""
+        if self._busy is not None:
+            # A cancelled handler leaves its decode running on a worker thread;
+            # closing the transcriber under it would use one recognizer from two
+            # threads at once, which aborts the whole process inside Kaldi.
+            await asyncio.gather(self._busy, return_exceptions=True)
         if self.transcriber is not None:
             await self.transcriber.close()
 
+    async def _call(self, work: Coroutine[Any, Any, FeedResult]) -> FeedResult:
+        """Run one transcriber call to completion even if this handler is cancelled."""
+        self._busy = asyncio.ensure_future(work)
+        return await asyncio.shield(self._busy)
+
     async def _configure(self, config: vp.Config) -> None:
-        merged = vp.Config(
-            sample_rate=config.sample_rate or self.config.sample_rate,
-            words=self.config.words if config.words is None else config.words,
+        old = self.config
+        new = vp.Config(
+            sample_rate=config.sample_rate or old.sample_rate,
+            words=old.words if config.words is None else config.words,
             max_alternatives=(
-                self.config.max_alternatives
-                if config.max_alternatives is None
-                else config.max_alternatives
+                old.max_alternatives if config.max_alternatives is None else config.max_alternatives
             ),
-            phrase_list=self.config.phrase_list
-            if config.phrase_list is None
-            else config.phrase_list,
+            phrase_list=old.phrase_list if config.phrase_list is None else config.phrase_list,
         )
-        if self.transcriber is not None and merged != self.config:
-            # A new config mid-stream: finish what was said under the old one first.
+        self.config = new
+        recognizer_changed = (new.sample_rate, new.max_alternatives, new.phrase_list) != (
+            old.sample_rate,
+            old.max_alternatives,
+            old.phrase_list,
+        )
+        if self.transcriber is not None and recognizer_changed:
+            # A new config mid-stream: finish what was said under the old one first
+            # (its final reaches the room; the protocol has no reply to a config).
             await self._flush()
             await self.transcriber.close()
             self.transcriber = None
-        self.config = merged
 
     def _transcriber(self) -> StreamTranscriber:
         if self.transcriber is None:
@@ -182,25 +235,16 @@ class VoskSession:
             )
         return self.transcriber
 
-    def _reply(self, result: FeedResult) -> str:
-        if result.finals:
-            return vp.final_reply([f.result for f in result.finals], words=bool(self.config.words))
-        if result.partial is not None:
-            return vp.partial_reply(result.partial)
-        return vp.empty_reply()
-
     async def _flush(self) -> FeedResult:
         if self.transcriber is None:
             return FeedResult()
-        return await self.transcriber.flush()
+        return await self._call(self.transcriber.flush())
 
     async def _finish(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
         """Close with a reason, keeping what was already said (its final still reaches the room)."""
-        started = time.monotonic()
         try:
-            await asyncio.shield(self._flush())
+            await self._flush()
         finally:
-            log.debug("flush on close took %.3f s", time.monotonic() - started)
             await _close(ws, code, reason)
 
 
