@@ -1,0 +1,126 @@
+"""Rooms → channels: read each room's caption events and post the finals on IRC.
+
+One ``IrcClient`` per configured network serves every room whose channel is on it.
+``delivered[room]`` is the position of the room's last caption known to have reached
+its channel; start a new relay with ``positions=relay.delivered`` to resume without
+losing or repeating a caption.
+
+    async with BusCaptionSource(bus) as source:
+        relay = Relay(settings.irc, source)
+        await relay.run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bots.irc.client import IrcClient
+from bots.irc.flood import MergeQueue
+from bots.irc.source import CaptionSource
+from orchestrator.settings import IrcRoomSettings, IrcSettings
+
+log = logging.getLogger(__name__)
+
+HELP = (
+    "I post the live captions of {rooms} here, one line per sentence as <Speaker> text. "
+    "Commands: !transcript (link to the full transcript), !help. Nothing else is done."
+)
+
+
+def answer_command(text: str, rooms: list[tuple[str, str]]) -> list[str]:
+    """Replies to a line starting with ``!``; ``rooms`` is [(room, transcript link)].
+
+    Only read-only commands exist; anything else gets no answer at all.
+    """
+    command = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    if command == "!transcript":
+        return [f"Full transcript of {room}: {url}" for room, url in rooms]
+    if command == "!help":
+        return [HELP.format(rooms=", ".join(room for room, _ in rooms) or "no room")]
+    return []
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: IrcSettings,
+        source: CaptionSource,
+        *,
+        positions: dict[str, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.delivered: dict[str, int] = dict(positions or {})
+        self.clients: dict[str, IrcClient] = {}
+        self.queues: dict[str, MergeQueue] = {}
+        self._links: dict[str, str] = {}
+        for entry in settings.rooms:
+            self._add(entry)
+
+    def _add(self, entry: IrcRoomSettings) -> None:
+        client = self.clients.get(entry.network)
+        if client is None:
+            client = IrcClient(
+                self.settings.networks[entry.network],
+                on_delivered=self._delivered,
+                on_command=self._command,
+            )
+            self.clients[entry.network] = client
+        link = entry.transcript_url or self.settings.transcript_url.replace("{room}", entry.room)
+        self._links[entry.room] = link
+        self.queues[entry.room] = client.add_room(
+            entry.room, entry.channel, key=entry.key, transcript_url=link
+        )
+
+    def backlog(self, room: str | None = None) -> int:
+        """Lines waiting for IRC: of one room, or of all rooms."""
+        if room is not None:
+            return self.queues[room].backlog
+        return sum(client.backlog for client in self.clients.values())
+
+    def _delivered(self, room: str, position: int) -> None:
+        self.delivered[room] = max(position, self.delivered.get(room, 0))
+
+    def _command(self, target: str, sender: str, text: str) -> list[str]:
+        rooms = [
+            (q.room, self._links[q.room])
+            for q in self.queues.values()
+            if q.target.lower() == target.lower()
+        ] or [(room, link) for room, link in self._links.items()]
+        log.info("irc: %s asked %s: %s", sender, target, text[:40])
+        return answer_command(text, rooms)
+
+    async def run(self) -> None:
+        """Serve until cancelled; raises SaslError when a network refuses our account."""
+        tasks = [asyncio.create_task(client.run()) for client in self.clients.values()]
+        tasks += [asyncio.create_task(self._pump(room)) for room in self.queues]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in self.clients.values():
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+    async def _pump(self, room: str) -> None:
+        queue = self.queues[room]
+        client = self.clients[next(e.network for e in self.settings.rooms if e.room == room)]
+        after = self.delivered.get(room, 0)
+        failures = 0
+        while True:
+            try:
+                async for position, event in self.source.events(room, after=after):
+                    after = position
+                    failures = 0
+                    if event.is_final and event.text.strip():
+                        client.post(queue, event.speaker, event.text, position)
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                failures += 1
+                log.warning("irc: caption stream of %s failed: %s", room, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))

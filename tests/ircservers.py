@@ -1,0 +1,362 @@
+"""Real IRC servers for tests (ngircd, InspIRCd, Ergo) and a small raw-socket client.
+
+Each server gets its own config in a temporary folder, listens on 127.0.0.1 only on a
+free port, runs in the foreground as a child process and is killed at teardown. The
+servers' own flood limits are left at their defaults.
+
+    with start_server("ngircd", tmp_path) as server:
+        observer = await RawClient.connect(server.port, "watcher")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bots.irc import protocol
+
+HOST = "127.0.0.1"
+VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def binary(name: str) -> str | None:
+    """The server program: $PLENARY_<NAME>, then PATH, then .venv/bin (make builds Ergo there)."""
+    override = os.environ.get(f"PLENARY_{name.upper()}")
+    if override:
+        return override
+    found = shutil.which(name) or shutil.which(name, path=str(VENV_BIN))
+    if name == "ergo" and found:
+        # Debian's package "ergo" is a quantum chemistry program, not the IRC server.
+        out = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)
+        if not out.stdout.startswith("ergo-"):
+            return None
+    return found
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@dataclass
+class IrcServer:
+    kind: str
+    folder: Path
+    port: int = field(default_factory=free_port)
+    tls_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        exe = binary(self.kind)
+        assert exe, f"{self.kind} is not installed"
+        if self.kind == "ngircd":
+            return [exe, "--nodaemon", "--config", str(self.folder / "ngircd.conf")]
+        if self.kind == "inspircd":
+            conf = str(self.folder / "inspircd.conf")
+            return [exe, "--nofork", "--nopid", "--runasroot", "--config", conf]
+        return [exe, "run", "--conf", str(self.folder / "ergo.yaml")]
+
+    def write_config(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "motd.txt").write_text("test server\n")
+        writer = {"ngircd": _ngircd, "inspircd": _inspircd, "ergo": _ergo}[self.kind]
+        name, text = writer(self)
+        (self.folder / name).write_text(text)
+
+    def start(self) -> None:
+        self.write_config()
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.kind} did not listen on {self.port}: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def log_tail(self) -> str:
+        path = self.folder / "server.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+@contextlib.contextmanager
+def start_server(kind: str, folder: Path, *, tls: bool = False) -> Iterator[IrcServer]:
+    server = IrcServer(kind, folder / kind)
+    if tls:
+        server.tls_port = free_port()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _ngircd(server: IrcServer) -> tuple[str, str]:
+    return (
+        "ngircd.conf",
+        f"""
+[Global]
+    Name = irc.plenary.test
+    Info = Plenary test server
+    Listen = {HOST}
+    Ports = {server.port}
+    MotdFile = {server.folder}/motd.txt
+    PidFile = {server.folder}/ngircd.pid
+[Limits]
+    MaxConnectionsIP = 0
+[Options]
+    DNS = no
+    Ident = no
+    PAM = no
+""",
+    )
+
+
+def _inspircd(server: IrcServer) -> tuple[str, str]:
+    return (
+        "inspircd.conf",
+        f"""
+<server name="irc.plenary.test" description="Plenary test server" network="PlenaryTest">
+<admin name="test" nick="test" email="test@example.org">
+<bind address="{HOST}" port="{server.port}" type="clients">
+<connect name="main" allow="*" localmax="100" globalmax="100">
+<files motd="{server.folder}/motd.txt">
+<performance nouserdns="yes">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default"
+     target="{server.folder}/ircd.log">
+<module name="cap">
+<module name="ircv3">
+<module name="ircv3_servertime">
+<module name="ircv3_msgid">
+<module name="ircv3_ctctags">
+<module name="botmode">
+""",
+    )
+
+
+def _ergo(server: IrcServer) -> tuple[str, str]:
+    tls = ""
+    if server.tls_port:
+        cert, key = make_certificate(server.folder)
+        tls = f"""
+        "{HOST}:{server.tls_port}":
+            tls:
+                cert: {cert}
+                key: {key}"""
+    return (
+        "ergo.yaml",
+        f"""
+network:
+    name: PlenaryTest
+server:
+    name: irc.plenary.test
+    listeners:
+        "{HOST}:{server.port}": {{}}{tls}
+    casemapping: "ascii"
+    enforce-utf8: true
+    lookup-hostnames: false
+    check-ident: false
+    coerce-ident: '~u'
+    motd: {server.folder}/motd.txt
+    max-sendq: 96k
+    ip-limits:
+        count: false
+        throttle: false
+    ip-cloaking:
+        enabled: true
+        netname: "irc"
+        cidr-len-ipv4: 32
+        cidr-len-ipv6: 64
+        num-bits: 64
+accounts:
+    authentication-enabled: true
+    registration:
+        enabled: true
+        allow-before-connect: true
+        bcrypt-cost: 4
+        throttling:
+            enabled: false
+    login-throttling:
+        enabled: false
+    nick-reservation:
+        enabled: true
+        method: strict
+        force-nick-equals-account: true
+    multiclient:
+        enabled: true
+        allowed-by-default: true
+        always-on: "disabled"
+channels:
+    default-modes: +nt
+    registration:
+        enabled: true
+logging:
+    -
+        method: stderr
+        type: "* -userinput -useroutput"
+        level: info
+lock-file: "{server.folder}/ircd.lock"
+datastore:
+    path: {server.folder}/ircd.db
+    autoupgrade: true
+languages:
+    enabled: false
+limits:
+    nicklen: 32
+    identlen: 20
+    channellen: 64
+    awaylen: 390
+    kicklen: 390
+    topiclen: 390
+    monitor-entries: 100
+    whowas-entries: 100
+    chan-list-modes: 60
+    registration-messages: 1024
+    multiline:
+        max-bytes: 4096
+        max-lines: 100
+fakelag:
+    enabled: true
+    window: 1s
+    burst-limit: 5
+    messages-per-window: 2
+    cooldown: 2s
+history:
+    enabled: false
+""",
+    )
+
+
+class RawClient:
+    """An independent IRC client for assertions: it records every line as received."""
+
+    def __init__(self, port: int, nick: str) -> None:
+        self.port = port
+        self.nick = nick
+        self.raw: list[bytes] = []  # every line received, CR LF included
+        self.privmsgs: list[protocol.Message] = []
+        self.privmsg_raw: list[bytes] = []  # PRIVMSG lines exactly as received
+        self.notices: list[protocol.Message] = []
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._welcome = asyncio.Event()
+        self._joined: set[str] = set()
+
+    @classmethod
+    async def connect(cls, port: int, nick: str, *channels: str) -> RawClient:
+        client = cls(port, nick)
+        await client.open()
+        for channel in channels:
+            await client.join(channel)
+        return client
+
+    async def open(self) -> None:
+        self._welcome = asyncio.Event()
+        self._reader, self._writer = await asyncio.open_connection(HOST, self.port)
+        self._task = asyncio.create_task(self._read())
+        self.send(f"NICK {self.nick}")
+        self.send(f"USER {self.nick} 0 * :observer")
+        await asyncio.wait_for(self._welcome.wait(), 10)
+
+    def send(self, line: str) -> None:
+        assert self._writer is not None
+        self._writer.write(line.encode() + b"\r\n")
+
+    async def join(self, channel: str, key: str = "") -> None:
+        self.send(f"JOIN {channel} {key}".rstrip())
+        for _ in range(200):
+            if channel.lower() in self._joined:
+                return
+            await asyncio.sleep(0.025)
+        raise TimeoutError(f"{self.nick} could not join {channel}")
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while True:
+            try:
+                raw = await self._reader.readuntil(b"\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            self.raw.append(raw)
+            msg = protocol.parse(raw.decode("utf-8", "replace"))
+            if msg.command == "PING":
+                self.send(f"PONG :{msg.param(-1)}")
+            elif msg.command in {"376", "422"}:
+                self._welcome.set()
+            elif msg.command == "JOIN" and msg.nick == self.nick:
+                self._joined.add(msg.param(0).lower())
+            elif msg.command == "PRIVMSG":
+                self.privmsgs.append(msg)
+                self.privmsg_raw.append(raw)
+            elif msg.command == "NOTICE":
+                self.notices.append(msg)
+
+    @property
+    def connected(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def texts(self, sender: str | None = None) -> list[str]:
+        return [m.param(-1) for m in self.privmsgs if sender is None or m.nick == sender]
+
+    async def wait_for(self, predicate: object, timeout: float) -> None:
+        assert callable(predicate)
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self.send("QUIT :bye")
+                await self._writer.drain()
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
