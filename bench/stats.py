@@ -39,14 +39,19 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    """Numbers right-aligned, text left-aligned."""
     cells = [[fmt(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [title, line, "  ".join("-" * w for w in widths)] if title else [line]
-    if not title:
-        out.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        out.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    out = [title] if title else []
+    out.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    out.append("  ".join("-" * w for w in widths))
+    for raw, row in zip(rows, cells, strict=True):
+        out.append(
+            "  ".join(
+                c.rjust(w) if isinstance(v, int | float) else c.ljust(w)
+                for v, c, w in zip(raw, row, widths, strict=True)
+            ).rstrip()
+        )
     return "\n".join(out)
 
 
