@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
 from bots.captioner.bus import CaptionBus
 from bots.captioner.engine import Engine
 from bots.captioner.keys import bus_key, engine_key, settings_key
@@ -33,6 +34,7 @@ async def health(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/", vosk_stream),  # vosk-server protocol, PROTOCOLS.md §1
+        web.get("/transcribe", bridge_stream),  # Jitsi videobridge MediaJson, §1b
         web.get("/healthz", health),
     ]
 
@@ -59,5 +61,7 @@ def create_app(
         app.cleanup_ctx.append(engine_ctx)
     else:
         app[engine_key] = engine
+    # Bridge sessions are closed before the engine they use (cleanup runs in reverse).
+    app.cleanup_ctx.append(bridge_sessions_ctx)
     app.add_routes(routes())
     return app
