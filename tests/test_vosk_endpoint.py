@@ -492,6 +492,80 @@ async def test_default_attribution(
     assert len({e.speaker for e in events}) == 1
 
 
+@pytest.mark.parametrize("rate", [8000, 44100])
+async def test_other_sample_rates(
+    app_client: TestClient[Any, Any], engine: Engine, ko_corpus: list[Utterance], rate: int
+) -> None:
+    before = outstanding(engine)
+    (utt,) = pick(ko_corpus, "pfa00001")
+    ws = await app_client.ws_connect("/")
+    await ws.send_str('{"config": {"sample_rate": %d}}' % rate)  # noqa: UP031
+    chunks = frames(speech(utt, rate) + noise(1.0, rate), rate // 5 * 2)
+    for chunk in chunks:
+        await ws.send_bytes(chunk)
+    await ws.send_str('{"eof" : 1}')
+    replies = [await reply(ws) for _ in range(len(chunks) + 1)]
+    await closed(ws, 1000)
+    text = " ".join(t for r in replies if (t := final_text(r)))
+    # Telephone-band audio loses much of what a 16 kHz model needs; it must still work.
+    assert korean_overlap(utt.text, text) < (0.8 if rate < 16000 else 0.6), text
+    await settled(engine, before)
+
+
+async def test_config_mid_stream(
+    app_client: TestClient[Any, Any], engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    """A second config frame gets no reply; words can be switched on, the rate changed."""
+    before = outstanding(engine)
+    a, b = pick(ko_corpus, "pma00002", "pmc00003")
+    ws = await app_client.ws_connect("/")
+    await ws.send_str('{"config": {"sample_rate": 16000}}')
+    first = frames(noise(0.5, 16000) + speech(a, 16000) + noise(1.0, 16000), 6400)
+    replies = []
+    for chunk in first:
+        await ws.send_bytes(chunk)
+        replies.append(await reply(ws))
+    await ws.send_str('{"config": {"words": true}}')
+    second = frames(speech(b, 16000) + noise(1.0, 16000), 6400)
+    with_words = []
+    for chunk in second:
+        await ws.send_bytes(chunk)  # the reply read next is this frame's, not the config's
+        with_words.append(await reply(ws))
+    await ws.send_str('{"config": {"sample_rate": 44100}}')
+    third = frames(speech(a, 44100) + noise(1.0, 44100), 17640)
+    at_44k = []
+    for chunk in third:
+        await ws.send_bytes(chunk)
+        at_44k.append(await reply(ws))
+    await ws.send_str('{"eof" : 1}')
+    at_44k.append(await reply(ws))
+    await closed(ws, 1000)
+
+    assert all("result" not in r for r in replies)
+    assert korean_overlap(a.text, " ".join(t for r in replies if (t := final_text(r)))) < 0.6
+    finals = [r for r in with_words if final_text(r)]
+    assert finals and all(r["result"] for r in finals)
+    # Switching words on keeps the stream's clock: b starts after a's audio.
+    assert finals[0]["result"][0]["start"] >= len(b"".join(first)) / 32000 - 0.5
+    assert korean_overlap(b.text, " ".join(r["text"] for r in finals)) < 0.6
+    assert korean_overlap(a.text, " ".join(t for r in at_44k if (t := final_text(r)))) < 0.6
+    await settled(engine, before)
+
+
+async def test_ping_is_answered_without_a_reply_frame(
+    app_client: TestClient[Any, Any], engine: Engine
+) -> None:
+    ws = await app_client.ws_connect("/", autoping=False)
+    await ws.send_str('{"config": {"sample_rate": 16000}}')
+    await ws.ping(b"jigasi")
+    msg = await ws.receive(timeout=REPLY_TIMEOUT)
+    assert msg.type == WSMsgType.PONG
+    assert msg.data == b"jigasi"
+    await ws.send_str('{"eof" : 1}')
+    assert await reply(ws) == {"text": ""}
+    await closed(ws, 1000)
+
+
 # --- bad input: a close code with a reason, and the server unharmed ---
 
 
