@@ -72,13 +72,13 @@ def test_vtt_literal() -> None:
 
 def test_vtt_parses_strictly_with_times_voices_and_text() -> None:
     doc = webvtt.from_string(formats.to_vtt(EVENTS), strict=True)
-    assert [(c.start, c.end) for c in doc] == [
+    assert [(c.start, c.end) for c in doc.captions] == [
         ("00:00:00.480", "00:00:02.130"),
         ("00:01:05.000", "00:01:06.500"),
         ("01:02:03.250", "01:02:04.000"),
     ]
-    assert [c.voice for c in doc] == ["민지", "Bob &lt;admin&gt;", "민지"]
-    assert [html.unescape(c.text) for c in doc] == [e.text for e in EVENTS]
+    assert [c.voice for c in doc.captions] == ["민지", "Bob &lt;admin&gt;", "민지"]
+    assert [html.unescape(c.text) for c in doc.captions] == [e.text for e in EVENTS]
 
 
 def test_vtt_escapes_markup() -> None:
@@ -109,7 +109,7 @@ def test_vtt_without_speaker_has_no_voice_tag() -> None:
 def test_cue_never_ends_before_it_starts() -> None:
     events = [ev("거꾸로", 5.0, 4.2, "a"), ev("음수", -0.5, -0.1, "a")]
     doc = webvtt.from_string(formats.to_vtt(events), strict=True)
-    assert [(c.start, c.end) for c in doc] == [
+    assert [(c.start, c.end) for c in doc.captions] == [
         ("00:00:05.000", "00:00:05.000"),
         ("00:00:00.000", "00:00:00.000"),
     ]
@@ -133,12 +133,12 @@ def test_srt_literal() -> None:
 
 def test_srt_parses_with_numbers_times_and_text(tmp_path: Path) -> None:
     doc = read_srt(formats.to_srt(EVENTS), tmp_path)
-    assert [(c.start, c.end) for c in doc] == [
+    assert [(c.start, c.end) for c in doc.captions] == [
         ("00:00:00.480", "00:00:02.130"),
         ("00:01:05.000", "00:01:06.500"),
         ("01:02:03.250", "01:02:04.000"),
     ]
-    assert [html.unescape(c.text) for c in doc] == [
+    assert [html.unescape(c.text) for c in doc.captions] == [
         "민지: 안녕하세요 🎉",
         "Bob <admin>: 1 < 2 & 3 > 2 <script>alert(1)</script>",
         "민지: 한 시간 뒤",

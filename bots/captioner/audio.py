@@ -34,11 +34,19 @@ def decode_file(path: Path) -> tuple[Samples, int]:
     Raises AudioError when the file is missing, empty, not audio, or needs ffmpeg
     and ffmpeg is not installed.
     """
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass  # readable by us, so a failure below is about the content
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{path}: not a file") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read it ({exc.strerror})") from None
     if not path.is_file():
         raise AudioError(f"{path}: not a file")
-    if path.stat().st_size == 0:
+    if size == 0:
         raise AudioError(f"{path}: the file is empty")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         try:

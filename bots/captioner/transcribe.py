@@ -64,15 +64,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = Engine(settings.captioner, ModelRegistry(paths))
     try:
         transcripts = asyncio.run(_transcribe_all(engine, args.files, language))
-        _write(transcripts, args.format, output)
     except (AudioError, ModelError) as exc:
         print(f"plenary: {exc}", file=sys.stderr)
         return 2
+    finally:
+        engine.close()
+    try:
+        _write(transcripts, args.format, output)
     except OSError as exc:
         print(f"plenary: cannot write {exc.filename or output}: {exc.strerror}", file=sys.stderr)
         return 2
-    finally:
-        engine.close()
     return 0
 
 
