@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import accuracy, capacity, meeting
 from bench.server import Target, check_local, plenary_server
-from orchestrator.settings import load_settings
+from orchestrator.settings import PROJECT_ROOT, load_settings
 
 
 def _ints(text: str) -> list[int]:
@@ -66,6 +66,12 @@ def machine() -> dict[str, Any]:
         )
     except (OSError, subprocess.SubprocessError):
         pass
+    commit = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
     return {
         "nproc": os.cpu_count(),
@@ -73,6 +79,7 @@ def machine() -> dict[str, Any]:
         "mem_gib": round(int(mem) / 1024 / 1024, 1),
         "load": os.getloadavg(),
         "python": platform.python_version(),
+        "plenary_commit": commit,
     }
 
 

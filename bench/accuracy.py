@@ -3,6 +3,7 @@ each utterance one websocket, 16 kHz in 0.2 s frames like vosk-server's test.py.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -30,7 +31,12 @@ async def run_language(
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     async with aiohttp.ClientSession() as session, Watch(target.pid) as watch:
-        for clip in tqdm(clips, desc=f"accuracy {language} {target.name}", leave=False):
+        for clip in tqdm(
+            clips,
+            desc=f"accuracy {language} {target.name}",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        ):
             result = await stream_sync(
                 session,
                 target.stream_url(language),
