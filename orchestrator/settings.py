@@ -25,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,13 +291,31 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     values.update(overrides)
+    _check_environment()
     try:
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+    except SettingsError as exc:
+        # e.g. PLENARY_MODELS=x: a table-valued variable that is not JSON.
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError(f"{exc}{cause} (table settings take JSON in the environment)") from exc
+
+
+def _check_environment() -> None:
+    """A misspelled PLENARY_* variable is an error, not silently ignored."""
+    known = set(Settings.model_fields) | {"config"}
+    for name in os.environ:
+        if not name.startswith("PLENARY_"):
+            continue
+        head = name.removeprefix("PLENARY_").split("__", 1)[0].lower()
+        if head not in known:
+            raise ConfigError(f"unknown setting in the environment: {name}")
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

@@ -70,11 +70,6 @@ def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "usage: plenary" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: pydantic_settings.SettingsError escapes load_settings, so "
-    "`plenary` dies with a traceback instead of exit status 2 and a message",
-)
 def test_table_environment_variable_that_is_not_json(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -159,6 +159,10 @@ class StreamTranscriber:
         )
         self._partial_every = s.partial_interval_ms / 1000
         self._rec: _Recognizer | None = None
+        self._inflight: asyncio.Future[tuple[list[Final], CaptionEvent | None]] | None = None
+        # Belt and braces for the above: this stream's recognizer is only ever
+        # touched by one worker thread at a time.
+        self._thread_lock = threading.Lock()
         self._utt_start = 0.0  # stream seconds of the utterance's first sample
         self._utt_base = 0.0  # recognizer's ``fed`` when the utterance began
         self._since_partial = 0.0
@@ -192,7 +196,13 @@ class StreamTranscriber:
         return await self._run(actions)
 
     async def close(self) -> None:
-        """Release the recognizer without producing a result (the stream vanished)."""
+        """Release the recognizer without producing a result (the stream vanished).
+
+        Safe while a decode is still running for a cancelled caller: it waits for it,
+        because one recognizer used from two threads aborts the process inside Kaldi.
+        """
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.gather(self._inflight, return_exceptions=True)
         if self._rec is not None:
             rec, self._rec = self._rec, None
             loop = asyncio.get_running_loop()
@@ -203,20 +213,34 @@ class StreamTranscriber:
         if not actions and self._rec is None:
             return out
         loop = asyncio.get_running_loop()
-        finals, partial = await loop.run_in_executor(self._engine.executor, self._decode, actions)
+        work = loop.run_in_executor(self._engine.executor, self._decode, actions)
+        # If our caller is cancelled (a client vanished, shutdown), the decode still
+        # runs to its end on the worker thread: shield it, and deliver its events
+        # from a callback so no final is lost and close() can wait for it.
+        work.add_done_callback(self._deliver)
+        self._inflight = work
+        finals, _ = await asyncio.shield(work)
         out.finals = finals
         out.partial = self._partial if self._rec is not None else None
-        # Sinks are called on the event loop, never from a worker thread.
-        if self._sink is not None:
-            for final in finals:
-                self._sink(final.event)
-            if partial is not None:
-                self._sink(partial)
         return out
+
+    def _deliver(self, work: asyncio.Future[tuple[list[Final], CaptionEvent | None]]) -> None:
+        """Hand a decode's events to the sink, on the event loop, never from a worker thread."""
+        if self._sink is None or work.cancelled() or work.exception() is not None:
+            return
+        finals, partial = work.result()
+        for final in finals:
+            self._sink(final.event)
+        if partial is not None:
+            self._sink(partial)
 
     # --- runs on a worker thread; touches only this stream's state ---
 
     def _decode(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
+        with self._thread_lock:
+            return self._decode_locked(actions)
+
+    def _decode_locked(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
         finals: list[Final] = []
         partial: CaptionEvent | None = None
         for action in actions:
@@ -273,7 +297,8 @@ class StreamTranscriber:
         self._partial = ""
 
     def _discard(self, rec: _Recognizer) -> None:
-        rec.rec.FinalResult()
+        with self._thread_lock:
+            rec.rec.FinalResult()
         self._engine.recognizers.release(self.language, self._grammar, rec)
 
     def _publish(self, raw: dict[str, Any], finals: list[Final], end: float | None = None) -> None:
