@@ -62,9 +62,11 @@ class CaptionerSettings(BaseModel):
         description="Largest websocket frame accepted (close code 1009 beyond it).",
     )
     idle_timeout: float = Field(
-        60.0,
+        3600.0,
         gt=0,
-        description="Seconds without any frame after which a stream is closed (code 1008).",
+        description="Seconds without any frame after which a stream is closed (code 1008). "
+        "Long by default: Jigasi sends nothing while a participant is muted, and an idle "
+        "stream holds no recognizer. Dead peers are found sooner by websocket pings.",
     )
     default_sample_rate: int = Field(
         16000,

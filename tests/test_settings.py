@@ -38,7 +38,7 @@ def test_defaults() -> None:
     assert c.threads == 0
     assert c.max_streams == 200
     assert c.max_frame_bytes == 4 * 1024 * 1024
-    assert c.idle_timeout == 60.0
+    assert c.idle_timeout == 3600.0
     assert c.default_sample_rate == 16000  # not vosk-server's 8000 trap
     assert (c.default_language, c.default_room) == ("ko", "default")
     assert c.vad_aggressiveness == 3

@@ -71,7 +71,9 @@ class VoskSocket(web.WebSocketResponse):
     def __init__(self, max_frame_bytes: int) -> None:
         # aiohttp refuses a frame of exactly max_msg_size bytes; max_frame_bytes is
         # the largest frame accepted.
-        super().__init__(max_msg_size=max_frame_bytes + 1, autoping=True)
+        # Heartbeat pings find peers that vanished without a close (Jigasi's Jetty
+        # client answers pings by itself), long before the idle timeout would.
+        super().__init__(max_msg_size=max_frame_bytes + 1, autoping=True, heartbeat=30.0)
         self._reasons = {
             vp.CLOSE_TOO_BIG: f"frame larger than {max_frame_bytes} bytes "
             "(captioner.max_frame_bytes)",
