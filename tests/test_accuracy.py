@@ -27,7 +27,10 @@ pytestmark = pytest.mark.speech
 KO_CER_MAX = 0.38
 VAD_MAX_EXTRA_CER = 0.01
 EN_UTTERANCES = 40
-EN_WER_MAX = 0.25
+# Not measured here (no English model can be installed on the build machines):
+# vosk-model-small-en-us-0.15 is published at 9.85% WER on LibriSpeech test-clean,
+# en-us-0.22 at 5.69%; 0.15 leaves room for the smaller model and the VAD path.
+EN_WER_MAX = 0.15
 
 
 async def _stream_text(engine: Engine, utt: Utterance, language: str, chunk_s: float) -> str:
