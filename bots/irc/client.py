@@ -35,7 +35,6 @@ WANTED_CAPS = ("server-time", "message-tags")
 JOIN_REFUSED = {"403", "405", "471", "473", "474", "475", "476", "477", "489"}
 SASL_FAILED = {"902", "904", "905", "906", "908"}
 KEEPALIVE = "plenary-keepalive"
-CONFIRM_EVERY = 4  # lines between two delivery-confirming PINGs while busy
 
 
 class IrcError(Exception):
@@ -74,6 +73,7 @@ class IrcClient:
         self.hostmask = protocol.worst_case_hostmask(settings.nick, settings.username)
         self.isupport: dict[str, str | None] = {}
         self.caps: set[str] = set()
+        self.user_modes = ""  # our modes as the server reports them, e.g. "iB"
         self.registered = asyncio.Event()
         self.connections = 0  # successful registrations, all time
         self.lines_sent = 0
@@ -206,6 +206,7 @@ class IrcClient:
         self._refused.clear()
         self._control.clear()
         self.caps.clear()
+        self.user_modes = ""
         self._cap_ls.clear()
         for channel in self.channels.values():
             channel.joined = False
@@ -324,12 +325,16 @@ class IrcClient:
                 self._send(format_line("PRIVMSG", item.target, item.text))
                 self._inflight.append(item)
                 self.lines_sent += 1
-                if len(self._inflight) >= CONFIRM_EVERY:
-                    self._confirm_soon()
+                self._confirm_soon()
             await self._writer.drain()
 
     def _confirm_soon(self) -> None:
         if self._inflight and self._confirming is None:
+            # The PING goes out right behind the line, so a server that dies between
+            # the two is the only way to repeat a line after a reconnect. Servers pace
+            # every command (ngircd: one a second after a burst), so it costs a token
+            # like a line does, borrowed if need be.
+            self.bucket.take(time.monotonic())
             self._pings += 1
             token = f"plenary-{self._pings}"
             self._confirming = (token, len(self._inflight))
@@ -465,6 +470,20 @@ class IrcClient:
             channel.failures = 0
             log.info("irc: joined %s", channel.name)
             self._wake.set()
+
+    def _on_mode(self, msg: Message) -> None:
+        if self._fold(msg.param(0)) != self._fold(self.nick):
+            return
+        adding = True
+        for ch in "".join(msg.params[1:2]):
+            if ch in "+-":
+                adding = ch == "+"
+            elif adding and ch not in self.user_modes:
+                self.user_modes += ch
+            elif not adding:
+                self.user_modes = self.user_modes.replace(ch, "")
+
+    _on_221 = _on_mode  # RPL_UMODEIS
 
     def _on_kick(self, msg: Message) -> None:
         if self._fold(msg.param(1)) == self._fold(self.nick):
