@@ -4,6 +4,7 @@ plenary captioner serve --port 2700
 plenary transcribe talk.wav --format vtt -o talk.vtt
 plenary demo
 plenary config
+plenary irc --with-captioner
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from bots.demo import run
+
+    return run(args, settings)
+
+
+def _irc(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.irc.main import run
 
     return run(args, settings)
 
@@ -73,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--utterances", type=int, default=6, help="utterances to play")
     demo.add_argument("--fast", action="store_true", help="do not pace audio at real time")
     demo.set_defaults(func=_demo)
+
+    irc = sub.add_parser(
+        "irc",
+        help="IRC relay: join the channels of irc.rooms, answer !transcript and !help; "
+        "with --with-captioner also serve the vosk websocket and post its final captions",
+    )
+    irc.add_argument(
+        "--with-captioner",
+        action="store_true",
+        help="run the captioner in this process (captioner.host/port) and relay its captions",
+    )
+    irc.set_defaults(func=_irc)
 
     cfg = sub.add_parser("config", help="list every setting with its default and meaning")
     cfg.set_defaults(func=_config)
