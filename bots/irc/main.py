@@ -1,0 +1,57 @@
+"""``plenary irc``: the relay on its own.
+
+Until the orchestrator's caption stream exists, the relay reads the in-process
+caption bus. Without ``--with-captioner`` that bus has no producer: the bot connects
+to every network in ``irc.networks``, joins the channels of ``irc.rooms`` and answers
+``!transcript`` and ``!help``. With ``--with-captioner`` the captioner's vosk
+websocket (``captioner.host``/``captioner.port``) runs in the same process and every
+final caption it produces for a configured room is posted to that room's channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bots.captioner.bus import CaptionBus
+from bots.irc.client import SaslError
+from bots.irc.relay import Relay
+from bots.irc.source import BusCaptionSource
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings, with_captioner: bool) -> None:
+    bus = CaptionBus()
+    runner = None
+    if with_captioner:
+        from aiohttp import web
+
+        from bots.captioner.app import create_app
+
+        runner = web.AppRunner(create_app(settings, bus))
+        await runner.setup()
+        site = web.TCPSite(runner, settings.captioner.host, settings.captioner.port)
+        await site.start()
+        log.info("captioner on ws://%s:%d/", settings.captioner.host, settings.captioner.port)
+    try:
+        async with BusCaptionSource(bus) as source:
+            await Relay(settings.irc, source).run()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.irc.rooms:
+        print("plenary irc: no rooms configured (irc.rooms); see docs/irc.md", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(settings, args.with_captioner))
+    except SaslError as exc:
+        print(f"plenary irc: {exc}", file=sys.stderr)
+        return 2
+    return 0
