@@ -19,6 +19,8 @@ import opuslib
 RATE = 48000
 FRAME = 960
 SILENCE_DBFS = -55.0  # 20 ms frames quieter than this count as silence
+DTX_HANGOVER = 10  # like Opus DTX: only after 200 ms of silence does the sender stop sending
+BITRATE = 32000  # what browsers send for mono speech by default
 
 
 @dataclass
@@ -44,6 +46,7 @@ class FakeBridge:
         endpoint = tag.split("-")[0]
         if tag not in self.tracks:
             encoder = opuslib.Encoder(RATE, 1, opuslib.APPLICATION_VOIP)
+            encoder.bitrate = BITRATE
             # Random-looking starting points, some near the 16-bit wrap, as real streams have.
             crc = zlib.crc32(tag.encode())
             self.tracks[tag] = _Track(endpoint, encoder, 65000 + crc % 1000, crc >> 8)
@@ -94,12 +97,14 @@ class FakeBridge:
         samples = np.frombuffer(pcm48, dtype="<i2")
         samples = np.concatenate([samples, np.zeros(-len(samples) % FRAME, np.int16)])
         out: list[tuple[float, str]] = []
+        quiet_run = 0
         for n in range(len(samples) // FRAME):
             frame = samples[n * FRAME : (n + 1) * FRAME]
             rms = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2)))
             quiet = 20 * np.log10(max(rms, 1.0) / 32768) < SILENCE_DBFS
+            quiet_run = quiet_run + 1 if quiet else 0
             packet = track.encoder.encode(frame.tobytes(), FRAME)
-            if n in lose or (quiet and silence == "dtx"):
+            if n in lose or (quiet_run > DTX_HANGOVER and silence == "dtx"):
                 track.seq = (track.seq + (1 if n in lose else 0)) & 0xFFFF
                 track.timestamp = (track.timestamp + FRAME) & 0xFFFFFFFF
                 continue
