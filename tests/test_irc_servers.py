@@ -309,7 +309,7 @@ async def test_kick_and_ban_then_rejoin(tmp_path: Path) -> None:
         await observer.close()
 
 
-@pytest.mark.parametrize("kind", ["ngircd", "inspircd"])
+@pytest.mark.parametrize("kind", ["ngircd"])  # ngircd paces hardest: one command a second
 async def test_burst_of_1000_captions_is_merged_without_flooding(kind: str, tmp_path: Path) -> None:
     need(kind)
     with start_server(kind, tmp_path) as srv:  # the server's default flood limits
