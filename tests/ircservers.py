@@ -147,6 +147,8 @@ def _ngircd(server: IrcServer) -> tuple[str, str]:
     PidFile = {server.folder}/ngircd.pid
 [Limits]
     MaxConnectionsIP = 0
+    # The default of 10 channels per client is too few for the 20-room benchmark.
+    MaxJoins = 50
 [Options]
     DNS = no
     Ident = no
