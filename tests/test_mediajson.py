@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import opuslib
@@ -17,11 +18,15 @@ FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "jitsi"
 DUMP = FIXTURE / "jvb-mediajson-dump.jsonl"
 
 
-def dump_frames(n: int | None = None) -> list[str]:
+def dump_lines() -> list[dict[str, Any]]:
+    """The capture's lines: ``{"timestamp", "direction", "data"}``."""
     if not DUMP.is_file():
         pytest.skip(f"fixture missing: {DUMP}")
-    lines = DUMP.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["data"] for line in lines[:n]]
+    return [json.loads(line) for line in DUMP.read_text(encoding="utf-8").splitlines()]
+
+
+def dump_frames(n: int | None = None) -> list[str]:
+    return [line["data"] for line in dump_lines()[:n]]
 
 
 def test_start_frame_from_a_real_bridge() -> None:

@@ -30,8 +30,9 @@ from bots.captioner import mediajson as mj
 from bots.captioner import opus
 from bots.captioner.engine import Engine, EventSink, StreamTranscriber
 from bots.captioner.events import CaptionEvent
-from bots.captioner.keys import bus_key, engine_key
+from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.models import ModelError
+from orchestrator.settings import CaptionerSettings
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +273,16 @@ class Source:
 class BridgeSession:
     """A meeting's transcription: its sources, speaker labels and results to send back."""
 
-    def __init__(self, engine: Engine, session_id: str, language: str, publish: EventSink) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: CaptionerSettings,
+        session_id: str,
+        language: str,
+        publish: EventSink,
+    ) -> None:
         self.engine = engine
+        self.settings = settings
         self.id = session_id
         self.room = room_for_meeting(session_id)
         self.language = language
@@ -300,7 +309,7 @@ class BridgeSession:
     # --- the receive loop ---
 
     async def receive(self, ws: web.WebSocketResponse) -> None:
-        idle = self.engine.settings.idle_timeout
+        idle = self.settings.idle_timeout
         writer = asyncio.create_task(self.outbox.pump(ws, lambda: self.ws is ws))
         try:
             while self.ws is ws and not self.ended:
@@ -363,7 +372,7 @@ class BridgeSession:
     def _open(self, tag: str, endpoint: str | None) -> Source | None:
         if tag in self.refused:
             return None
-        settings = self.engine.settings
+        settings = self.settings
         if len(self.sources) >= settings.bridge_max_sources:
             self.refuse(tag, f"the session has {len(self.sources)} sources "
                         "(captioner.bridge_max_sources)")  # fmt: skip
@@ -430,7 +439,7 @@ class BridgeSession:
             await asyncio.wait_for(self.outbox.sent(), 2.0)
 
     async def _tick(self) -> None:
-        silence_s = self.engine.settings.vad_silence_ms / 1000
+        silence_s = self.settings.vad_silence_ms / 1000
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
@@ -463,6 +472,7 @@ class SessionRegistry:
     def attach(
         self,
         engine: Engine,
+        settings: CaptionerSettings,
         query: mj.Query,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None,
@@ -471,7 +481,8 @@ class SessionRegistry:
         sid = query.session_id or f"anonymous-{uuid.uuid4()}"
         session = self.sessions.get(sid)
         if session is None or session.ended:
-            session = BridgeSession(engine, sid, _language(engine, query.language), publish)
+            language = _language(engine, settings, query.language)
+            session = BridgeSession(engine, settings, sid, language, publish)
             self.sessions[sid] = session
             log.info("session %s: new (%s)", sid, session.language)
         else:
@@ -498,7 +509,7 @@ class SessionRegistry:
             return  # a newer socket already took over
         session.ws = None
         session.transport = None
-        keep = session.engine.settings.bridge_resume_seconds
+        keep = session.settings.bridge_resume_seconds
         if session.ended or session.id.startswith("anonymous-") or keep <= 0:
             self._expire(session)
             return
@@ -539,9 +550,9 @@ async def bridge_sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[registry_key].close()
 
 
-def _language(engine: Engine, requested: str | None) -> str:
+def _language(engine: Engine, settings: CaptionerSettings, requested: str | None) -> str:
     """The hint if a model serves it ("ko", or "ko-KR" → "ko"), else the default language."""
-    default = engine.settings.default_language
+    default = settings.default_language
     for candidate in (requested, (requested or "").split("-")[0].lower()):
         if not candidate:
             continue
@@ -556,7 +567,7 @@ def _language(engine: Engine, requested: str | None) -> str:
 
 
 async def bridge_stream(request: web.Request) -> web.StreamResponse:
-    settings = request.app[engine_key].settings
+    settings = request.app[settings_key].captioner
     ws = web.WebSocketResponse(max_msg_size=settings.bridge_max_frame_bytes)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(
@@ -567,7 +578,12 @@ async def bridge_stream(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     registry = request.app[registry_key]
     session = registry.attach(
-        request.app[engine_key], query, ws, request.transport, request.app[bus_key].publish
+        request.app[engine_key],
+        settings,
+        query,
+        ws,
+        request.transport,
+        request.app[bus_key].publish,
     )
     try:
         await session.receive(ws)
