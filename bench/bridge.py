@@ -188,6 +188,7 @@ async def run(quick: bool) -> dict[str, Any]:
         "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "quick": quick,
+        "vad_silence_ms": settings.captioner.vad_silence_ms,
         "rows": rows,
     }
 
