@@ -52,9 +52,10 @@ async def test_final_arrives_after_trailing_silence_without_eof(
         sample_rate=rate, language="ko", room="hall", speaker="pfa", sink=events.append
     )
     finals = await feed_all(stream, pcm, rate)
-    # Half a second of silence after the last word must release the final by itself.
-    finals += await feed_all(stream, b"\0" * int(rate * 0.5) * 2, rate)
-    assert finals, "no final within 0.5 s of trailing silence"
+    # The configured trailing silence (+ one 0.2 s chunk) releases the final by itself.
+    silence = engine.settings.vad_silence_ms / 1000 + 0.2
+    finals += await feed_all(stream, b"\0" * int(rate * silence) * 2, rate)
+    assert finals, f"no final within {silence} s of trailing silence"
     assert not stream.in_utterance
     final = finals[-1].event
     assert final.is_final and final.room == "hall" and final.speaker == "pfa"
