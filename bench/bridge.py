@@ -203,12 +203,12 @@ def report(data: dict[str, Any]) -> str:
         f"- Date: {data['date']}",
         f"- Machine: {data['machine']} — shared with other engineers' work while it ran,",
         "  so the numbers are pessimistic.",
-        "- Command: `.venv/bin/python -m bench.bridge`" + (" --quick" if data["quick"] else ""),
+        "- Command: `.venv/bin/python -m bench.bridge" + (" --quick`" if data["quick"] else "`"),
         "- One bridge socket per meeting; one participant speaks at a time (Korean "
         "utterances as 20 ms Opus packets at 32 kbps, DTX in silence); the other "
         "participants are silent: half send nothing (muted / DTX), half send "
         '`"vad": false` packets 50 times a second. Default settings '
-        "(`vad_silence_ms` = 400). A ping every second.",
+        f"(`vad_silence_ms` = {data['vad_silence_ms']}). A ping every second.",
         "- Final latency: from sending a speaker's last speech packet (last 20 ms frame above "
         f"{SPEECH_DBFS:g} dBFS) to receiving that utterance's last final result.",
         "",
