@@ -3,7 +3,8 @@
 A captioner starts on a free loopback port; each speaker joins over the vosk
 websocket protocol as Jigasi would (one socket each, audio all the time, silence
 while others talk) and real recordings play at real-time pace. Captions print as
-IRC lines; on a terminal the current partial is shown in place.
+IRC lines; on a terminal the current partial is shown in place. When ``irc.rooms``
+names the room ``demo``, the IRC relay posts the same captions into its channel.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from bots.captioner.audio import decode_file
 from bots.captioner.bus import CaptionBus
 from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
 from bots.captioner.events import CaptionEvent
+from bots.irc.relay import Relay
+from bots.irc.source import BusCaptionSource
 from orchestrator.settings import Settings
 
 RATE = 16000
@@ -125,12 +128,18 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         async for event in sub:
             printer.show(event)
 
-    shower = asyncio.create_task(show_all())
+    tasks = [asyncio.create_task(show_all())]
+    irc_rooms = [r for r in settings.irc.rooms if r.room == "demo"]
+    if irc_rooms:
+        print(f"relaying captions to IRC {irc_rooms[0].channel}", file=sys.stderr)
+        tasks.append(asyncio.create_task(relay(settings, bus)))
     try:
         await asyncio.gather(*(speak(url, p, pace) for p in participants))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(3 if irc_rooms else 0.1)  # let the relay drain its queue
     finally:
-        shower.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         sub.close()
         await runner.cleanup()
     heard = " ".join(e.text for e in printer.finals)
@@ -141,6 +150,11 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         file=sys.stderr,
     )
     return 0 if printer.finals else 1
+
+
+async def relay(settings: Settings, bus: CaptionBus) -> None:
+    async with BusCaptionSource(bus) as source:
+        await Relay(settings.irc, source).run()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
