@@ -3,7 +3,7 @@
     .venv/bin/python -m bench all --quick
     .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
 
-Plenary's captioner is started on a free 127.0.0.1 port for the run and stopped after;
+Plenary's captioner is started on a free 127.0.0.1 port for each benchmark and stopped after;
 the peer (any vosk-protocol server, e.g. vosk-server with the same model) must be running.
 """
 
@@ -83,36 +83,32 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_all(args: argparse.Namespace, targets: list[Target]) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, name: str, targets: list[Target]) -> dict[str, Any]:
     settings = load_settings(args.config)
     quick = args.quick
-    out: dict[str, Any] = {}
-    which = ["accuracy", "capacity", "meeting"] if args.benchmark == "all" else [args.benchmark]
-    if "accuracy" in which:
-        out["accuracy"] = asyncio.run(accuracy.run(targets, settings, quick))
-        print(accuracy.report(out["accuracy"]), flush=True)
-    if "capacity" in which:
+    if name == "accuracy":
+        return asyncio.run(accuracy.run(targets, settings, quick))
+    if name == "capacity":
         streams = args.streams or ([1, 2] if quick else [1, 2, 4, 6])
         seconds = args.stream_seconds or (8.0 if quick else 40.0)
-        out["capacity"] = asyncio.run(capacity.run(targets, settings, quick, streams, seconds))
-        print(capacity.report(out["capacity"]), flush=True)
-    if "meeting" in which:
-        participants = args.participants or ([4, 12] if quick else [4, 12, 24, 48, 100])
-        utterances = args.utterances or (4 if quick else 12)
-        out["meeting"] = asyncio.run(
-            meeting.run(
-                targets,
-                settings,
-                participants,
-                utterances,
-                gap=args.gap,
-                tail=args.tail,
-                noise_dbfs=args.noise_dbfs,
-                drain=args.drain,
-            )
+        return asyncio.run(capacity.run(targets, settings, quick, streams, seconds))
+    participants = args.participants or ([4, 12] if quick else [4, 12, 24, 48, 100])
+    utterances = args.utterances or (4 if quick else 12)
+    return asyncio.run(
+        meeting.run(
+            targets,
+            settings,
+            participants,
+            utterances,
+            gap=args.gap,
+            tail=args.tail,
+            noise_dbfs=args.noise_dbfs,
+            drain=args.drain,
         )
-        print(meeting.report(out["meeting"]), flush=True)
-    return out
+    )
+
+
+MODULES = {"accuracy": accuracy, "capacity": capacity, "meeting": meeting}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,17 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.peer:
         check_local(args.peer)
     started = dt.datetime.now(dt.UTC)
-    with plenary_server() as (plenary, _proc):
-        targets = [plenary]
-        if args.peer:
-            targets.append(Target(args.peer_name, args.peer, args.peer_pid))
-        results = run_all(args, targets)
-    summary = [
-        text
-        for name, mod in (("accuracy", accuracy), ("capacity", capacity), ("meeting", meeting))
-        if name in results
-        for text in [mod.report(results[name])]
-    ]
+    peer = [Target(args.peer_name, args.peer, args.peer_pid)] if args.peer else []
+    which = list(MODULES) if args.benchmark == "all" else [args.benchmark]
+    results: dict[str, Any] = {}
+    targets: list[Target] = []
+    for name in which:
+        # A fresh Plenary per benchmark, so its memory figures are that benchmark's own;
+        # the peer runs on as it was started.
+        with plenary_server() as (plenary, _proc):
+            targets = [plenary, *peer]
+            results[name] = run_one(args, name, targets)
+        print(MODULES[name].report(results[name]), flush=True)
+    summary = [MODULES[name].report(results[name]) for name in results]
     print("\n\n".join(["", *summary]))
     if args.out:
         doc = {

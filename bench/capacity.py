@@ -16,7 +16,7 @@ import aiohttp
 from bench import audio
 from bench.client import StreamResult, stream_paced, stream_sync
 from bench.scoring import cer
-from bench.server import Target, Watch, settle
+from bench.server import Target, Watch, settle_all
 from bench.stats import percentile, table
 from orchestrator.settings import Settings
 
@@ -57,7 +57,6 @@ async def _play(
 
 
 async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> dict[str, Any]:
-    waited = await settle(target.pid)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session, Watch(target.pid) as watch:
         started = time.monotonic()
@@ -88,7 +87,6 @@ async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> d
         "server_cpu_seconds": watch.cpu_used(),
         "peak_rss_mib": watch.peak_mib(),
         "end_rss_mib": rss_end,
-        "settle_seconds": waited,
     }
 
 
@@ -106,7 +104,8 @@ async def run(
         for mode in MODES:
             for target in targets:
                 print(f"capacity: {target.name} N={n} {mode} …", flush=True)
-                results.append(await run_one(target, lists, mode))
+                waited = await settle_all(targets)
+                results.append({**await run_one(target, lists, mode), "settle_seconds": waited})
     return {"results": results, "seconds_per_stream": seconds}
 
 

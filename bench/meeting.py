@@ -22,7 +22,7 @@ import numpy as np
 from bench import audio
 from bench.client import StreamResult, connect, stream_paced
 from bench.scoring import cer
-from bench.server import Target, Watch, settle
+from bench.server import Target, Watch, settle_all
 from bench.stats import percentile, table
 from orchestrator.settings import Settings
 
@@ -161,7 +161,6 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
 async def run_one(
     target: Target, script: Script, participants: int, drain: float
 ) -> dict[str, Any]:
-    waited = await settle(target.pid)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session, Watch(target.pid) as watch:
         sockets = []
@@ -211,7 +210,6 @@ async def run_one(
         "server_cpu_seconds": watch.cpu_used(),
         "end_rss_mib": rss_at_end.get("rss"),
         "peak_rss_mib": watch.peak_mib(),
-        "settle_seconds": waited,
     }
     return out
 
@@ -237,7 +235,8 @@ async def run(
                 f"meeting: {target.name} M={m} ({script.frames * FRAME_SECONDS:.0f} s) …",
                 flush=True,
             )
-            results.append(await run_one(target, script, m, drain))
+            waited = await settle_all(targets)
+            results.append({**await run_one(target, script, m, drain), "settle_seconds": waited})
     return {
         "results": results,
         "utterances": utterances,

@@ -146,6 +146,15 @@ async def settle(pid: int | None, *, quiet: float = 0.1, limit: float = 180.0) -
     return time.monotonic() - started
 
 
+async def settle_all(targets: list[Target], limit: float = 180.0) -> float:
+    """Settle every server, not only the next one: a peer still working off its backlog
+    would otherwise steal CPU from the server being measured."""
+    waited = 0.0
+    for target in targets:
+        waited += await settle(target.pid, limit=max(1.0, limit - waited))
+    return waited
+
+
 async def wait_healthy(url: str, proc: subprocess.Popen[bytes], limit: float) -> None:
     deadline = time.monotonic() + limit
     async with aiohttp.ClientSession() as session:
