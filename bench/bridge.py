@@ -189,6 +189,7 @@ async def run(quick: bool) -> dict[str, Any]:
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "quick": quick,
         "vad_silence_ms": settings.captioner.vad_silence_ms,
+        "bridge_quiet_ms": settings.captioner.bridge_quiet_ms,
         "rows": rows,
     }
 
@@ -208,7 +209,8 @@ def report(data: dict[str, Any]) -> str:
         "utterances as 20 ms Opus packets at 32 kbps, DTX in silence); the other "
         "participants are silent: half send nothing (muted / DTX), half send "
         '`"vad": false` packets 50 times a second. Default settings '
-        f"(`vad_silence_ms` = {data['vad_silence_ms']}). A ping every second.",
+        f"(`vad_silence_ms` = {data['vad_silence_ms']}, "
+        f"`bridge_quiet_ms` = {data.get('bridge_quiet_ms', '-')}). A ping every second.",
         "- Final latency: from sending a speaker's last speech packet (last 20 ms frame above "
         f"{SPEECH_DBFS:g} dBFS) to receiving that utterance's last final result.",
         "",

@@ -116,6 +116,14 @@ class CaptionerSettings(BaseModel):
         description="Audio sources (tags) accepted in one Jitsi bridge session; media for "
         "more is refused with a logged reason while the others carry on.",
     )
+    bridge_quiet_ms: int = Field(
+        400,
+        ge=50,
+        le=5000,
+        description="A Jitsi bridge source that sends no packet for this long is finalized. "
+        "Opus senders keep sending ~200 ms of quiet packets before they stop (DTX), so "
+        "400 ms here is about the same 600 ms of silence as captioner.vad_silence_ms.",
+    )
     bridge_resume_seconds: float = Field(
         15.0,
         ge=0,

@@ -5,7 +5,7 @@ The receive loop never waits for recognition: it parses a frame, answers a ping 
 once, and hands packets to the source's queue; a task per source decodes them in
 batches and feeds its ``StreamTranscriber``. A ticker per session notices sources
 that went quiet (the bridge stops sending in silence) and flushes them, so the final
-comes ``vad_silence_ms`` after the last packet. Results go back over the socket
+comes ``bridge_quiet_ms`` after the last packet. Results go back over the socket
 (when asked for) through one writer, and every caption reaches the CaptionBus.
 
 Sessions outlive their socket for ``bridge_resume_seconds``: the bridge reconnects
@@ -439,7 +439,7 @@ class BridgeSession:
             await asyncio.wait_for(self.outbox.sent(), 2.0)
 
     async def _tick(self) -> None:
-        silence_s = self.settings.vad_silence_ms / 1000
+        silence_s = self.settings.bridge_quiet_ms / 1000
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
