@@ -29,6 +29,15 @@ def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from orchestrator.serve import serve
+
+    asyncio.run(serve(settings, captioner=not args.no_captioner))
+    return 0
+
+
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from bots.captioner.transcribe import run
 
@@ -59,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML settings file (or $PLENARY_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    srv = sub.add_parser(
+        "serve", help="orchestrator + captioner (+ IRC relay when configured), one process"
+    )
+    srv.add_argument(
+        "--no-captioner", action="store_true", help="do not run the captioner in this process"
+    )
+    srv.set_defaults(func=_serve)
 
     captioner = sub.add_parser("captioner", help="offline speech recognition service")
     csub = captioner.add_subparsers(dest="captioner_command", required=True)

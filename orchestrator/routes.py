@@ -1,0 +1,19 @@
+"""Every URL of the orchestrator in one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator import views
+
+STATIC = Path(__file__).parent / "static"
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/", views.index, name="index"),
+        web.get("/healthz", views.health),
+        web.static("/static", STATIC),
+    ]
