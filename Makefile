@@ -12,7 +12,10 @@ STAMPS := .stamps
 # server is not packaged for Debian (Debian's "ergo" is a chemistry program) and no
 # registry this project may use carries it, so its tests run only where an admin
 # installed it on PATH, and skip elsewhere with that reason.
-APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl
+# slapd and ldap-utils give the access tests a real directory; libldap2-dev and
+# libsasl2-dev let pip build python-ldap where no wheel fits.
+APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
+	slapd ldap-utils libldap2-dev libsasl2-dev
 
 .PHONY: demo test lint bench deps clean format
 
