@@ -103,6 +103,7 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
     claimed: set[tuple[int, int]] = set()
     latencies: list[float] = []
     censored: list[float] = []
+    per_turn: list[dict[str, Any]] = []
     pairs = []
     by_participant: dict[int, list[Turn]] = {}
     for t in script.turns:
@@ -123,10 +124,19 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
             )
             if hit is None:
                 censored.append(end - t0)  # a missed final counts as the whole run length
+                per_turn.append({"id": turn.clip.id, "participant": p, "latency": None})
             else:
                 claimed.add((p, hit))
                 latencies.append(replies[hit][0] - due)
                 censored.append(replies[hit][0] - due)
+                per_turn.append(
+                    {
+                        "id": turn.clip.id,
+                        "participant": p,
+                        "latency": round(replies[hit][0] - due, 3),
+                        "frames_after_last_speech": hit - turn.last_frame,
+                    }
+                )
                 stop = hit + 1
             words = [
                 replies[j][1]["text"]
@@ -155,6 +165,7 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
         "final_p95_with_missed": percentile(censored, 95),
         "cer": cer(pairs),
         "spurious_finals": spurious,
+        "per_turn": per_turn,
     }
 
 
