@@ -152,6 +152,45 @@ class OrchestratorSettings(BaseModel):
         Path("plenary.sqlite3"),
         description="SQLite database file (relative paths are taken from the working folder).",
     )
+    admin_token: str = Field(
+        "",
+        description="Bearer token that authorizes writes to /api/v1 (empty: API writes are "
+        "refused with 403).",
+    )
+    secret_key: str = Field(
+        "",
+        description="Fernet key (urlsafe base64 of 32 bytes) that signs and encrypts session "
+        "cookies; empty: one is generated once and kept in the database.",
+    )
+    session_max_age: int = Field(
+        43200, ge=60, description="Seconds a login session lasts (cookie and server side)."
+    )
+    organizers: list[str] = Field(
+        default_factory=list,
+        description="User names (LDAP uid or wiki user name) allowed to create and edit rooms.",
+    )
+    organizer_groups: list[str] = Field(
+        default_factory=list,
+        description="LDAP or wiki groups whose members may create and edit rooms.",
+    )
+    join_early_minutes: int = Field(
+        15, ge=0, le=1440, description="Minutes before a session starts that its room opens."
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: str) -> str:
+        if value:
+            import base64
+            import binascii
+
+            try:
+                raw = base64.urlsafe_b64decode(value.encode("ascii"))
+            except (binascii.Error, UnicodeEncodeError, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be a Fernet key: urlsafe base64 of 32 bytes")
+        return value
 
 
 class IrcNetworkSettings(BaseModel):
