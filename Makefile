@@ -15,7 +15,7 @@ STAMPS := .stamps
 # slapd and ldap-utils give the access tests a real directory; libldap2-dev and
 # libsasl2-dev let pip build python-ldap where no wheel fits.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
-	slapd ldap-utils libldap2-dev libsasl2-dev
+	slapd ldap-utils libldap2-dev libsasl2-dev prometheus
 
 .PHONY: demo test lint bench deps clean format
 

@@ -295,6 +295,34 @@ class IrcSettings(BaseModel):
         return self
 
 
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bridges: list[str] = Field(
+        default_factory=list,
+        description="Jitsi videobridge statistics URLs polled for /metrics, e.g. "
+        "['http://127.0.0.1:8080/colibri/stats'] (needs videobridge.apis.rest.enabled).",
+    )
+    jicofo: str = Field(
+        "", description="Jicofo statistics URL, e.g. 'http://127.0.0.1:8888/stats'; empty: none."
+    )
+    poll_interval: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="Seconds between two polls of the videobridges and Jicofo (independent "
+        "of Prometheus' scrapes).",
+    )
+    poll_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds a videobridge or Jicofo poll may take."
+    )
+    host: bool = Field(
+        False,
+        description="Export host CPU, memory, load average and network bytes from /proc "
+        "(for hosts without node_exporter).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, grouped by component."""
 
@@ -326,6 +354,10 @@ class Settings(BaseSettings):
     irc: IrcSettings = Field(
         default_factory=IrcSettings,
         description="The IRC relay bot.",
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="Prometheus metrics: videobridges and Jicofo to poll, host metrics.",
     )
 
     @field_validator("log_level")
