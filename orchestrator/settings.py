@@ -193,6 +193,55 @@ class OrchestratorSettings(BaseModel):
         return value
 
 
+class CaptionsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    producer_token: str = Field(
+        "",
+        description="Bearer token a caption producer sends to POST "
+        "/api/v1/rooms/<room>/captions; empty: only the in-process captioner produces.",
+    )
+    jigasi_secret: str = Field(
+        "",
+        description="Shared secret of Jigasi's SEND_JSON_REMOTE_URLS posts (in the URL "
+        "/api/v1/jigasi/<secret> or the X-Plenary-Secret header); empty: Jigasi posts refused.",
+    )
+    session_gap_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A caption after this many minutes without one starts a new caption "
+        "session (and transcript); Jigasi START and END also start and end sessions.",
+    )
+    retention_days: int = Field(
+        90,
+        ge=0,
+        description="Days a session's transcript is kept after its last caption (0: forever); "
+        "a room's own value, when it has one, wins.",
+    )
+    live_only_rooms: list[str] = Field(
+        default_factory=list,
+        description="Rooms whose captions are live only: shown and streamed, never stored.",
+    )
+    retention_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often expired transcripts are removed."
+    )
+    subscriber_queue: int = Field(
+        256,
+        ge=1,
+        description="Events a live subscriber may fall behind before it is dropped (with a "
+        "final message; it resumes with Last-Event-ID).",
+    )
+    heartbeat_seconds: float = Field(
+        15.0, gt=0, description="Seconds between SSE heartbeat comments on an idle stream."
+    )
+    page_lines: int = Field(
+        50, ge=1, le=1000, description="Latest captions shown on the captions page's first view."
+    )
+    text_backlog: int = Field(
+        10, ge=0, description="Earlier captions the plain-text stream prints before live ones."
+    )
+
+
 class IrcNetworkSettings(BaseModel):
     """One IRC server connection; it serves every room whose channel is on it."""
 
@@ -354,6 +403,10 @@ class Settings(BaseSettings):
     irc: IrcSettings = Field(
         default_factory=IrcSettings,
         description="The IRC relay bot.",
+    )
+    captions: CaptionsSettings = Field(
+        default_factory=CaptionsSettings,
+        description="The caption store, its live streams and transcripts.",
     )
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings,
