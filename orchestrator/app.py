@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bots.captioner.bus import CaptionBus
+from orchestrator import metrics
 from orchestrator.db import Database
 from orchestrator.keys import bus_key, db_key, settings_key, templates_key
 from orchestrator.render import environment
@@ -41,4 +42,6 @@ def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Applica
     app[templates_key] = environment()
     app.cleanup_ctx.append(database_ctx)
     app.add_routes(routes())
+    app.cleanup_ctx.append(metrics.metrics_ctx)  # the registry and the bridge poller
+    app.add_routes(metrics.routes())
     return app
