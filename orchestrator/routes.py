@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator import views
+from orchestrator.rooms.api import api_routes
 
 STATIC = Path(__file__).parent / "static"
 
@@ -16,4 +17,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/", views.index, name="index"),
         web.get("/healthz", views.health),
         web.static("/static", STATIC),
+        *api_routes(),
     ]

@@ -1,0 +1,1 @@
+"""Rooms: what a room is (model), where rooms live (repository), the REST API, iCal."""
