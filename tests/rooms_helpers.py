@@ -23,7 +23,7 @@ def room_json(slug: str = "keynote", **over: Any) -> dict[str, Any]:
             "end": (start + timedelta(hours=1)).isoformat(),
             "timezone": "UTC",
         },
-        "policy": {},
+        "policy": {"access": [{"kind": "anyone"}], "moderators": []},
         "contact": "events@example.org",
         "low_bandwidth": True,
         "irc_channel": "#keynote",

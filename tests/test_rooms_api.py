@@ -79,6 +79,9 @@ async def test_duplicate_is_409(client: Any) -> None:
         ({"irc_channel": "nohash"}, "irc_channel"),
         ({"transcript_retention_days": 0}, "transcript_retention_days"),
         ({"unknown": 1}, "unknown"),
+        ({"slug": "ends-"}, "slug"),
+        ({"policy": {"access": [{"kind": "everyone"}]}}, "policy"),
+        ({"policy": {"access": [{"kind": "ldap_group", "group": ""}]}}, "policy"),
         ({"schedule": {"start": "2030-01-01T10:00", "end": "2030-01-01T09:00",
                        "timezone": "UTC"}}, "schedule"),
         ({"schedule": {"start": "2030-01-01T10:00", "end": "2030-01-01T11:00",
@@ -171,3 +174,15 @@ async def test_openapi_document_is_valid_and_complete(client: Any) -> None:
                 assert route.method.lower() in doc["paths"][path], (path, route.method)
     schema = doc["components"]["schemas"]["RoomCreate"]
     assert {"slug", "title", "schedule"} <= set(schema["required"])
+
+
+async def test_policy_is_stored_normalized(client: Any) -> None:
+    policy = {
+        "access": [{"kind": "wiki_group", "group": "sysop", "global": True}],
+        "moderators": [{"kind": "user", "source": "ldap", "name": "alice"}],
+    }
+    r = await client.post("/api/v1/rooms", json=room_json(policy=policy), headers=AUTH)
+    assert r.status == 201, await r.text()
+    stored = (await (await client.get("/api/v1/rooms/keynote")).json())["policy"]
+    assert stored["access"] == [{"kind": "wiki_group", "group": "sysop", "global": True}]
+    assert stored["moderators"][0]["name"] == "alice"

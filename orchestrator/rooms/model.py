@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.access.jitsi_jwt import is_valid_room_name
+
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 # Paths a Jitsi web server serves itself; a room by one of these names would be unreachable.
@@ -50,10 +52,10 @@ def _zones() -> set[str]:
 
 
 def check_slug(value: str) -> str:
-    if not SLUG_RE.fullmatch(value):
+    if not SLUG_RE.fullmatch(value) or not is_valid_room_name(value):
         raise ValueError(
-            "a room name is 1-63 lower-case letters, digits, '-' or '_', starting with a "
-            "letter or digit"
+            "a room name is 1-63 lower-case letters, digits, '-' or '_', starting and "
+            "ending with a letter or digit"
         )
     if value in JITSI_RESERVED:
         raise ValueError(f"{value!r} is a path Jitsi serves itself; choose another room name")
@@ -141,7 +143,7 @@ class RoomFields(BaseModel):
     )
     schedule: Schedule
     policy: dict[str, Any] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"access": [], "moderators": []},
         description="Access policy and moderators as orchestrator.access.policy.Policy JSON; "
         "an empty object lets no one in.",
     )

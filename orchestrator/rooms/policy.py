@@ -1,15 +1,31 @@
-"""A room's access policy as stored JSON, checked by the access library's own parser."""
+"""A room's access policy: stored as JSON, checked by the access library's own model."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.access.policy import Policy
+
+DEFAULT: dict[str, Any] = {"access": [], "moderators": []}
 
 
 def check_policy(value: dict[str, Any]) -> dict[str, Any]:
-    """``value`` if the access library accepts it as a Policy; ValueError otherwise."""
+    """``value`` normalized if it is a valid Policy; ValueError naming the problem."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the policy is not JSON: {exc}") from exc
-    return value
+        policy = Policy.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"invalid policy at {where or 'top'}: {first['msg']}") from exc
+    return policy_json(policy)
+
+
+def policy_json(policy: Policy) -> dict[str, Any]:
+    dumped: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
+    return dumped
+
+
+def parse(value: dict[str, Any]) -> Policy:
+    return Policy.model_validate(value)
