@@ -11,8 +11,10 @@ from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
 from bots.captioner.bus import CaptionBus
 from bots.captioner.engine import Engine
 from bots.captioner.keys import bus_key, engine_key, settings_key
+from bots.captioner.metrics import new_captioner_registry
 from bots.captioner.models import ModelRegistry
 from bots.captioner.vosk_ws import vosk_stream
+from orchestrator.metrics.exposition import metrics_view, registry_key
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/", vosk_stream),  # vosk-server protocol, PROTOCOLS.md §1
         web.get("/transcribe", bridge_stream),  # Jitsi videobridge MediaJson, §1b
         web.get("/healthz", health),
+        web.get("/metrics", metrics_view),
     ]
 
 
@@ -63,5 +66,8 @@ def create_app(
         app[engine_key] = engine
     # Bridge sessions are closed before the engine they use (cleanup runs in reverse).
     app.cleanup_ctx.append(bridge_sessions_ctx)
+    app[registry_key] = new_captioner_registry(
+        lambda: app.get(engine_key), host=settings.metrics.host
+    )
     app.add_routes(routes())
     return app

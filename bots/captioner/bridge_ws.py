@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bots.captioner import mediajson as mj
-from bots.captioner import opus
+from bots.captioner import metrics, opus
 from bots.captioner.engine import Engine, EventSink, StreamTranscriber
 from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key, engine_key, settings_key
@@ -385,6 +385,7 @@ class BridgeSession:
         source = Source(self, tag, endpoint or mj.endpoint_id(tag))
         self.sources[tag] = source
         self.engine.active_streams += 1
+        metrics.STREAMS.labels(path="bridge").inc()
         return source
 
     def refuse(self, tag: str, reason: str) -> None:
@@ -398,6 +399,7 @@ class BridgeSession:
 
     def _stop(self, source: Source) -> None:
         self.engine.active_streams -= 1
+        metrics.STREAMS.labels(path="bridge").dec()
         try:
             source.queue.put_nowait(STOP)
         except asyncio.QueueFull:

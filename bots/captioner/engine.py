@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import numpy as np
 import soxr
 import vosk
 
-from bots.captioner import vad
+from bots.captioner import metrics, vad
 from bots.captioner.events import CaptionEvent, Word, clean_text
 from bots.captioner.models import ModelRegistry
 from orchestrator.settings import CaptionerSettings
@@ -178,6 +179,7 @@ class StreamTranscriber:
     async def feed(self, pcm: bytes) -> FeedResult:
         """Accept s16le mono PCM at ``sample_rate`` (whole samples)."""
         self.audio_seconds += len(pcm) / 2 / self.sample_rate
+        metrics.AUDIO_RECEIVED.inc(len(pcm) / 2 / self.sample_rate)
         samples = np.frombuffer(pcm, dtype="<i2")
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
@@ -213,13 +215,16 @@ class StreamTranscriber:
         if not actions and self._rec is None:
             return out
         loop = asyncio.get_running_loop()
+        started = time.monotonic()  # caption latency: from the audio's arrival
         work = loop.run_in_executor(self._engine.executor, self._decode, actions)
         # If our caller is cancelled (a client vanished, shutdown), the decode still
         # runs to its end on the worker thread: shield it, and deliver its events
         # from a callback so no final is lost and close() can wait for it.
         work.add_done_callback(self._deliver)
         self._inflight = work
-        finals, _ = await asyncio.shield(work)
+        finals, _ = await asyncio.shield(work)  # _deliver has published them by now
+        for _final in finals:
+            metrics.CAPTION_LATENCY.observe(time.monotonic() - started)
         out.finals = finals
         out.partial = self._partial if self._rec is not None else None
         return out
@@ -238,7 +243,10 @@ class StreamTranscriber:
 
     def _decode(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
         with self._thread_lock:
-            return self._decode_locked(actions)
+            started, decoded = time.perf_counter(), self.decoded_seconds
+            out = self._decode_locked(actions)
+            metrics.observe_decode(time.perf_counter() - started, self.decoded_seconds - decoded)
+            return out
 
     def _decode_locked(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
         finals: list[Final] = []

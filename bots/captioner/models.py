@@ -10,6 +10,8 @@ from pathlib import Path
 
 import vosk
 
+from bots.captioner import metrics
+
 log = logging.getLogger(__name__)
 
 vosk.SetLogLevel(-1)
@@ -82,8 +84,10 @@ class ModelRegistry:
                 path = self.path(language)
                 check_model_dir(language, path)
                 log.info("loading Vosk model for %s from %s", language, path)
+                rss = metrics.rss_bytes()
                 try:
                     self._models[language] = vosk.Model(str(path))
+                    metrics.MODEL_MEMORY.labels(language).set(max(0.0, metrics.rss_bytes() - rss))
                 except Exception as exc:
                     raise ModelError(
                         f"Vosk could not load the model for {language!r} from {path}: {exc}"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bots.captioner import formats
+from bots.captioner import formats, metrics
 from bots.captioner.audio import AudioError, Samples, decode_file
 from bots.captioner.engine import Engine
 from bots.captioner.events import CaptionEvent, Word
@@ -94,6 +94,7 @@ async def transcribe_samples(
     stream = engine.open_stream(sample_rate=rate, language=language, room=ROOM, speaker=speaker)
     chunk = max(1, int(rate * CHUNK_SECONDS))
     events: list[CaptionEvent] = []
+    metrics.STREAMS.labels(path="file").inc()
     with tqdm(
         total=round(len(samples) / rate, 1),
         desc=speaker,
@@ -108,6 +109,7 @@ async def transcribe_samples(
             events += (f.event for f in result.finals)
             bar.update(round(len(piece) / rate, 3))
         events += (f.event for f in (await stream.flush()).finals)
+    metrics.STREAMS.labels(path="file").dec()
     return events
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bots.captioner import metrics
 from bots.captioner import vosk_protocol as vp
 from bots.captioner.engine import Engine, EventSink, FeedResult, StreamTranscriber
 from bots.captioner.keys import bus_key, engine_key
@@ -50,10 +51,12 @@ async def vosk_stream(request: web.Request) -> web.StreamResponse:
         bus_publish=request.app[bus_key].publish,
     )
     engine.active_streams += 1
+    metrics.STREAMS.labels(path="vosk").inc()
     try:
         await session.run(ws)
     finally:
         engine.active_streams -= 1
+        metrics.STREAMS.labels(path="vosk").dec()
         # Shielded: a second cancellation (server shutdown) must not keep the
         # recognizer from going back to the pool.
         await asyncio.shield(session.close())

@@ -1,0 +1,140 @@
+"""The captioner's metrics: streams by path, audio decoded vs skipped, speed, latency, load.
+
+Metric objects are module-level (prometheus_client's idiom), in no global registry;
+``new_captioner_registry`` puts them in one app's registry with a collector that reads
+the engine's thread pool at scrape time. The engine and endpoints record with one call:
+
+    metrics.STREAMS.labels(path="vosk").inc()  # .dec() when the stream ends
+    metrics.observe_decode(elapsed, audio_seconds)  # per recognition call
+    metrics.CAPTION_LATENCY.observe(seconds)  # audio in → final caption published
+
+Silence skipped by the VAD is ``audio_received - audio_decoded`` (two counters rather than
+one with an outcome label: pre-roll is decoded after it was received, so a "skipped"
+counter would have to go down).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from orchestrator.metrics.exposition import new_registry
+
+if TYPE_CHECKING:
+    from bots.captioner.engine import Engine
+
+PATHS = ("vosk", "bridge", "file")
+
+STREAMS = Gauge(
+    "plenary_captioner_streams",
+    "Audio streams being captioned, by path (vosk websocket, Jitsi bridge source, file).",
+    ["path"],
+    registry=None,
+)
+AUDIO_RECEIVED = Counter(
+    "plenary_captioner_audio_received_seconds",
+    "Seconds of audio received from every stream.",
+    registry=None,
+)
+AUDIO_DECODED = Counter(
+    "plenary_captioner_audio_decoded_seconds",
+    "Seconds of audio run through Vosk; received minus decoded was skipped as silence.",
+    registry=None,
+)
+REAL_TIME_FACTOR = Histogram(
+    "plenary_captioner_real_time_factor",
+    "Decode time divided by the audio time of one recognition call (above 1: slower than "
+    "real time).",
+    buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+    registry=None,
+)
+CAPTION_LATENCY = Histogram(
+    "plenary_caption_latency_seconds",
+    "From the arrival of the audio that ends an utterance (VAD end or Vosk endpoint) to "
+    "its final caption being published.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+    registry=None,
+)
+MODEL_MEMORY = Gauge(
+    "plenary_captioner_model_memory_bytes",
+    "Growth of the process's resident memory while a language's Vosk model loaded.",
+    ["language"],
+    registry=None,
+)
+
+METRICS: tuple[Collector, ...] = (
+    STREAMS,
+    AUDIO_RECEIVED,
+    AUDIO_DECODED,
+    REAL_TIME_FACTOR,
+    CAPTION_LATENCY,
+    MODEL_MEMORY,
+)
+for _path in PATHS:
+    STREAMS.labels(path=_path)
+
+
+def observe_decode(elapsed: float, audio_seconds: float) -> None:
+    """One recognition call took ``elapsed`` seconds for ``audio_seconds`` of speech."""
+    if audio_seconds > 0:
+        AUDIO_DECODED.inc(audio_seconds)
+        REAL_TIME_FACTOR.observe(elapsed / audio_seconds)
+
+
+def rss_bytes() -> float:
+    """Resident memory of this process (Linux), 0 where /proc is missing."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class EngineCollector(Collector):
+    """The engine's thread pool and recognizers, read at scrape time."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine()
+        if engine is None:  # still loading its model
+            return
+        # Decode jobs submitted but not yet picked up by a thread: above zero for long,
+        # recognition is falling behind the audio.
+        waiting = engine.executor._work_queue.qsize()
+        yield GaugeMetricFamily(
+            "plenary_captioner_queue_depth",
+            "Recognition jobs waiting for a free thread.",
+            value=float(waiting),
+        )
+        yield GaugeMetricFamily(
+            "plenary_captioner_threads", "Recognition threads.", value=float(engine.threads)
+        )
+        yield GaugeMetricFamily(
+            "plenary_captioner_streams_limit",
+            "Concurrent streams accepted (captioner.max_streams).",
+            value=float(engine.settings.max_streams),
+        )
+        yield GaugeMetricFamily(
+            "plenary_captioner_idle_recognizers",
+            "Recognizers pooled for the next utterance.",
+            value=float(engine.recognizers.idle_count()),
+        )
+        yield CounterMetricFamily(
+            "plenary_captioner_recognizers_created",
+            "Vosk recognizers created.",
+            value=float(engine.recognizers.created),
+        )
+
+
+def new_captioner_registry(
+    engine: Callable[[], Engine | None], *, host: bool = False
+) -> CollectorRegistry:
+    return new_registry([*METRICS, EngineCollector(engine)], host=host)
