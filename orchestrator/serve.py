@@ -17,9 +17,11 @@ from aiohttp import web
 
 from bots.captioner.app import create_app as create_captioner
 from bots.captioner.bus import CaptionBus
+from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
 from orchestrator.app import create_app
+from orchestrator.metrics.exposition import registry_key
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
     bus = CaptionBus()
     runners: list[web.AppRunner] = []
     o = settings.orchestrator
-    runner = web.AppRunner(create_app(settings, bus))
+    app = create_app(settings, bus)
+    runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, o.host, o.port).start()
     runners.append(runner)
@@ -47,7 +50,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if settings.irc.rooms:
-        tasks.append(asyncio.create_task(_relay(settings, bus)))
+        tasks.append(asyncio.create_task(_relay(settings, bus, app)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -59,6 +62,8 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
             await r.cleanup()
 
 
-async def _relay(settings: Settings, bus: CaptionBus) -> None:
+async def _relay(settings: Settings, bus: CaptionBus, app: web.Application) -> None:
     async with BusCaptionSource(bus) as source:
-        await Relay(settings.irc, source).run()
+        relay = Relay(settings.irc, source)
+        app[registry_key].register(RelayCollector(relay))  # on the orchestrator's /metrics
+        await relay.run()

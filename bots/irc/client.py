@@ -77,6 +77,7 @@ class IrcClient:
         self.registered = asyncio.Event()
         self.connections = 0  # successful registrations, all time
         self.lines_sent = 0
+        self.reconnects = 0  # connections lost or failed, all time
         self.last_error = ""
         self._wake = asyncio.Event()
         self._control: deque[str] = deque()  # command replies, sent before captions
@@ -147,6 +148,7 @@ class IrcClient:
             if self.registered.is_set() and time.monotonic() - started > 30:
                 attempt = 0
             self.registered.clear()
+            self.reconnects += 1
             delay = self._backoff(attempt)
             attempt += 1
             log.info("irc: reconnecting in %.1f s", delay)
