@@ -5,6 +5,7 @@ plenary transcribe talk.wav --format vtt -o talk.vtt
 plenary demo
 plenary config
 plenary irc --with-captioner
+plenary rooms create keynote --title Keynote --start 2026-12-01T10:00 --end 2026-12-01T11:00
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the captioner in this process (captioner.host/port) and relay its captions",
     )
     irc.set_defaults(func=_irc)
+
+    from orchestrator.rooms.cli import add_parser as add_rooms_parser
+
+    add_rooms_parser(sub)
 
     cfg = sub.add_parser("config", help="list every setting with its default and meaning")
     cfg.set_defaults(func=_config)

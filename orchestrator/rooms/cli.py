@@ -1,0 +1,139 @@
+"""``plenary rooms create|list|show|delete``: the admin's CLI on the same database.
+
+plenary rooms create keynote --title "Keynote" --start 2026-12-01T10:00 \\
+    --end 2026-12-01T11:00 --timezone Asia/Seoul --lang ko --lang en --anyone
+plenary rooms create --json room.json
+plenary rooms list
+plenary rooms show keynote
+plenary rooms delete keynote
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.db import Database
+from orchestrator.rooms.model import RoomCreate
+from orchestrator.rooms.repository import RoomExists, RoomNotFound, RoomRepository
+from orchestrator.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    rooms = sub.add_parser("rooms", help="create, list, show and delete rooms")
+    rsub = rooms.add_subparsers(dest="rooms_command", required=True)
+
+    create = rsub.add_parser("create", help="create a room")
+    create.add_argument("slug", nargs="?", help="room name (also the Jitsi room name)")
+    create.add_argument("--json", type=Path, help="room as JSON (as POST /api/v1/rooms takes)")
+    create.add_argument("--title")
+    create.add_argument("--description", default="")
+    create.add_argument("--start", help="wall time in --timezone, e.g. 2026-12-01T10:00")
+    create.add_argument("--end")
+    create.add_argument("--timezone", default="UTC", help="IANA zone, e.g. Asia/Seoul")
+    create.add_argument("--weekly", action="store_true", help="repeat every week")
+    create.add_argument("--until", help="last day of a weekly series (YYYY-MM-DD)")
+    create.add_argument("--lang", action="append", help="caption language (repeatable)")
+    create.add_argument("--policy", help="access policy as JSON")
+    create.add_argument("--anyone", action="store_true", help="let any logged-in person in")
+    create.add_argument("--contact", default="")
+    create.add_argument("--irc-channel")
+    create.add_argument("--retention-days", type=int, help="keep transcripts this many days")
+    create.add_argument("--no-low-bandwidth", action="store_true")
+    create.set_defaults(func=run)
+
+    for name, text in (("list", "list rooms"), ("show", "show one room as JSON")):
+        p = rsub.add_parser(name, help=text)
+        if name == "show":
+            p.add_argument("slug")
+        p.set_defaults(func=run)
+    delete = rsub.add_parser("delete", help="delete a room")
+    delete.add_argument("slug")
+    delete.set_defaults(func=run)
+
+
+def _from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.json:
+        data: dict[str, Any] = json.loads(args.json.read_text(encoding="utf-8"))
+        if args.slug:
+            data["slug"] = args.slug
+        return data
+    policy: dict[str, Any] = json.loads(args.policy) if args.policy else {"access": []}
+    if args.anyone:
+        policy.setdefault("access", []).append({"kind": "anyone"})
+    schedule: dict[str, Any] = {"start": args.start, "end": args.end, "timezone": args.timezone}
+    if args.weekly:
+        schedule["recurrence"] = "weekly"
+        schedule["until"] = args.until
+    return {
+        "slug": args.slug,
+        "title": args.title,
+        "description": args.description,
+        "languages": args.lang or ["ko"],
+        "schedule": schedule,
+        "policy": policy,
+        "contact": args.contact,
+        "low_bandwidth": not args.no_low_bandwidth,
+        "irc_channel": args.irc_channel,
+        "transcript_retention_days": args.retention_days,
+    }
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_run(args, settings))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    db = await Database.open(settings.orchestrator.database)
+    try:
+        return await _command(args, RoomRepository(db))
+    finally:
+        await db.close()
+
+
+def _error(text: str) -> int:
+    print(f"plenary rooms: {text}", file=sys.stderr)
+    return 1
+
+
+async def _command(args: argparse.Namespace, repo: RoomRepository) -> int:
+    command = args.rooms_command
+    if command == "create":
+        try:
+            new = RoomCreate.model_validate(_from_args(args))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                for err in exc.errors(include_url=False):
+                    where = ".".join(str(p) for p in err["loc"])
+                    print(f"plenary rooms: {where}: {err['msg']}", file=sys.stderr)
+                return 2
+            return _error(f"cannot read the room: {exc}")
+        try:
+            room = await repo.create(new)
+        except RoomExists:
+            return _error(f"a room named {new.slug!r} exists already")
+        print(f"created {room.slug}")
+        return 0
+    if command == "list":
+        now = datetime.now(UTC)
+        for room in await repo.list():
+            nxt = room.next_occurrence(now)
+            when = nxt.start.isoformat(timespec="minutes") if nxt else "no upcoming session"
+            print(f"{room.slug}\t{when}\t{','.join(room.languages)}\t{room.title}")
+        return 0
+    try:
+        if command == "show":
+            print((await repo.get(args.slug)).model_dump_json(indent=2))
+        else:
+            await repo.delete(args.slug)
+            print(f"deleted {args.slug}")
+    except RoomNotFound:
+        return _error(f"no room named {args.slug!r}")
+    return 0
