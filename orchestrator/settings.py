@@ -106,6 +106,19 @@ class CaptionerSettings(BaseModel):
         description="An utterance longer than this is finalized and a new one begun, "
         "bounding latency for speakers who never pause.",
     )
+    warm_recognizers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Idle recognizers kept warm per language for the next utterance; "
+        "0 means one per recognition thread. Each holds tens to hundreds of MiB of graph cache.",
+    )
+    recognizer_max_audio_seconds: float = Field(
+        600.0,
+        ge=10,
+        description="A recognizer is retired after decoding this much speech: its graph "
+        "cache only grows, and the memory comes back only when it is destroyed.",
+    )
     partial_interval_ms: int = Field(
         200,
         ge=0,

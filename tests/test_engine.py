@@ -126,3 +126,26 @@ def test_model_errors_name_the_path_and_the_fix(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelError, match="not a folder"):
         ModelRegistry({"fr": tmp_path / "file"}).get("fr")
+
+
+async def test_worn_recognizers_are_retired_and_memory_trimmed(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    from orchestrator.settings import CaptionerSettings
+
+    worn = Engine(
+        CaptionerSettings(recognizer_max_audio_seconds=10, warm_recognizers=1), engine.models
+    )
+    try:
+        pcm, rate = read_pcm(ko_corpus[2].path)  # ~7 s of speech
+        for n in range(3):
+            stream = worn.open_stream(sample_rate=rate, language="ko", room="r", speaker=f"{n}")
+            await feed_all(stream, pcm, rate)
+            await stream.flush()
+        stats = worn.recognizers.stats()
+        assert stats["in_use"] == 0
+        assert stats["retired"] >= 1  # 14 s of speech exceeds the 10 s budget
+        assert stats["idle"] <= 1
+        assert stats["created"] == stats["retired"] + stats["idle"]
+    finally:
+        worn.close()

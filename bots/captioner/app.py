@@ -29,6 +29,7 @@ async def health(request: web.Request) -> web.Response:
             "streams": engine.active_streams,
             "max_streams": engine.settings.max_streams,
             "threads": engine.threads,
+            "recognizers": engine.recognizers.stats(),
         }
     )
 
