@@ -1,0 +1,163 @@
+"""Caption producers and machine readers: authenticated POSTs, Jigasi posts, JSON polling."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from bots.captioner.events import CaptionEvent
+from orchestrator.captions import jigasi
+from orchestrator.captions.service import captions_key
+
+MAX_LIMIT = 1000
+
+
+def bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def after_param(request: web.Request) -> int | None:
+    """Where a reader resumes: ``Last-Event-ID`` (SSE reconnects) wins over ``?after=``."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"after / Last-Event-ID must be a caption number, not {raw!r}") from None
+    if value < 0:
+        raise bad_request("after / Last-Event-ID must not be negative")
+    return value
+
+
+def _check_secret(given: str, expected: str, what: str) -> None:
+    if not expected:
+        raise web.HTTPForbidden(text=f"{what} is not enabled on this server")
+    if not given:
+        raise web.HTTPUnauthorized(
+            text=f"{what} needs a secret", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise web.HTTPForbidden(text=f"wrong secret for {what}")
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _require_producer(request: web.Request) -> None:
+    token = request.app[captions_key].settings.producer_token
+    _check_secret(_bearer(request), token, "posting captions over HTTP")
+
+
+async def post_captions(request: web.Request) -> web.Response:
+    """``POST /api/v1/rooms/<room>/captions``: one event object or ``{"events": [...]}``."""
+    _require_producer(request)
+    room = request.match_info["room"]
+    try:
+        data = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"body is not JSON: {exc}") from None
+    items = data.get("events") if isinstance(data, dict) and "events" in data else [data]
+    if not isinstance(items, list) or not items:
+        raise bad_request("events must be a non-empty list")
+    parsed = [_producer_event(room, item, n) for n, item in enumerate(items)]
+    captions = request.app[captions_key]
+    seqs = []
+    for event, at_ms in parsed:
+        caption = await captions.accept(event, at_ms)
+        seqs.append(caption.seq if caption is not None and caption.is_final else None)
+    return web.json_response({"accepted": seqs}, status=202)
+
+
+def _producer_event(room: str, item: Any, n: int) -> tuple[CaptionEvent, int | None]:
+    where = f"events[{n}]"
+    if not isinstance(item, dict):
+        raise bad_request(f"{where} must be an object")
+    text = item.get("text")
+    if not isinstance(text, str):
+        raise bad_request(f"{where}.text must be a string")
+    strings = {k: item.get(k, "") for k in ("speaker", "language", "message_id")}
+    for key, value in strings.items():
+        if not isinstance(value, str):
+            raise bad_request(f"{where}.{key} must be a string")
+    is_final = item.get("is_final", True)
+    if not isinstance(is_final, bool):
+        raise bad_request(f"{where}.is_final must be true or false")
+    times = {k: item.get(k, 0.0) for k in ("start", "end")}
+    for key, value in times.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad_request(f"{where}.{key} must be seconds (a number)")
+    timestamp = item.get("timestamp")
+    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
+        raise bad_request(f"{where}.timestamp must be epoch milliseconds")
+    event = CaptionEvent(
+        room=room,
+        speaker=strings["speaker"],
+        language=strings["language"],
+        text=text,
+        is_final=is_final,
+        start=float(times["start"]),
+        end=float(times["end"]),
+        message_id=strings["message_id"],
+    )
+    return event, timestamp
+
+
+async def jigasi_post(request: web.Request) -> web.Response:
+    """Jigasi's ``SEND_JSON_REMOTE_URLS``: secret in the URL or the X-Plenary-Secret header."""
+    given = (
+        request.match_info.get("secret")
+        or request.headers.get("X-Plenary-Secret", "")
+        or _bearer(request)
+    )
+    captions = request.app[captions_key]
+    _check_secret(given, captions.settings.jigasi_secret, "Jigasi posting")
+    if request.content_type != "application/json":
+        raise bad_request(f"Content-Type must be application/json, not {request.content_type!r}")
+    try:
+        post = jigasi.parse(await request.read())
+    except jigasi.JigasiError as exc:
+        raise bad_request(str(exc)) from None
+    caption = await captions.jigasi(post)
+    body: dict[str, Any] = {"event": post.event, "room": post.room}
+    if caption is not None and caption.is_final:
+        body["seq"] = caption.seq
+    return web.json_response(body)
+
+
+async def poll(request: web.Request) -> web.Response:
+    """``GET /api/v1/rooms/<room>/captions?after=N&limit=M``: finals after N, oldest first."""
+    room = request.match_info["room"]
+    after = after_param(request) or 0
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise bad_request("limit must be a number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+    store = request.app[captions_key].store
+    captions = await store.after(room, after, limit)
+    return web.json_response(
+        {
+            "room": room,
+            "after": after,
+            "events": [c.to_json() for c in captions],
+            "next_after": captions[-1].seq if captions else after,
+            "last_seq": await store.last_seq(room),
+        },
+        dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
+    )
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/transcripts/<pid>``: remove a transcript, leaving a withdrawn stub."""
+    _require_producer(request)
+    reason = request.query.get("reason") or "Withdrawn by the organizers."
+    if not await request.app[captions_key].store.withdraw(request.match_info["pid"], reason):
+        raise web.HTTPNotFound(text="no such transcript")
+    return web.Response(status=204)

@@ -1,0 +1,87 @@
+"""Live fan-out of captions per room to any number of subscribers.
+
+Each subscriber has a bounded queue. One that falls ``maxsize`` captions behind is
+dropped: it still gets what is queued, then ``next()`` returns None with a reason the
+stream sends as its final message, and the reader resumes from its last id. Nobody
+ever waits for a slow reader.
+
+    sub = hub.subscribe("keynote", partials=False)
+    while (caption := await sub.next()) is not None:
+        ...
+    sub.reason  # 'too slow: …' or 'server shutting down'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from orchestrator.captions.model import Caption
+
+SLOW = "too slow: more than {n} captions behind; reconnect with Last-Event-ID to resume"
+SHUTDOWN = "server shutting down; reconnect with Last-Event-ID to resume"
+
+
+class Subscriber:
+    def __init__(self, hub: Hub, room: str, partials: bool, maxsize: int) -> None:
+        self.hub = hub
+        self.room = room
+        self.partials = partials
+        self.queue: asyncio.Queue[Caption | None] = asyncio.Queue(maxsize)
+        self.reason = ""
+
+    def offer(self, caption: Caption) -> None:
+        if self.reason:
+            return
+        try:
+            self.queue.put_nowait(caption)
+        except asyncio.QueueFull:
+            self.end(SLOW.format(n=self.queue.maxsize))
+
+    def end(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+            self.hub.unsubscribe(self)
+            # When full, next() sees the reason once the queue is drained.
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+
+    async def next(self) -> Caption | None:
+        """The next caption; None when the subscription has ended."""
+        if self.reason and self.queue.empty():
+            return None
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class Hub:
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._rooms: dict[str, set[Subscriber]] = {}
+
+    def subscribe(self, room: str, partials: bool = False) -> Subscriber:
+        sub = Subscriber(self, room, partials, self.maxsize)
+        self._rooms.setdefault(room, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self._rooms.get(sub.room)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._rooms[sub.room]
+
+    def publish(self, caption: Caption) -> None:
+        for sub in tuple(self._rooms.get(caption.room, ())):
+            if caption.is_final or sub.partials:
+                sub.offer(caption)
+
+    def subscribers(self, room: str) -> int:
+        return len(self._rooms.get(room, ()))
+
+    def close_all(self) -> None:
+        for subs in tuple(self._rooms.values()):
+            for sub in tuple(subs):
+                sub.end(SHUTDOWN)

@@ -1,0 +1,103 @@
+"""What the store hands out: numbered captions and caption sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from bots.captioner.events import CaptionEvent
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A final caption numbered ``seq`` within its room, or a live partial (``seq`` 0).
+
+    ``at_ms`` is the wall-clock end of the speech (epoch ms), ``duration_ms`` its length.
+    Encodings are computed once per caption and shared by every subscriber.
+    """
+
+    room: str
+    seq: int
+    session: str  # the session's persistent identifier; "" for partials and live-only rooms
+    at_ms: int
+    duration_ms: int
+    speaker: str
+    language: str
+    text: str
+    message_id: str
+    is_final: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "room": self.room,
+            "session": self.session,
+            "at": self.at_ms,
+            "duration_ms": self.duration_ms,
+            "speaker": self.speaker,
+            "language": self.language,
+            "text": self.text,
+            "message_id": self.message_id,
+            "is_final": self.is_final,
+        }
+
+    @property
+    def clock(self) -> str:
+        """HH:MM:SS of the caption in the server's time zone."""
+        return dt.datetime.fromtimestamp(self.at_ms / 1000).strftime("%H:%M:%S")
+
+    @cached_property
+    def sse(self) -> bytes:
+        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        if self.is_final:
+            return f"id: {self.seq}\nevent: caption\ndata: {data}\n\n".encode()
+        return f"event: partial\ndata: {data}\n\n".encode()
+
+    @cached_property
+    def line(self) -> bytes:
+        text = " ".join(self.text.split())
+        who = " ".join(self.speaker.split())
+        return f"[{self.clock}] <{who}> {text}\n".encode()
+
+    def as_event(self, session_start_ms: int) -> CaptionEvent:
+        """The caption on the session's clock, for the transcript writers."""
+        end = max(0, self.at_ms - session_start_ms) / 1000
+        start = max(0.0, end - self.duration_ms / 1000)
+        return CaptionEvent(
+            room=self.room,
+            speaker=self.speaker,
+            language=self.language,
+            text=self.text,
+            is_final=True,
+            start=start,
+            end=end,
+            message_id=self.message_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    pid: str
+    room: str
+    started_at_ms: int
+    last_at_ms: int
+    ended_at_ms: int | None
+    withdrawn_at_ms: int | None
+    withdrawn_reason: str | None
+    events: int = 0
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.withdrawn_at_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Whether a room's captions are stored, and for how many days (0: forever)."""
+
+    keep_transcript: bool
+    retention_days: int

@@ -1,0 +1,173 @@
+"""Pages for people: the low-bandwidth captions page, a room's transcripts, ``/pid/<id>``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from aiohttp import web
+
+from bots.captioner import formats
+from orchestrator.captions.model import Session
+from orchestrator.captions.pid import normalize
+from orchestrator.captions.service import captions_key
+from orchestrator.render import render
+
+SIZES = (1, 2, 3, 4, 5)
+DEFAULT_SIZE = 3
+EXPORTS = {
+    "txt": "text/plain",
+    "vtt": "text/vtt",
+    "srt": "application/x-subrip",
+    "json": "application/json",
+}
+# What /pid/<id> can answer by content negotiation, in order of preference on a tie.
+NEGOTIATED = {"text/html": "html", "application/json": "json", "text/vtt": "vtt"}
+
+
+async def captions_page(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    captions = request.app[captions_key]
+    try:
+        size = int(request.query.get("size", DEFAULT_SIZE))
+    except ValueError:
+        size = DEFAULT_SIZE
+    size = min(max(size, SIZES[0]), SIZES[-1])
+    lines = await captions.store.latest(room, captions.settings.page_lines)
+    after = lines[-1].seq if lines else await captions.store.last_seq(room)
+    return render(
+        request,
+        "captions.html",
+        {
+            "room": room,
+            "lines": lines,
+            "after": after,
+            "size": size,
+            "sizes": SIZES,
+            "notice": await captions.retention_notice(room),
+        },
+    )
+
+
+async def transcripts_page(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    sessions = await request.app[captions_key].store.sessions(room)
+    return render(request, "transcripts.html", {"room": room, "sessions": sessions, "when": _when})
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "ongoing"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def negotiate(accept: str) -> str | None:
+    """The representation /pid/<id> serves for an Accept header; None: 406.
+
+    Each offered type takes the q of the most specific range that matches it; the
+    highest q wins, and on a tie HTML, then JSON, then WebVTT.
+    """
+    if not accept.strip():
+        return "html"
+    ranges: list[tuple[str, float]] = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        ranges.append((media.lower(), q))
+    best: tuple[tuple[float, int], str] | None = None
+    for index, (offered, kind) in enumerate(NEGOTIATED.items()):
+        matches = [(_specificity(media, offered), q) for media, q in ranges]
+        matches = [m for m in matches if m[0] >= 0]
+        if not matches:
+            continue
+        q = max(matches)[1]
+        if q > 0 and (best is None or (q, -index) > best[0]):
+            best = ((q, -index), kind)
+    return best[1] if best else None
+
+
+def _specificity(media_range: str, offered: str) -> int:
+    if media_range == offered:
+        return 2
+    if media_range == offered.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else -1
+
+
+async def pid(request: web.Request) -> web.Response:
+    raw = request.match_info["pid"]
+    ext = request.match_info.get("ext")
+    canonical = normalize(raw)
+    if canonical is None:
+        raise web.HTTPNotFound(text="not a Plenary identifier")
+    if canonical != raw:
+        raise web.HTTPMovedPermanently(f"/pid/{canonical}" + (f".{ext}" if ext else ""))
+    store = request.app[captions_key].store
+    session = await store.session(canonical)
+    if session is None:
+        raise web.HTTPNotFound(text=f"no transcript has the identifier {canonical}")
+    kind = ext or negotiate(request.headers.get("Accept", ""))
+    if kind is None:
+        raise web.HTTPNotAcceptable(
+            text="available: text/html, application/json, text/vtt "
+            "(or /pid/<id>.txt, .vtt, .srt, .json)"
+        )
+    vary = {} if ext else {"Vary": "Accept"}
+    if session.withdrawn:
+        return _withdrawn(request, session, kind, vary)
+    captions = await store.transcript(session)
+    if kind == "html":
+        response = render(
+            request,
+            "transcript.html",
+            {"session": session, "lines": captions, "when": _when},
+        )
+        response.headers.update(vary)
+        return response
+    if kind == "json":
+        body = json.dumps(
+            {
+                "pid": session.pid,
+                "room": session.room,
+                "started_at": session.started_at_ms,
+                "ended_at": session.ended_at_ms,
+                "captions": [c.to_json() for c in captions],
+            },
+            ensure_ascii=False,
+        )
+    else:
+        events = [c.as_event(session.started_at_ms) for c in captions]
+        body = formats.write(events, kind)
+    return web.Response(text=body, content_type=EXPORTS[kind], charset="utf-8", headers=vary)
+
+
+def _withdrawn(
+    request: web.Request, session: Session, kind: str, vary: dict[str, str]
+) -> web.Response:
+    reason = session.withdrawn_reason or "Withdrawn."
+    if kind == "html":
+        response = render(
+            request, "transcript_withdrawn.html", {"session": session, "when": _when}, status=410
+        )
+        response.headers.update(vary)
+        return response
+    if kind == "json":
+        return web.json_response(
+            {"pid": session.pid, "withdrawn": True, "reason": reason,
+             "withdrawn_at": session.withdrawn_at_ms},
+            status=410,
+            headers=vary,
+        )  # fmt: skip
+    text = f"The transcript {session.pid} has been withdrawn. {reason}\n"
+    if kind == "vtt":
+        text = f"WEBVTT\n\nNOTE {text}"
+    return web.Response(
+        text=text, status=410, content_type=EXPORTS.get(kind, "text/plain"), charset="utf-8",
+        headers=vary,
+    )  # fmt: skip

@@ -1,0 +1,25 @@
+"""The captions concern's URLs; orchestrator/routes.py includes them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator.captions import api, pages, streams
+
+PID = r"{pid:[^/.]+}"
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/r/{room}/captions", pages.captions_page, name="captions"),
+        web.get("/r/{room}/captions/stream", streams.sse, name="captions_stream"),
+        web.get("/r/{room}/captions.txt", streams.text, name="captions_text"),
+        web.get("/r/{room}/transcripts", pages.transcripts_page, name="transcripts"),
+        web.get(f"/pid/{PID}", pages.pid, name="pid"),
+        web.get(f"/pid/{PID}.{{ext:txt|vtt|srt|json}}", pages.pid, name="pid_export"),
+        web.get("/api/v1/rooms/{room}/captions", api.poll),
+        web.post("/api/v1/rooms/{room}/captions", api.post_captions),
+        web.delete(f"/api/v1/transcripts/{PID}", api.withdraw),
+        web.post("/api/v1/jigasi", api.jigasi_post),
+        web.post("/api/v1/jigasi/{secret}", api.jigasi_post),
+    ]

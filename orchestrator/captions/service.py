@@ -1,0 +1,149 @@
+"""The one path of caption events: producer → store (numbered) → live fan-out.
+
+Producers are the in-process caption bus (the captioner in the same process), the
+authenticated HTTP endpoint and Jigasi posts; all call ``Captions.accept``. A room's
+finals are numbered and published under one lock, so subscribers see them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bots.captioner.bus import CaptionBus
+from bots.captioner.events import CaptionEvent
+from orchestrator.captions import jigasi
+from orchestrator.captions.hub import Hub
+from orchestrator.captions.model import Caption
+from orchestrator.captions.store import CaptionStore, now_ms
+from orchestrator.keys import bus_key, db_key, settings_key
+from orchestrator.settings import CaptionsSettings
+
+log = logging.getLogger(__name__)
+
+
+class Captions:
+    def __init__(self, store: CaptionStore, settings: CaptionsSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.hub = Hub(settings.subscriber_queue)
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Jigasi participant id → name, per room, learned from JOIN posts.
+        self._names: dict[str, dict[str, str]] = {}
+
+    async def accept(self, event: CaptionEvent, at_ms: int | None = None) -> Caption | None:
+        """Number, store and publish a final; publish a partial live only."""
+        at = at_ms if at_ms is not None else now_ms()
+        if not event.is_final:
+            duration = max(0, round((event.end - event.start) * 1000))
+            partial = Caption(
+                event.room, 0, "", at, duration, event.speaker, event.language,
+                event.text, event.message_id, is_final=False,
+            )  # fmt: skip
+            self.hub.publish(partial)
+            return partial
+        if not event.text.strip():
+            return None
+        async with self._locks.setdefault(event.room, asyncio.Lock()):
+            caption = await self.store.append(event.room, event, at)
+            self.hub.publish(caption)
+        return caption
+
+    async def jigasi(self, post: jigasi.JigasiPost) -> Caption | None:
+        names = self._names.setdefault(post.room, {})
+        at = post.timestamp_ms or now_ms()
+        if post.event == "JOIN" and post.participant is not None:
+            names[post.participant.id] = post.participant.name
+        elif post.event == "LEAVE" and post.participant is not None:
+            names.pop(post.participant.id, None)
+        elif post.event == "START":
+            async with self._locks.setdefault(post.room, asyncio.Lock()):
+                await self.store.start_session(post.room, at)
+        elif post.event == "END":
+            async with self._locks.setdefault(post.room, asyncio.Lock()):
+                await self.store.end_session(post.room, at)
+            self._names.pop(post.room, None)
+        elif post.event == "SPEECH" and post.participant is not None:
+            who = post.participant
+            name = who.name
+            if name == jigasi.FALLBACK_NAME:
+                name = names.get(who.id, name)
+            event = CaptionEvent(
+                room=post.room,
+                speaker=name,
+                language=post.language,
+                text=post.text,
+                is_final=not post.is_interim,
+                start=0.0,
+                end=0.0,
+                message_id=post.message_id,
+            )
+            return await self.accept(event, at)
+        return None  # RAISE_HAND, WILL_END: nothing to caption
+
+    async def pump(self, bus: CaptionBus) -> None:
+        """Feed the in-process bus (the captioner beside us) into the store."""
+        subscription = bus.subscribe(maxsize=10_000)
+        try:
+            while True:
+                event = await subscription.get()
+                try:
+                    await self.accept(event)
+                except Exception:
+                    log.exception("caption from the bus not stored (room %s)", event.room)
+        finally:
+            subscription.close()
+
+    async def retention_loop(self) -> None:
+        while True:
+            try:
+                expired = await self.store.expire()
+                if expired:
+                    log.info("retention removed %d caption sessions", len(expired))
+            except Exception:
+                log.exception("caption retention run failed")
+            await asyncio.sleep(self.settings.retention_interval_seconds)
+
+    async def retention_notice(self, room: str) -> str:
+        policy = await self.store.policy(room)
+        if not policy.keep_transcript:
+            return "Captions in this room are shown live only; they are not recorded."
+        kept = (
+            f"kept for {policy.retention_days} days"
+            if policy.retention_days
+            else "kept with no time limit"
+        )
+        return (
+            "Captions in this room are recorded: what is said is transcribed and the "
+            f"transcript is {kept}, under a link anyone with it can read."
+        )
+
+
+captions_key = web.AppKey("captions", Captions)
+
+
+async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Needs the database (database_ctx must come first) and the caption bus."""
+    settings = app[settings_key].captions
+    captions = Captions(CaptionStore(app[db_key], settings), settings)
+    app[captions_key] = captions
+    tasks = [
+        asyncio.create_task(captions.pump(app[bus_key])),
+        asyncio.create_task(captions.retention_loop()),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def close_streams(app: web.Application) -> None:
+    """on_shutdown: end every live stream so the server can stop without waiting."""
+    if captions_key in app:
+        app[captions_key].hub.close_all()

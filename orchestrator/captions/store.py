@@ -1,0 +1,343 @@
+"""The caption store: numbered final captions in sessions, append-only, in SQLite.
+
+Every write goes through ``Database.write`` (one writer thread), so numbering a
+caption and storing it happen in one transaction and never race. Rooms are slug
+text; sessions are kept forever as tombstones once their events are removed, so a
+persistent identifier is never reused and keeps answering (410 when withdrawn).
+
+    store = CaptionStore(db, settings.captions)
+    caption = await store.append("keynote", event, at_ms=now_ms())
+    await store.after("keynote", 41, limit=100)  # captions 42, 43, …
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from bots.captioner.events import CaptionEvent
+from orchestrator.captions.model import Caption, Policy, Session
+from orchestrator.captions.pid import new_pid
+from orchestrator.db import Database
+from orchestrator.settings import CaptionsSettings
+
+DAY_MS = 86_400_000
+PID_ATTEMPTS = 8
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CaptionStore:
+    def __init__(self, db: Database, settings: CaptionsSettings) -> None:
+        self.db = db
+        self.settings = settings
+
+    # ---- writes ---------------------------------------------------------------
+
+    async def append(self, room: str, event: CaptionEvent, at_ms: int) -> Caption:
+        """Number a final caption; store it in the room's open session unless live only."""
+        duration = max(0, round((event.end - event.start) * 1000))
+        gap_ms = int(self.settings.session_gap_minutes * 60_000)
+
+        def run(conn: sqlite3.Connection) -> Caption:
+            seq = _next_seq(conn, room)
+            pid = ""
+            if _policy(conn, room, self.settings).keep_transcript:
+                session_id, pid = _open_session(conn, room, at_ms, gap_ms)
+                conn.execute(
+                    "INSERT INTO caption_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        room,
+                        seq,
+                        session_id,
+                        at_ms,
+                        duration,
+                        event.speaker,
+                        event.language,
+                        event.text,
+                        event.message_id,
+                    ),
+                )
+                conn.execute(
+                    "UPDATE caption_sessions SET last_at_ms = max(last_at_ms, ?) WHERE id = ?",
+                    (at_ms, session_id),
+                )
+            return Caption(
+                room,
+                seq,
+                pid,
+                at_ms,
+                duration,
+                event.speaker,
+                event.language,
+                event.text,
+                event.message_id,
+            )
+
+        return await self.db.write(run)
+
+    async def start_session(self, room: str, at_ms: int) -> str | None:
+        """End the room's open session and begin a new one (Jigasi START); its pid."""
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            _end_open(conn, room, at_ms)
+            if not _policy(conn, room, self.settings).keep_transcript:
+                return None
+            return _create_session(conn, room, at_ms)[1]
+
+        return await self.db.write(run)
+
+    async def end_session(self, room: str, at_ms: int) -> None:
+        """End the room's open session (Jigasi END); the next caption begins a new one."""
+        await self.db.write(lambda conn: _end_open(conn, room, at_ms))
+
+    async def withdraw(self, pid: str, reason: str, at_ms: int | None = None) -> bool:
+        """Delete a session's captions, leaving a stub that explains why; False if unknown."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT id FROM caption_sessions WHERE pid = ?", (pid,)).fetchone()
+            if row is None:
+                return False
+            _withdraw(conn, row[0], reason, at_ms or now_ms())
+            return True
+
+        return await self.db.write(run)
+
+    async def expire(self, at_ms: int | None = None) -> list[str]:
+        """Withdraw every session older than its room's retention; their pids."""
+        now = at_ms or now_ms()
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id, pid, room, last_at_ms FROM caption_sessions"
+                " WHERE withdrawn_at_ms IS NULL ORDER BY id"
+            ).fetchall()
+            days: dict[str, int] = {}
+            expired = []
+            for session_id, pid, room, last_at in rows:
+                if room not in days:
+                    days[room] = _policy(conn, room, self.settings).retention_days
+                if days[room] and last_at < now - days[room] * DAY_MS:
+                    reason = f"Removed after {days[room]} days under the room's retention policy."
+                    _withdraw(conn, session_id, reason, now)
+                    expired.append(pid)
+            return expired
+
+        return await self.db.write(run)
+
+    async def set_policy(
+        self, room: str, *, keep_transcript: bool = True, retention_days: int | None = None
+    ) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO caption_policies VALUES (?, ?, ?) ON CONFLICT (room) DO UPDATE"
+                " SET keep_transcript = excluded.keep_transcript,"
+                " retention_days = excluded.retention_days",
+                (room, int(keep_transcript), retention_days),
+            )
+        )
+
+    async def rename_room(self, old: str, new: str) -> None:
+        """Move a room's captions to its new slug; identifiers are unaffected."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM caption_counters WHERE room = ?", (new,)).fetchone():
+                raise ValueError(f"room {new!r} already has captions")
+            conn.execute("UPDATE caption_counters SET room = ? WHERE room = ?", (new, old))
+            conn.execute("UPDATE caption_sessions SET room = ? WHERE room = ?", (new, old))
+            conn.execute("UPDATE caption_events SET room = ? WHERE room = ?", (new, old))
+            conn.execute(
+                "UPDATE OR REPLACE caption_policies SET room = ? WHERE room = ?", (new, old)
+            )
+
+        await self.db.write(run)
+
+    # ---- reads ----------------------------------------------------------------
+
+    async def policy(self, room: str) -> Policy:
+        return await self.db.read(lambda conn: _policy(conn, room, self.settings))
+
+    async def last_seq(self, room: str) -> int:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT last_seq FROM caption_counters WHERE room = ?", (room,)
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def after(self, room: str, after: int, limit: int = 1000) -> list[Caption]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
+                " e.speaker, e.language, e.text, e.message_id"
+                " FROM caption_events e"
+                " JOIN caption_sessions s ON s.id = e.session_id"
+                " WHERE e.room = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+                (room, after, limit),
+            ).fetchall()
+        )
+        return [Caption(*row) for row in rows]
+
+    async def latest(self, room: str, count: int) -> list[Caption]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
+                " e.speaker, e.language, e.text, e.message_id"
+                " FROM caption_events e"
+                " JOIN caption_sessions s ON s.id = e.session_id"
+                " WHERE e.room = ? ORDER BY e.seq DESC LIMIT ?",
+                (room, count),
+            ).fetchall()
+        )
+        return [Caption(*row) for row in reversed(rows)]
+
+    async def sessions(self, room: str) -> list[Session]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
+                " s.withdrawn_at_ms, s.withdrawn_reason,"
+                " count(e.seq) FROM caption_sessions s"
+                " LEFT JOIN caption_events e ON e.session_id = s.id"
+                " WHERE s.room = ? GROUP BY s.id ORDER BY s.id DESC",
+                (room,),
+            ).fetchall()
+        )
+        return [Session(*row) for row in rows]
+
+    async def session(self, pid: str) -> Session | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
+                " s.withdrawn_at_ms, s.withdrawn_reason,"
+                " count(e.seq) FROM caption_sessions s"
+                " LEFT JOIN caption_events e ON e.session_id = s.id"
+                " WHERE s.pid = ? GROUP BY s.id",
+                (pid,),
+            ).fetchone()
+        )
+        return Session(*row) if row else None
+
+    async def transcript(self, session: Session) -> list[Caption]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
+                " e.speaker, e.language, e.text, e.message_id"
+                " FROM caption_events e"
+                " JOIN caption_sessions s ON s.id = e.session_id"
+                " WHERE e.session_id = ? ORDER BY e.seq",
+                (session.id,),
+            ).fetchall()
+        )
+        return [Caption(*row) for row in rows]
+
+
+# ---- helpers run inside one write transaction -------------------------------------
+
+
+def _next_seq(conn: sqlite3.Connection, room: str) -> int:
+    row = conn.execute(
+        "INSERT INTO caption_counters VALUES (?, 1) ON CONFLICT (room)"
+        " DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+        (room,),
+    ).fetchone()
+    return int(row[0])
+
+
+def _open_session(conn: sqlite3.Connection, room: str, at_ms: int, gap_ms: int) -> tuple[int, str]:
+    row = conn.execute(
+        "SELECT id, pid, last_at_ms FROM caption_sessions WHERE room = ?"
+        " AND ended_at_ms IS NULL AND withdrawn_at_ms IS NULL ORDER BY id DESC LIMIT 1",
+        (room,),
+    ).fetchone()
+    if row is not None:
+        if at_ms - row[2] <= gap_ms:
+            return int(row[0]), str(row[1])
+        conn.execute("UPDATE caption_sessions SET ended_at_ms = last_at_ms WHERE id = ?", (row[0],))
+    return _create_session(conn, room, at_ms)
+
+
+def _create_session(conn: sqlite3.Connection, room: str, at_ms: int) -> tuple[int, str]:
+    for _ in range(PID_ATTEMPTS):
+        pid = new_pid()
+        try:
+            cursor = conn.execute(
+                "INSERT INTO caption_sessions (pid, room, started_at_ms, last_at_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (pid, room, at_ms, at_ms),
+            )
+        except sqlite3.IntegrityError:
+            continue  # that identifier exists: never reuse one, draw another
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid, pid
+    raise RuntimeError("could not draw an unused persistent identifier")
+
+
+def _end_open(conn: sqlite3.Connection, room: str, at_ms: int) -> None:
+    conn.execute(
+        "UPDATE caption_sessions SET ended_at_ms = max(last_at_ms, ?)"
+        " WHERE room = ? AND ended_at_ms IS NULL",
+        (at_ms, room),
+    )
+
+
+def _withdraw(conn: sqlite3.Connection, session_id: int, reason: str, at_ms: int) -> None:
+    conn.execute("DELETE FROM caption_events WHERE session_id = ?", (session_id,))
+    conn.execute(
+        "UPDATE caption_sessions SET withdrawn_at_ms = ?, withdrawn_reason = ?,"
+        " ended_at_ms = coalesce(ended_at_ms, last_at_ms) WHERE id = ?",
+        (at_ms, reason, session_id),
+    )
+
+
+def _policy(conn: sqlite3.Connection, room: str, settings: CaptionsSettings) -> Policy:
+    """Caption policy of a room: its caption_policies row, else the rooms table, else settings."""
+    keep = room not in settings.live_only_rooms
+    days = settings.retention_days
+    from_rooms = _rooms_table_policy(conn, room)
+    keep = from_rooms.get("keep", keep)
+    days = from_rooms.get("days", days)
+    row = conn.execute(
+        "SELECT keep_transcript, retention_days FROM caption_policies WHERE room = ?", (room,)
+    ).fetchone()
+    if row is not None:
+        keep = bool(row[0])
+        if row[1] is not None:
+            days = int(row[1])
+    return Policy(keep_transcript=bool(keep), retention_days=int(days))
+
+
+def _rooms_table_policy(conn: sqlite3.Connection, room: str) -> dict[str, Any]:
+    """What the rooms table says, if it exists and says anything; read defensively.
+
+    The rooms concern owns that table; a room's JSON body may carry
+    ``keep_transcript``/``record_captions`` and ``transcript_retention_days``/
+    ``retention_days``, at the top level or under ``captions``.
+    """
+    try:
+        row = conn.execute("SELECT body FROM rooms WHERE slug = ?", (room,)).fetchone()
+    except sqlite3.Error:
+        return {}
+    if row is None:
+        return {}
+    try:
+        body = json.loads(row[0])
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    found: dict[str, Any] = {}
+    for scope in (body, body.get("captions")):
+        if not isinstance(scope, dict):
+            continue
+        for key in ("keep_transcript", "record_captions"):
+            if isinstance(scope.get(key), bool):
+                found["keep"] = scope[key]
+        for key in ("transcript_retention_days", "retention_days"):
+            value = scope.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                found["days"] = value
+    return found

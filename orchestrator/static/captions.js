@@ -1,0 +1,57 @@
+// Live captions for /r/<room>/captions: EventSource, pause without losing lines.
+"use strict";
+(function () {
+  var list = document.getElementById("lines");
+  if (!list || !window.EventSource) return;
+  var last = list.getAttribute("data-after") || "0";
+  var url = list.getAttribute("data-stream");
+  var status = document.getElementById("status");
+  var pause = document.getElementById("pause");
+  var held = [];
+  var paused = false;
+  var source = null;
+
+  function line(c) {
+    var li = document.createElement("li");
+    var time = document.createElement("time");
+    var who = document.createElement("b");
+    time.textContent = new Date(c.at).toTimeString().slice(0, 8);
+    who.textContent = c.speaker;
+    li.appendChild(time);
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(who);
+    li.appendChild(document.createTextNode(": " + c.text));
+    return li;
+  }
+  function show(c) {
+    var follow = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+    list.appendChild(line(c));
+    if (follow) window.scrollTo(0, document.body.scrollHeight);
+  }
+  function connect() {
+    source = new EventSource(url + "?after=" + encodeURIComponent(last));
+    source.addEventListener("caption", function (e) {
+      var c = JSON.parse(e.data);
+      if (Number(c.seq) <= Number(last)) return;
+      last = String(c.seq);
+      if (paused) { held.push(c); pause.textContent = "Resume (" + held.length + " new)"; }
+      else show(c);
+    });
+    source.addEventListener("end", function () {
+      // Dropped (too slow) or the server restarts: resume from the last line.
+      source.close();
+      setTimeout(connect, 2000);
+    });
+    source.onopen = function () { status.textContent = "Live."; };
+    source.onerror = function () { status.textContent = "Reconnecting…"; };
+  }
+  pause.hidden = false;
+  pause.addEventListener("click", function () {
+    paused = !paused;
+    if (!paused) { held.forEach(show); held = []; }
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-pressed", String(paused));
+  });
+  pause.setAttribute("aria-pressed", "false");
+  connect();
+})();
