@@ -9,6 +9,7 @@ from aiohttp.typedefs import Handler
 
 from bots.captioner.bus import CaptionBus
 from orchestrator import metrics
+from orchestrator.captions import captions_ctx, close_streams
 from orchestrator.db import Database
 from orchestrator.keys import bus_key, db_key, settings_key, templates_key
 from orchestrator.render import environment
@@ -41,6 +42,9 @@ def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Applica
     app[bus_key] = bus or CaptionBus()
     app[templates_key] = environment()
     app.cleanup_ctx.append(database_ctx)
+    # captions_ctx stores caption events, so it must come after database_ctx.
+    app.cleanup_ctx.append(captions_ctx)
+    app.on_shutdown.append(close_streams)
     app.add_routes(routes())
     app.cleanup_ctx.append(metrics.metrics_ctx)  # the registry and the bridge poller
     app.add_routes(metrics.routes())

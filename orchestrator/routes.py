@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator import views
+from orchestrator.captions.routes import routes as caption_routes
 from orchestrator.rooms.api import api_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -18,4 +19,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/healthz", views.health),
         web.static("/static", STATIC),
         *api_routes(),
+        *caption_routes(),
     ]
