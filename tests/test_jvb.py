@@ -1,4 +1,4 @@
-"""Videobridge and Jicofo statistics: parsing both fixture payloads, polling, a bridge going down."""
+"""Videobridge and Jicofo statistics: both fixture payloads, polling, a bridge going down."""
 
 from __future__ import annotations
 
