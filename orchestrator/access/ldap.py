@@ -204,20 +204,21 @@ class LdapDirectory:
         return entries[0]
 
     def _check_password(self, dn: str, password: str) -> None:
-        conn = self._binders.take() or self._connect()
-        try:
-            conn.simple_bind_s(dn, password)
-        except ldap.INVALID_CREDENTIALS:
-            self._binders.give(conn)
-            raise InvalidCredentials() from None
-        except (ldap.UNWILLING_TO_PERFORM, ldap.INAPPROPRIATE_AUTH, ldap.CONSTRAINT_VIOLATION):
-            # e.g. a locked or expired account, or a policy refusing the bind.
-            self._binders.give(conn)
-            raise InvalidCredentials() from None
-        except ldap.LDAPError as exc:
-            _unbind(conn)
-            raise self._error(exc) from None
-        self._binders.give(conn)
+        def bind(conn: Conn) -> bool:
+            try:
+                conn.simple_bind_s(dn, password)
+            except (
+                ldap.INVALID_CREDENTIALS,
+                # e.g. a locked or expired account, or a policy refusing the bind
+                ldap.UNWILLING_TO_PERFORM,
+                ldap.INAPPROPRIATE_AUTH,
+                ldap.CONSTRAINT_VIOLATION,
+            ):
+                return False
+            return True
+
+        if not self._with(self._binders, self._connect, bind):
+            raise InvalidCredentials()
 
     def _identity(self, dn: str, entry: dict[str, list[bytes]]) -> Identity:
         s = self.settings
@@ -257,12 +258,15 @@ class LdapDirectory:
         return frozenset(cn for _, e in self._with_service(search) if (cn := _text(e, "cn")))
 
     def _with_service(self, work: Callable[[Conn], T]) -> T:
-        """Run ``work`` on a service connection; a stale pooled one is replaced once."""
-        conn = self._service.take()
+        return self._with(self._service, self._service_connection, work)
+
+    def _with(self, pool: _Pool, connect: Callable[[], Conn], work: Callable[[Conn], T]) -> T:
+        """Run ``work`` on a connection from ``pool``; a stale pooled one is replaced once."""
+        conn = pool.take()
         pooled = conn is not None
         try:
             if conn is None:
-                conn = self._service_connection()
+                conn = connect()
             try:
                 result = work(conn)
             except ldap.SERVER_DOWN:
@@ -271,13 +275,13 @@ class LdapDirectory:
                 if not pooled:
                     raise
                 # The server restarted or dropped the idle connection: one retry.
-                conn = self._service_connection()
+                conn = connect()
                 result = work(conn)
         except ldap.LDAPError as exc:
             if conn is not None:
                 _unbind(conn)
             raise self._error(exc) from None
-        self._service.give(conn)
+        pool.give(conn)
         return result
 
     def _service_connection(self) -> Conn:
