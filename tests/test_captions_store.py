@@ -1,0 +1,248 @@
+"""The caption store end to end through HTTP: producers, streams, resume, escaping, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import webvtt
+from aiohttp.test_utils import TestServer
+
+from bots.captioner.events import CaptionEvent
+from orchestrator.app import create_app
+from orchestrator.captions import captions_key
+from orchestrator.keys import bus_key
+from orchestrator.settings import Settings, load_settings
+
+TOKEN = "producer-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_settings(db: Path, **captions: Any) -> Settings:
+    return load_settings(
+        orchestrator={"database": db},
+        captions={"producer_token": TOKEN, **captions},
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "plenary.sqlite3"
+
+
+async def post(client: Any, room: str, *texts: str, speaker: str = "Kim") -> list[int]:
+    events = [{"speaker": speaker, "text": t, "language": "ko"} for t in texts]
+    response = await client.post(
+        f"/api/v1/rooms/{room}/captions", json={"events": events}, headers=AUTH
+    )
+    assert response.status == 202, await response.text()
+    return list((await response.json())["accepted"])
+
+
+async def read_sse(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` caption events of an SSE response, with their ids."""
+    got: list[dict[str, Any]] = []
+    fields: dict[str, str] = {}
+    while len(got) < count:
+        raw = await asyncio.wait_for(response.content.readline(), 10)
+        if not raw:
+            break
+        line = raw.decode().rstrip("\n")
+        if line == "":
+            if fields.get("event") == "caption":
+                data = json.loads(fields["data"])
+                assert str(data["seq"]) == fields["id"]
+                got.append(data)
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    return got
+
+
+async def test_producer_needs_the_token(aiohttp_client: Any, db_path: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_path)))
+    body = {"text": "hello"}
+    assert (await client.post("/api/v1/rooms/a/captions", json=body)).status == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await client.post("/api/v1/rooms/a/captions", json=body, headers=wrong)).status == 403
+    bad = await client.post(
+        "/api/v1/rooms/a/captions", json={"events": [{"text": 3}]}, headers=AUTH
+    )
+    assert bad.status == 400 and "events[0].text" in (await bad.json())["error"]
+    assert await post(client, "a", "one", "two") == [1, 2]
+    poll = await (await client.get("/api/v1/rooms/a/captions?after=0")).json()
+    assert [e["text"] for e in poll["events"]] == ["one", "two"]
+    assert poll["last_seq"] == 2
+
+
+async def test_http_disabled_without_a_token(aiohttp_client: Any, db_path: Path) -> None:
+    settings = load_settings(orchestrator={"database": db_path})
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post("/api/v1/rooms/a/captions", json={"text": "x"}, headers=AUTH)
+    assert response.status == 403
+
+
+async def test_bus_finals_are_stored_and_partials_are_live_only(
+    aiohttp_client: Any, db_path: Path
+) -> None:
+    app = create_app(make_settings(db_path))
+    client = await aiohttp_client(app)
+    stream = await client.get("/r/live/captions/stream?partials=1&after=0")
+    partial = CaptionEvent("live", "Lee", "ko", "안녕", False, 0.0, 0.5, "m1")
+    final = CaptionEvent("live", "Lee", "ko", "안녕하세요", True, 0.0, 1.2, "m1")
+    while app[captions_key].hub.subscribers("live") == 0:
+        await asyncio.sleep(0.01)
+    app[bus_key].publish(partial)
+    app[bus_key].publish(final)
+    seen = []
+    while len(seen) < 2:
+        line = (await asyncio.wait_for(stream.content.readline(), 5)).decode()
+        if line.startswith("event: "):
+            seen.append(line.strip())
+    assert seen == ["event: partial", "event: caption"]
+    stream.close()
+    poll = await (await client.get("/api/v1/rooms/live/captions")).json()
+    assert [(e["seq"], e["text"], e["speaker"]) for e in poll["events"]] == [
+        (1, "안녕하세요", "Lee")
+    ]
+
+
+async def test_sse_resume_across_restart_delivers_each_event_once(db_path: Path) -> None:
+    settings = make_settings(db_path, heartbeat_seconds=0.2)
+    server = TestServer(create_app(settings))
+    await server.start_server()
+    port = server.port
+    received: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        await post(http, "r", *(f"before {i}" for i in range(5)))
+        stream = await http.get("/r/r/captions/stream?after=0")
+        received += await read_sse(stream, 5)
+        await post(http, "r", "live 5", "live 6")
+        received += await read_sse(stream, 1)  # the reader has seen up to 6, not 7 …
+        stream.close()  # … and goes away; 8 is stored while it is gone
+        await post(http, "r", "while away 7")
+        await server.close()
+
+        server = TestServer(create_app(settings), port=port)
+        await server.start_server()
+        await post(http, "r", "after restart 8", "after restart 9")
+        last = received[-1]["seq"]
+        stream = await http.get("/r/r/captions/stream", headers={"Last-Event-ID": str(last)})
+        received += await read_sse(stream, 4)
+        await post(http, "r", "live 11", "live 12")
+        received += await read_sse(stream, 2)
+        stream.close()
+    await server.close()
+    assert [e["seq"] for e in received] == list(range(1, 13))
+    texts = [e["text"] for e in received]
+    assert texts[5:8] == ["live 5", "live 6", "while away 7"] and texts[-1] == "live 12"
+
+
+async def test_slow_subscriber_is_dropped_with_a_final_message(
+    aiohttp_client: Any, db_path: Path
+) -> None:
+    app = create_app(make_settings(db_path, subscriber_queue=3))
+    client = await aiohttp_client(app)
+    hub = app[captions_key].hub
+    slow = hub.subscribe("s")  # never reads while captions arrive
+    fast = hub.subscribe("s")
+    fast_got: list[int] = []
+
+    async def read_fast() -> None:
+        while (caption := await fast.next()) is not None:
+            fast_got.append(caption.seq)
+
+    reader = asyncio.create_task(read_fast())
+    for i in range(6):
+        await post(client, "s", f"line {i}")
+    await asyncio.sleep(0.05)
+    assert fast_got == [1, 2, 3, 4, 5, 6] and not fast.reason
+    assert slow.reason.startswith("too slow")
+    drained = []
+    while (caption := await slow.next()) is not None:
+        drained.append(caption.seq)
+    assert drained == [1, 2, 3]  # what was queued is delivered, then the end
+    assert hub.subscribers("s") == 1
+    reader.cancel()
+
+
+async def test_text_stream_prints_lines_as_they_come(aiohttp_client: Any, db_path: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_path, text_backlog=1)))
+    await post(client, "t", "old", "recent", speaker="박")
+    response = await client.get("/r/t/captions.txt")
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    first = (await asyncio.wait_for(response.content.readline(), 5)).decode()
+    await post(client, "t", "new <b>&", speaker="Ana Lee")
+    second = (await asyncio.wait_for(response.content.readline(), 5)).decode()
+    assert first.endswith("] <박> recent\n") and first[0] == "[" and first[9] == "]"
+    assert second.endswith("] <Ana Lee> new <b>&\n")
+    response.close()
+
+
+async def test_a_thousand_awkward_captions(
+    aiohttp_client: Any, db_path: Path, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_path, page_lines=1000)))
+    texts = [
+        f"{i} 안녕하세요 회의를 시작합니다 😀🎉 <script>alert('x{i}')</script> & AT&T \"q\""
+        for i in range(1000)
+    ]
+    speaker = "김 <i>&</i>"
+    for start in range(0, 1000, 100):
+        await post(client, "k", *texts[start : start + 100], speaker=speaker)
+
+    raw = await (await client.get("/api/v1/rooms/k/captions?after=0&limit=1000")).read()
+    events = json.loads(raw)["events"]
+    assert [e["text"] for e in events] == texts
+    assert json.dumps(texts[0], ensure_ascii=False).encode() in raw  # UTF-8, no \u escapes
+
+    page = await (await client.get("/r/k/captions")).text()
+    assert "<script>alert" not in page and "<i>&</i>" not in page
+    assert page.count("&lt;script&gt;alert(") == 1000
+    assert html.escape(texts[999], quote=False) in page.replace("&#34;", '"').replace("&#39;", "'")
+
+    pid = events[0]["session"]
+    vtt = await (await client.get(f"/pid/{pid}.vtt")).text()
+    cues = webvtt.from_buffer(io.StringIO(vtt)).captions
+    assert [html.unescape(c.text) for c in cues] == texts
+    assert {html.unescape(c.voice or "") for c in cues} == {speaker}
+    srt_path = tmp_path / "t.srt"
+    srt_path.write_text(await (await client.get(f"/pid/{pid}.srt")).text(), encoding="utf-8")
+    srt = webvtt.from_srt(str(srt_path)).captions
+    assert [html.unescape(c.text) for c in srt] == [f"{speaker}: {t}" for t in texts]
+    exported = json.loads(await (await client.get(f"/pid/{pid}.json")).read())
+    assert [c["text"] for c in exported["captions"]] == texts
+    txt = await (await client.get(f"/pid/{pid}.txt")).text()
+    assert txt.splitlines()[5].endswith(f"<{speaker}> {texts[5]}")
+
+
+async def test_page_weight_and_accessibility_basics(aiohttp_client: Any, db_path: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_path)))
+    await post(client, "w", *(f"문장 번호 {i}, 조금 긴 캡션 텍스트입니다." for i in range(60)))
+    page = await client.get("/r/w/captions?size=4")
+    body = await page.read()
+    assert "script-src" not in page.headers["Content-Security-Policy"]  # default-src 'self'
+    text = body.decode()
+    assets = [
+        "/static/plenary.css",
+        "/static/captions.css",
+        "/static/captions.js",
+    ]
+    for asset in assets:
+        assert f'"{asset}"' in text
+    total = len(body) + sum([len(await (await client.get(asset)).read()) for asset in assets])
+    assert total < 15_000, f"first view weighs {total} bytes"
+    assert "http://" not in text and "https://" not in text  # no external assets
+    assert "<script>" not in text and "style=" not in text  # CSP: no inline script/style
+    assert 'aria-live="polite"' in text and 'class="size-4"' in text
+    assert text.count("<li>") == 50  # captions.page_lines
+    assert "문장 번호 59," in text and "<b>Kim</b>" in text
+    assert 'href="?size=4" id="refresh"' in text  # works without JavaScript
+    assert "recorded" in text
