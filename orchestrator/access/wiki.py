@@ -185,6 +185,7 @@ class MediaWiki:
     async def _fetch_participants(self, event_id: int) -> frozenset[str]:
         url = f"{self._rest}/campaignevents/v0/event_registration/{int(event_id)}/participants"
         names: set[str] = set()
+        seen: set[int] = set()
         last: int | None = None
         for _ in range(MAX_PAGES):
             params = {"include_private": "false"}
@@ -197,18 +198,24 @@ class MediaWiki:
                 raise IdentitySourceUnavailable(
                     self._down(f"HTTP {status} for the participants of event {event_id}")
                 )
-            ids = []
+            fresh = 0
             for p in page:
-                if isinstance(p, dict) and p.get("user_name"):
+                if not isinstance(p, dict) or "participant_id" not in p:
+                    continue
+                pid = int(p["participant_id"])
+                if pid not in seen:
+                    seen.add(pid)
+                    fresh += 1
+                if p.get("user_name"):
                     names.add(normalize_username(str(p["user_name"])))
-                    ids.append(int(p["participant_id"]))
-            if len(page) < PAGE_SIZE or not ids:
+            if len(page) < PAGE_SIZE:
                 return frozenset(names)
-            if last is not None and max(ids) <= last:
+            if not fresh:
                 raise IdentitySourceUnavailable(
                     self._down(f"participant pages of event {event_id} do not advance")
                 )
-            last = max(ids)
+            # The cursor is the id of the page's last participant, whatever the order.
+            last = int(page[-1]["participant_id"])
         raise IdentitySourceUnavailable(self._down(f"event {event_id} has too many pages"))
 
     # transport -----------------------------------------------------------------------
