@@ -1,0 +1,158 @@
+"""Transcripts: persistent identifiers, content negotiation, retention, withdrawal, rename."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.captioner.events import CaptionEvent
+from orchestrator.app import create_app
+from orchestrator.captions import captions_key, retention_notice
+from orchestrator.captions.pages import negotiate
+from orchestrator.captions.pid import ALPHABET, new_pid, normalize
+from orchestrator.captions.store import DAY_MS, now_ms
+from orchestrator.settings import load_settings
+
+TOKEN = "t"
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3"},
+        captions={"producer_token": TOKEN, "retention_days": 30, "live_only_rooms": ["quiet"]},
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+def event(room: str, text: str) -> CaptionEvent:
+    return CaptionEvent(room, "Kim", "ko", text, True, 0.0, 1.5, "m")
+
+
+def test_identifiers_are_three_blocks_from_an_unambiguous_alphabet() -> None:
+    pids = {new_pid() for _ in range(2000)}
+    assert len(pids) == 2000
+    for pid in pids:
+        assert re.fullmatch(rf"[{ALPHABET}]{{4}}(-[{ALPHABET}]{{4}}){{2}}", pid)
+    assert not set("01ilou") & set(ALPHABET)
+    assert normalize("K7M2 9QXD 3HWA") == "k7m2-9qxd-3hwa"
+    assert normalize("k7m2-9qxd-3hw0") is None
+
+
+def test_negotiation() -> None:
+    assert negotiate("") == "html"
+    assert negotiate("text/html,application/xhtml+xml,*/*;q=0.8") == "html"
+    assert negotiate("application/json") == "json"
+    assert negotiate("text/vtt, text/html;q=0.5") == "vtt"
+    assert negotiate("*/*") == "html"
+    assert negotiate("image/png") is None
+
+
+async def test_one_url_serves_html_json_and_vtt(client: Any) -> None:
+    captions = client.app[captions_key]
+    first = await captions.accept(event("a", "안녕하세요 & <환영>"))
+    pid = first.session
+    page = await client.get(f"/pid/{pid}")
+    assert page.status == 200 and page.headers["Vary"] == "Accept"
+    assert "안녕하세요 &amp; &lt;환영&gt;" in await page.text()
+    data = await (await client.get(f"/pid/{pid}", headers={"Accept": "application/json"})).json()
+    assert data["pid"] == pid and data["captions"][0]["text"] == "안녕하세요 & <환영>"
+    vtt = await client.get(f"/pid/{pid}", headers={"Accept": "text/vtt"})
+    assert vtt.content_type == "text/vtt" and (await vtt.text()).startswith("WEBVTT")
+    assert (await client.get(f"/pid/{pid}", headers={"Accept": "image/png"})).status == 406
+    upper = await client.get(f"/pid/{pid.upper()}", allow_redirects=False)
+    assert upper.status == 301 and upper.headers["Location"] == f"/pid/{pid}"
+    assert (await client.get("/pid/2222-2222-2222")).status == 404
+
+
+async def test_identifiers_survive_a_room_rename(client: Any) -> None:
+    captions = client.app[captions_key]
+    pid = (await captions.accept(event("old-name", "first words"))).session
+    await captions.store.rename_room("old-name", "new-name")
+    data = await (await client.get(f"/pid/{pid}.json")).json()
+    assert data["room"] == "new-name" and data["captions"][0]["text"] == "first words"
+    assert (await captions.accept(event("new-name", "more"))).seq == 2  # numbering goes on
+    poll = await (await client.get("/api/v1/rooms/new-name/captions")).json()
+    assert [e["text"] for e in poll["events"]] == ["first words", "more"]
+
+
+async def test_retention_removes_exactly_the_expired_sessions(client: Any) -> None:
+    captions = client.app[captions_key]
+    store = captions.store
+    now = now_ms()
+    await store.set_policy("short", retention_days=7)
+    await store.set_policy("forever", retention_days=0)
+    ages = {  # room → days since its session's last caption
+        ("default", 31): "expired",
+        ("default", 29): "kept",
+        ("short", 8): "expired",
+        ("short", 6): "kept",
+        ("forever", 400): "kept",
+    }
+    pids = {}
+    for (room, days), _ in ages.items():
+        await store.end_session(room, now)  # one session each
+        pids[(room, days)] = (
+            await captions.accept(event(room, f"{days}d"), now - days * DAY_MS)
+        ).session
+    expired = set(await store.expire(now))
+    assert expired == {pids[k] for k, v in ages.items() if v == "expired"}
+    for key, fate in ages.items():
+        response = await client.get(f"/pid/{pids[key]}")
+        assert response.status == (410 if fate == "expired" else 200), key
+    gone = await client.get(f"/pid/{pids[('short', 8)]}")
+    assert "7 days" in await gone.text() and "withdrawn" in await gone.text()
+    assert await store.expire(now) == []  # nothing twice
+
+
+async def test_withdrawn_transcript_leaves_a_stub(client: Any) -> None:
+    captions = client.app[captions_key]
+    pid = (await captions.accept(event("w", "said"))).session
+    denied = await client.delete(f"/api/v1/transcripts/{pid}")
+    assert denied.status == 401
+    done = await client.delete(
+        f"/api/v1/transcripts/{pid}?reason=Speaker+asked", headers={"Authorization": "Bearer t"}
+    )
+    assert done.status == 204
+    for suffix, accept in (("", "text/html"), ("", "application/json"), (".vtt", "")):
+        response = await client.get(f"/pid/{pid}{suffix}", headers={"Accept": accept})
+        assert response.status == 410
+        assert "Speaker asked" in await response.text()
+    assert json.loads(await (await client.get(f"/pid/{pid}.json")).text())["withdrawn"] is True
+    poll = await (await client.get("/api/v1/rooms/w/captions")).json()
+    assert poll["events"] == []
+
+
+async def test_live_only_rooms_store_nothing_but_still_stream(client: Any) -> None:
+    captions = client.app[captions_key]
+    sub = captions.hub.subscribe("quiet")
+    caption = await captions.accept(event("quiet", "off the record"))
+    assert caption is not None and caption.seq == 1 and caption.session == ""
+    assert (await sub.next()) == caption
+    assert (await captions.store.after("quiet", 0)) == []
+    assert (await captions.store.sessions("quiet")) == []
+    assert "not recorded" in await retention_notice(client.app, "quiet")
+    assert "kept for 30 days" in await retention_notice(client.app, "other")
+    page = await (await client.get("/r/quiet/captions")).text()
+    assert "not recorded" in page
+
+
+async def test_room_policy_from_the_rooms_table_is_read_defensively(client: Any) -> None:
+    store = client.app[captions_key].store
+    body = json.dumps({"captions": {"keep_transcript": False}})
+    try:
+        await store.db.write(
+            lambda c: c.execute(
+                "INSERT INTO rooms (slug, title, body, created_at, updated_at)"
+                " VALUES ('secret', 't', ?, '', '')",
+                (body,),
+            )
+        )
+    except Exception as exc:  # the rooms table is another concern's and may differ
+        pytest.skip(f"rooms table not as expected: {exc}")
+    assert (await store.policy("secret")).keep_transcript is False
+    assert (await store.policy("elsewhere")).keep_transcript is True
