@@ -9,7 +9,8 @@ cannot stall a scrape) and is the collector that presents the latest readings:
     registry.register(poller)
     task = asyncio.create_task(poller.run())
 
-Units follow Prometheus naming: the bridge reports bitrates in kbps (times 1000 → bits per
+Units follow Prometheus naming, whose base unit of data is the byte (``promtool check
+metrics`` refuses bits): the bridge reports bitrates in kbps (times 125 → bytes per
 second) and RTT in ms (→ seconds); loss is already a ratio. Both the current payload
 (2.3.x) and the 2019 one (``loss_rate_download``, ``audiochannels``, ``videochannels``)
 are understood. A target that fails a poll reports ``up 0`` and its last successful
@@ -53,16 +54,16 @@ class Spec:
 
 JVB_SPECS: tuple[Spec, ...] = (
     Spec(
-        "download_bits_per_second",
-        "Bitrate the bridge receives from endpoints (bit_rate_download).",
+        "download_bytes_per_second",
+        "Rate the bridge receives media at (bit_rate_download kbps / 8 * 1000).",
         ("bit_rate_download",),
-        scale=1000.0,
+        scale=125.0,
     ),
     Spec(
-        "upload_bits_per_second",
-        "Bitrate the bridge sends to endpoints (bit_rate_upload).",
+        "upload_bytes_per_second",
+        "Rate the bridge sends media at (bit_rate_upload kbps / 8 * 1000).",
         ("bit_rate_upload",),
-        scale=1000.0,
+        scale=125.0,
     ),
     Spec(
         "download_packets_per_second",

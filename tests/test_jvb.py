@@ -45,8 +45,8 @@ def test_current_payload_in_base_units() -> None:
     payload = load_fixture(CURRENT)
     payload.update(bit_rate_download=1234.5, bit_rate_upload=2000, rtt_aggregate=37.5)
     got = values(parse_colibri(payload))
-    assert got["download_bits_per_second"] == 1_234_500.0
-    assert got["upload_bits_per_second"] == 2_000_000.0
+    assert got["download_bytes_per_second"] == 1_234_500.0 / 8
+    assert got["upload_bytes_per_second"] == 2_000_000.0 / 8
     assert got["rtt_seconds"] == pytest.approx(0.0375)
     assert got["sent_bytes"] == 1314398151
     assert got["received_bytes"] == 759150207
@@ -62,8 +62,8 @@ def test_current_payload_in_base_units() -> None:
 
 def test_legacy_payload_maps_old_keys() -> None:
     got = values(parse_colibri(load_fixture(LEGACY)))
-    assert got["download_bits_per_second"] == 500.0  # 0.5 kbps
-    assert got["upload_bits_per_second"] == 500.0
+    assert got["download_bytes_per_second"] == 62.5  # 0.5 kbps
+    assert got["upload_bytes_per_second"] == 62.5
     assert got["loss_ratio{direction=incoming}"] == 0.5  # loss_rate_download
     assert got["loss_ratio{direction=outgoing}"] == 0.5  # loss_rate_upload
     assert "loss_ratio{direction=overall}" not in got  # not in 2019 payloads
@@ -122,8 +122,8 @@ async def test_poller_two_bridges_then_one_goes_down() -> None:
         s = samples(poller)
         assert s[("plenary_jvb_up", cur)] == 1.0
         assert s[("plenary_jvb_up", leg)] == 1.0
-        assert s[("plenary_jvb_download_bits_per_second", cur)] == 800_000.0
-        assert s[("plenary_jvb_download_bits_per_second", leg)] == 500.0
+        assert s[("plenary_jvb_download_bytes_per_second", cur)] == 100_000.0
+        assert s[("plenary_jvb_download_bytes_per_second", leg)] == 62.5
         assert s[("plenary_jvb_stress_level", cur)] == 0.9
         assert s[("plenary_jvb_stress_level", leg)] == 0.6
         assert s[("plenary_jvb_info", (*cur, ("version", "2.3.63-g2a4cc2f8")))] == 1.0
@@ -156,7 +156,7 @@ async def test_poller_two_bridges_then_one_goes_down() -> None:
         await poller.poll_once()
         s = samples(poller)
         assert s[("plenary_jvb_up", cur)] == 1.0
-        assert s[("plenary_jvb_download_bits_per_second", cur)] == 800_000.0
+        assert s[("plenary_jvb_download_bytes_per_second", cur)] == 100_000.0
         assert s[("plenary_jvb_last_success_timestamp_seconds", cur)] > first_success
         assert s[("plenary_jvb_up", leg)] == 0.0
     finally:
