@@ -1,0 +1,165 @@
+"""A real headless Chromium follows the captions page; its accessibility tree has the lines."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from orchestrator.app import create_app
+from orchestrator.settings import load_settings
+
+TOKEN = "browser-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One headless Chromium per module; yields its DevTools HTTP address."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium is not installed (make deps installs the Debian package)")
+    port = _free_port()
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/json/version", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("chromium did not open its DevTools port")
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class Page:
+    """The DevTools protocol over one websocket: send a command, await its result."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        n = next(self.ids)
+        await self.ws.send_json({"id": n, "method": method, "params": params})
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive_json(), 20)
+            if msg.get("id") == n:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return dict(msg["result"])
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 15) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+
+async def _post(http: aiohttp.ClientSession, room: str, speaker: str, text: str) -> None:
+    response = await http.post(
+        f"/api/v1/rooms/{room}/captions",
+        json={"speaker": speaker, "text": text},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status == 202
+
+
+async def test_live_captions_reach_the_accessibility_tree(browser: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3"},
+        captions={"producer_token": TOKEN},
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    base = f"http://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession(base) as http:
+        await _post(http, "hall", "Ana", "Before the page opened")
+        async with aiohttp.ClientSession() as devtools:
+            target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
+            async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.send("Page.enable")
+                await page.send("Page.navigate", url=f"{base}/r/hall/captions")
+                await page.wait_for("document.getElementById('status').textContent === 'Live.'")
+                await _post(http, "hall", "김민지", "안녕하세요 <script>x</script> & 반갑습니다")
+                await _post(http, "hall", "Bo", "Second live line")
+                await page.wait_for("document.querySelectorAll('#lines li').length === 3")
+                region = await page.evaluate(
+                    "(() => { const l = document.getElementById('lines');"
+                    " return [l.getAttribute('aria-live'), l.innerText]; })()"
+                )
+                assert region[0] == "polite"
+                assert "김민지: 안녕하세요 <script>x</script> & 반갑습니다" in region[1]
+                assert await page.evaluate("document.querySelectorAll('#lines script').length") == 0
+                tree = await page.send("Accessibility.getFullAXTree")
+                names = [str(node.get("name", {}).get("value", "")) for node in tree["nodes"]] + [
+                    str(node.get("value", {}).get("value", "")) for node in tree["nodes"]
+                ]
+                spoken = " ".join(names)
+                for text in ("Before the page opened", "안녕하세요", "Second live line", "김민지"):
+                    assert text in spoken, f"{text!r} not in the accessibility tree"
+                # Pause: lines arriving meanwhile wait, then are appended in order.
+                await page.evaluate("document.getElementById('pause').click()")
+                await _post(http, "hall", "Ana", "Held while paused")
+                await page.wait_for(
+                    "document.getElementById('pause').textContent.includes('1 new')"
+                )
+                assert await page.evaluate("document.querySelectorAll('#lines li').length") == 3
+                await page.evaluate("document.getElementById('pause').click()")
+                last = await page.wait_for(
+                    "document.querySelectorAll('#lines li').length === 4 &&"
+                    " document.querySelector('#lines li:last-child').textContent"
+                )
+                assert last.endswith("Ana: Held while paused")
+            await devtools.get(f"{browser}/json/close/{target['id']}")
+    await server.close()
