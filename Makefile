@@ -14,8 +14,9 @@ STAMPS := .stamps
 # installed it on PATH, and skip elsewhere with that reason.
 # slapd and ldap-utils give the access tests a real directory; libldap2-dev and
 # libsasl2-dev let pip build python-ldap where no wheel fits.
+# chromium is the real browser the captions page's accessibility test drives.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
-	slapd ldap-utils libldap2-dev libsasl2-dev prometheus
+	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium
 
 .PHONY: demo test lint bench deps clean format
 
