@@ -15,6 +15,9 @@ from orchestrator.keys import bus_key, db_key, settings_key, templates_key
 from orchestrator.render import environment
 from orchestrator.routes import routes
 from orchestrator.settings import Settings
+from orchestrator.web.context import access_ctx
+from orchestrator.web.csrf import csrf
+from orchestrator.web.sessions import sessions, sessions_ctx
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -37,11 +40,15 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+    # sessions must wrap csrf: csrf reads the session's token through get_session.
+    app = web.Application(middlewares=[security_headers, sessions, csrf])
     app[settings_key] = settings
     app[bus_key] = bus or CaptionBus()
     app[templates_key] = environment()
     app.cleanup_ctx.append(database_ctx)
+    # sessions_ctx may read or make the cookie key in the database: after database_ctx.
+    app.cleanup_ctx.append(sessions_ctx)
+    app.cleanup_ctx.append(access_ctx)  # LDAP pool, wiki client, login limiter
     # captions_ctx stores caption events, so it must come after database_ctx.
     app.cleanup_ctx.append(captions_ctx)
     app.on_shutdown.append(close_streams)

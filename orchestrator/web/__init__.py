@@ -1,0 +1,1 @@
+"""The attendee- and organizer-facing web: sessions, CSRF, login, join flow, forms."""

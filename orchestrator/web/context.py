@@ -1,0 +1,36 @@
+"""Identity sources for the web layer, opened with the app and closed with it.
+
+A source already put on the app (tests inject fakes or pre-built clients) is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from orchestrator.access.ldap import LdapDirectory
+from orchestrator.access.ratelimit import LoginLimiter
+from orchestrator.access.wiki import MediaWiki
+from orchestrator.keys import settings_key
+from orchestrator.web.keys import directory_key, limiter_key, wiki_key
+
+
+async def access_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    if limiter_key not in app:
+        app[limiter_key] = LoginLimiter()
+    directory: LdapDirectory | None = None
+    if settings.ldap.enabled and directory_key not in app:
+        directory = LdapDirectory(settings.ldap)
+        app[directory_key] = directory
+    http: aiohttp.ClientSession | None = None
+    if settings.wiki.enabled and wiki_key not in app:
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.wiki.timeout))
+        app[wiki_key] = MediaWiki(settings.wiki, http)
+    yield
+    if directory is not None:
+        await directory.close()
+    if http is not None:
+        await http.close()

@@ -1,0 +1,203 @@
+"""Rendering pages for the web layer, and the read-only pages: room list, schedule,
+calendar feed, room page.
+
+Every page gets ``me`` (the logged-in Identity or None), ``csrf_token`` for its forms,
+and ``viewer_tz``: the zone times are shown in (``?tz=``, remembered in the session;
+otherwise each room's own).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from orchestrator.keys import settings_key
+from orchestrator.render import render
+from orchestrator.rooms.api import repository
+from orchestrator.rooms.ical import calendar
+from orchestrator.rooms.model import Room, zone
+from orchestrator.rooms.policy import parse
+from orchestrator.rooms.repository import RoomNotFound
+from orchestrator.rooms.schedule import upcoming
+from orchestrator.web.organizers import is_organizer
+from orchestrator.web.sessions import csrf_token, current_identity
+
+log = logging.getLogger(__name__)
+
+
+async def page(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    session = await get_session(request)
+    me = await current_identity(request)
+    settings = request.app[settings_key]
+    full = {
+        "me": me,
+        "csrf_token": csrf_token(session),
+        "organizer": me is not None and is_organizer(settings.orchestrator, me),
+        "ldap_enabled": settings.ldap.enabled,
+        "wiki_enabled": settings.wiki.enabled,
+        **context,
+    }
+    return render(request, template, full, status)
+
+
+async def viewer_zone(request: web.Request) -> tuple[ZoneInfo | None, str | None]:
+    """The zone asked for (?tz=, then the session's); an unknown name is an error text."""
+    session = await get_session(request)
+    asked = request.query.get("tz", "").strip()
+    if asked:
+        try:
+            tz = zone(asked)
+        except ValueError as exc:
+            return None, str(exc)
+        session["tz"] = asked
+        return tz, None
+    if "tz" in request.query:  # an empty ?tz= clears the choice
+        session.pop("tz", None)
+        return None, None
+    kept = session.get("tz")
+    if isinstance(kept, str):
+        try:
+            return zone(kept), None
+        except ValueError:
+            session.pop("tz", None)
+    return None, None
+
+
+def when(start: datetime, end: datetime) -> str:
+    """'Tuesday 1 December 2026, 10:00 to 11:30 KST (Asia/Seoul)'."""
+    name = getattr(start.tzinfo, "key", str(start.tzinfo))
+    day = f"{start:%A} {start.day} {start:%B %Y}"
+    if end.date() == start.date():
+        span = f"{start:%H:%M} to {end:%H:%M}"
+    else:
+        span = f"{start:%H:%M} to {end:%A} {end.day} {end:%B}, {end:%H:%M}"
+    return f"{day}, {span} {start:%Z} ({name})"
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A local path to go back to after login; anything else (//evil, http://) is refused."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+async def index(request: web.Request) -> web.Response:
+    return await page(request, "index.html", {})
+
+
+async def room_list(request: web.Request) -> web.Response:
+    tz, tz_error = await viewer_zone(request)
+    now = datetime.now(UTC)
+    rows = []
+    for room in await repository(request).list():
+        occ = room.next_occurrence(now)
+        nxt = None
+        if occ is not None:
+            start, end = (occ.start, occ.end) if tz is None else (
+                occ.start.astimezone(tz), occ.end.astimezone(tz))  # fmt: skip
+            nxt = {"text": when(start, end), "iso": start.isoformat()}
+        rows.append({"room": room, "next": nxt})
+    return await page(request, "rooms.html", {"rows": rows, "tz": tz, "tz_error": tz_error})
+
+
+async def schedule_page(request: web.Request) -> web.Response:
+    tz, tz_error = await viewer_zone(request)
+    lang = request.query.get("lang", "").strip() or None
+    rooms = await repository(request).list()
+    sessions = [
+        {"room": u.room, "text": when(u.start, u.end), "iso": u.start.isoformat()}
+        for u in upcoming(rooms, datetime.now(UTC), lang=lang, tz=tz)
+    ]
+    languages = sorted({code for r in rooms for code in r.languages})
+    feed = "/calendar.ics"
+    query = "&".join(f"{k}={v}" for k, v in (("lang", lang), ("tz", tz and tz.key)) if v)
+    return await page(
+        request,
+        "schedule.html",
+        {
+            "sessions": sessions,
+            "languages": languages,
+            "lang": lang,
+            "tz": tz,
+            "tz_error": tz_error,
+            "feed": f"{feed}?{query}" if query else feed,
+        },
+        status=400 if tz_error else 200,
+    )
+
+
+async def calendar_feed(request: web.Request) -> web.Response:
+    tz_name = request.query.get("tz", "").strip()
+    try:
+        tz = zone(tz_name) if tz_name else None
+    except ValueError as exc:
+        return web.Response(status=400, text=str(exc))
+    lang = request.query.get("lang", "").strip() or None
+    settings = request.app[settings_key].orchestrator
+    base = settings.public_url.rstrip("/")
+    sessions = upcoming(await repository(request).list(), datetime.now(UTC), lang=lang, tz=tz)
+    name = "Plenary sessions" + (f" ({lang})" if lang else "")
+    body = calendar(sessions, base_url=base, host=urlsplit(base).hostname or "plenary",
+                    name=name)  # fmt: skip
+    return web.Response(
+        body=body,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": 'inline; filename="plenary.ics"'},
+    )
+
+
+def room_facts(
+    room: Room, tz: ZoneInfo | None, now: datetime, early_minutes: int
+) -> dict[str, Any]:
+    """What the room page and the join answers say about a room's schedule."""
+    occ = room.next_occurrence(now)
+    facts: dict[str, Any] = {"next": None, "open": False, "opens": None}
+    if occ is None:
+        return facts
+    start, end = (occ.start, occ.end) if tz is None else (
+        occ.start.astimezone(tz), occ.end.astimezone(tz))  # fmt: skip
+    opens = start - timedelta(minutes=early_minutes)
+    facts["next"] = {"text": when(start, end), "iso": start.isoformat()}
+    facts["open"] = opens <= now < end
+    facts["opens"] = {
+        "text": f"{opens:%A} {opens.day} {opens:%B %Y}, {opens:%H:%M} {opens:%Z}",
+        "iso": opens.isoformat(),
+    }
+    return facts
+
+
+def whom_to_ask(room: Room) -> list[str]:
+    """The room's contact and the moderators named one by one in its policy."""
+    people = [room.contact] if room.contact else []
+    for rule in parse(room.policy).moderators:
+        if rule.kind == "user":
+            people.append(f"{rule.name} ({rule.source})")
+    return people
+
+
+async def room_page(request: web.Request) -> web.Response:
+    try:
+        room = await repository(request).get(request.match_info["slug"])
+    except RoomNotFound as exc:
+        raise web.HTTPNotFound(text="No such room.") from exc
+    tz, tz_error = await viewer_zone(request)
+    early = request.app[settings_key].orchestrator.join_early_minutes
+    facts = room_facts(room, tz, datetime.now(UTC), early)
+    return await page(
+        request,
+        "room.html",
+        {"room": room, "facts": facts, "tz": tz, "tz_error": tz_error,
+         "ask": whom_to_ask(room)},
+    )  # fmt: skip
