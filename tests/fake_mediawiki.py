@@ -52,6 +52,7 @@ class FakeWiki:
     participants: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     login_as: str = ""
     down: bool = False  # every request answers 503
+    ignore_cursor: bool = False  # a broken wiki: always the first page
     codes: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, WikiUser] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)  # "METHOD path?query"
@@ -207,7 +208,9 @@ class FakeWiki:
             return web.json_response({"httpCode": 404}, status=404)
         rows = self.participants[event_id]
         if request.query.get("include_private", "false") != "true":
-            rows = [r for r in rows if not r["private"]]
+            rows = [r for r in rows if not r.get("private")]
+        if self.ignore_cursor:
+            return web.json_response(rows[:PAGE])
         last = int(request.query.get("last_participant_id", "0"))
         page = [r for r in rows if r["participant_id"] > last][:PAGE]
         return web.json_response(page)

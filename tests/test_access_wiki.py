@@ -268,3 +268,17 @@ def test_normalize_username() -> None:
     assert normalize_username("bob_smith") == "Bob smith"
     assert normalize_username("  Bob   Smith ") == "Bob Smith"
     assert normalize_username("홍길동") == "홍길동"
+
+
+async def test_malformed_or_stuck_participant_pages_fail_closed(
+    wiki: MediaWiki, fake: FakeWiki
+) -> None:
+    fake.ignore_cursor = True  # pages served verbatim
+    fake.participants[123] = [{"user_name": "No Id"}] * 20
+    with pytest.raises(IdentitySourceUnavailable, match="malformed"):
+        await wiki.event_participants(123)
+    # A wiki that ignores the cursor and repeats a full page must not loop forever.
+    fake.add_event(5, [f"U{i}" for i in range(30)])
+    with pytest.raises(IdentitySourceUnavailable, match="do not advance"):
+        await wiki.event_participants(5)
+    assert len([r for r in fake.requests if "/5/participants" in r]) == 2

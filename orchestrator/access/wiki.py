@@ -198,16 +198,16 @@ class MediaWiki:
                 raise IdentitySourceUnavailable(
                     self._down(f"HTTP {status} for the participants of event {event_id}")
                 )
-            fresh = 0
-            for p in page:
-                if not isinstance(p, dict) or "participant_id" not in p:
-                    continue
-                pid = int(p["participant_id"])
-                if pid not in seen:
-                    seen.add(pid)
-                    fresh += 1
-                if p.get("user_name"):
-                    names.add(normalize_username(str(p["user_name"])))
+            try:
+                ids = [int(p["participant_id"]) for p in page]
+                page_names = [str(p.get("user_name") or "") for p in page]
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise IdentitySourceUnavailable(
+                    self._down(f"a malformed participants page for event {event_id}")
+                ) from None
+            fresh = len(set(ids) - seen)
+            seen.update(ids)
+            names.update(normalize_username(n) for n in page_names if n)
             if len(page) < PAGE_SIZE:
                 return frozenset(names)
             if not fresh:
@@ -215,7 +215,7 @@ class MediaWiki:
                     self._down(f"participant pages of event {event_id} do not advance")
                 )
             # The cursor is the id of the page's last participant, whatever the order.
-            last = int(page[-1]["participant_id"])
+            last = ids[-1]
         raise IdentitySourceUnavailable(self._down(f"event {event_id} has too many pages"))
 
     # transport -----------------------------------------------------------------------
