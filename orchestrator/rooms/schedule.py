@@ -28,7 +28,9 @@ def upcoming(
     tz: ZoneInfo | None = None,
     days: int = HORIZON_DAYS,
 ) -> list[Upcoming]:
-    """Sessions that have not ended by ``now`` and start within ``days``, soonest first.
+    """Sessions that have not ended by ``now``, soonest first: each room's next one, and
+    the further sessions of a weekly series within ``days`` of now (or of the
+    series' first session, if that is later).
 
     ``lang`` keeps rooms captioned in that language (``ko`` also matches ``ko-KR``);
     ``tz`` converts the times (default: each room's own zone).
@@ -38,8 +40,11 @@ def upcoming(
     for room in rooms:
         if lang and not any(code == lang or code.startswith(lang + "-") for code in room.languages):
             continue
-        for occ in room.schedule.occurrences(now):
-            if occ.start > horizon:
+        limit = horizon
+        for index, occ in enumerate(room.schedule.occurrences(now)):
+            if index == 0:  # a series that starts later is shown from its first session
+                limit = max(horizon, occ.start + timedelta(days=days))
+            elif occ.start > limit:
                 break
             start, end = (occ.start, occ.end) if tz is None else (
                 occ.start.astimezone(tz), occ.end.astimezone(tz))  # fmt: skip

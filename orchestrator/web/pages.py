@@ -128,7 +128,7 @@ async def schedule_page(request: web.Request) -> web.Response:
         {
             "sessions": sessions,
             "languages": languages,
-            "lang": lang,
+            "filter_lang": lang,
             "tz": tz,
             "tz_error": tz_error,
             "feed": f"{feed}?{query}" if query else feed,
