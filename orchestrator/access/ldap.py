@@ -162,7 +162,15 @@ class LdapDirectory:
     # blocking, in the pool's threads -----------------------------------------------
 
     def _authenticate(self, username: str, password: str) -> Identity:
-        dn, entry = self._find(username)
+        try:
+            dn, entry = self._find(username)
+        except InvalidCredentials:
+            # Spend a bind anyway, so an unknown name answers about as slowly as a
+            # wrong password and response times do not tell which names exist. Its
+            # outcome is ignored: whatever the server says, the answer is "wrong".
+            with contextlib.suppress(InvalidCredentials, IdentitySourceUnavailable):
+                self._check_password(f"cn=plenary-no-such-user,{self.settings.user_base}", password)
+            raise
         self._check_password(dn, password)
         return self._identity(dn, entry)
 
