@@ -111,8 +111,13 @@ class Schedule(BaseModel):
         """Sessions that end after the aware instant ``after``, in order."""
         tz = zone(self.timezone)
         length = self.end - self.start
+        first = 0
+        if self.recurrence == "weekly":
+            # Skip the weeks already over (a long series need not be walked from its start).
+            behind = after.astimezone(tz).replace(tzinfo=None) - self.end
+            first = max(0, behind.days // 7 - 1)
         weeks = MAX_SERIES_WEEKS if self.recurrence == "weekly" else 1
-        for week in range(weeks):
+        for week in range(first, first + weeks):
             wall = self.start + timedelta(weeks=week)
             if self.until is not None and wall.date() > self.until:
                 return
