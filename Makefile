@@ -14,7 +14,8 @@ STAMPS := .stamps
 # installed it on PATH, and skip elsewhere with that reason.
 # slapd and ldap-utils give the access tests a real directory; libldap2-dev and
 # libsasl2-dev let pip build python-ldap where no wheel fits.
-# chromium is the real browser the captions page's accessibility test drives.
+# chromium is the real browser the accessibility tests drive (captions page, web UI);
+# axe-core, the checker they inject, comes from npm into tests/.node (gitignored).
 # The packaged servers (slapd, ngircd, inspircd, prometheus) must not start as system
 # services on install: tests start their own on 127.0.0.1, so policy-rc.d forbids it.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
@@ -40,7 +41,7 @@ format: deps
 bench: deps
 	$(PY) -m bench $(BENCH_ARGS)
 
-deps: $(STAMPS)/apt $(STAMPS)/venv
+deps: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/axe
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
@@ -67,5 +68,12 @@ $(STAMPS)/venv: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+$(STAMPS)/axe: Makefile
+	@mkdir -p $(STAMPS)
+	@if command -v npm >/dev/null; then \
+		npm install -s --prefix tests/.node --no-audit --no-fund axe-core@4; \
+	else echo "npm not found: the accessibility tests will skip (no axe-core)"; fi
+	@touch $@
+
 clean:
-	rm -rf $(VENV) $(STAMPS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(STAMPS) .mypy_cache .ruff_cache .pytest_cache tests/.node
