@@ -168,9 +168,7 @@ async def test_openapi_document_is_valid_and_complete(client: Any) -> None:
     for route in api_routes():
         assert route.path in doc["paths"], route.path
         assert route.method.lower() in doc["paths"][route.path], (route.path, route.method)
-    mounted = {
-        (r.method, r.resource.canonical) for r in client.app.router.routes() if r.resource
-    }
+    mounted = {(r.method, r.resource.canonical) for r in client.app.router.routes() if r.resource}
     assert {(r.method, r.path) for r in api_routes()} <= mounted
     schema = doc["components"]["schemas"]["RoomCreate"]
     assert {"slug", "title", "schedule"} <= set(schema["required"])
