@@ -4,8 +4,8 @@ Everything goes into a throw-away prefix under /opt (install dir, venv, data, co
 units, nginx site, ngircd config) with the system user ``plenary-ci``; nothing listens
 anywhere but 127.0.0.1. The package is the working tree: its files are copied
 (``git ls-files``, so uncommitted edits count), built into a wheel, and the role's
-pip installs that wheel into its fresh virtualenv. Dependencies come from pip's cache and the local wheel
-folders, which keeps the first converge at about half a minute; a venv borrowing
+pip installs that wheel into its fresh virtualenv. Dependencies come from pip's cache
+and the local wheel folders, which keeps the first converge at about half a minute; a venv borrowing
 .venv's site-packages would be quicker but would not test the role's real install.
 
 The playbook runs twice: the second run must change nothing (idempotence, read from
@@ -84,8 +84,15 @@ def _build_wheel(source: Path, dest: Path) -> Path:
     as satisfied, so the second run changes nothing (a source folder is rebuilt and
     reinstalled on every run)."""
     subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "pip"), "wheel", "-q", "--no-deps", "-w", str(dest)]
-        + [str(source)],
+        [
+            str(ROOT / ".venv" / "bin" / "pip"),
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(dest),
+            str(source),
+        ],
         check=True,
         capture_output=True,
     )
@@ -107,8 +114,10 @@ def _self_signed(prefix: Path) -> tuple[Path, Path]:
     cert, key = prefix / "tls" / "cert.pem", prefix / "tls" / "key.pem"
     cert.parent.mkdir(parents=True)
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-        + ["-subj", "/CN=plenary.ci.test", "-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=plenary.ci.test", "-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
     )
@@ -195,7 +204,7 @@ def test_model_downloaded_verified_and_configured(converged: Converged) -> None:
 
 
 def _get_json(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
         return dict(json.load(response))
 
