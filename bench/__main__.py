@@ -2,6 +2,11 @@
 
     .venv/bin/python -m bench all --quick
     .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
+    .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics
+
+``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
+bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost), each of
+which starts the servers it needs on loopback and writes its own docs/benchmarks-*.md.
 
 Plenary's captioner is started on a free 127.0.0.1 port for each benchmark and stopped after;
 the peer (any vosk-protocol server, e.g. vosk-server with the same model) must be running.
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -31,7 +37,9 @@ def _ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("benchmark", choices=["accuracy", "capacity", "meeting", "all"])
+    parser.add_argument(
+        "benchmark", choices=[*MODULES, *OTHERS, "all", "everything"], help="what to measure"
+    )
     parser.add_argument("--peer", help="ws://127.0.0.1:PORT of another vosk-protocol server")
     parser.add_argument("--peer-pid", type=int, help="the peer's process id (RSS, CPU from /proc)")
     parser.add_argument("--peer-name", default="vosk-server", help="the peer's name in tables")
@@ -109,6 +117,22 @@ def run_one(args: argparse.Namespace, name: str, targets: list[Target]) -> dict[
 
 
 MODULES = {"accuracy": accuracy, "capacity": capacity, "meeting": meeting}
+# Benchmarks of the other components: module with ``async def run(quick) -> dict``.
+OTHERS = {
+    "bridge": "bench.bridge",
+    "irc": "bench.irc",
+    "login": "bench.login",
+    "sse": "bench.sse",
+    "metrics": "bench.metrics",
+}
+
+
+def run_other(name: str, quick: bool) -> dict[str, Any]:
+    module = importlib.import_module(OTHERS[name])
+    data: dict[str, Any] = asyncio.run(module.run(quick))
+    report = getattr(module, "report", None)
+    print(report(data) if report else json.dumps(data, indent=2, default=str), flush=True)
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,17 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         check_local(args.peer)
     started = dt.datetime.now(dt.UTC)
     peer = [Target(args.peer_name, args.peer, args.peer_pid)] if args.peer else []
-    which = list(MODULES) if args.benchmark == "all" else [args.benchmark]
+    if args.benchmark == "everything":
+        which = [*MODULES, *OTHERS]
+    elif args.benchmark == "all":
+        which = list(MODULES)
+    else:
+        which = [args.benchmark]
     results: dict[str, Any] = {}
     targets: list[Target] = []
-    for name in which:
+    for name in [n for n in which if n in OTHERS]:
+        results[name] = run_other(name, args.quick)
+    for name in [n for n in which if n in MODULES]:
         # A fresh Plenary per benchmark, so its memory figures are that benchmark's own;
         # the peer runs on as it was started.
         with plenary_server() as (plenary, _proc):
             targets = [plenary, *peer]
             results[name] = run_one(args, name, targets)
         print(MODULES[name].report(results[name]), flush=True)
-    summary = [MODULES[name].report(results[name]) for name in results]
+    summary = [MODULES[name].report(results[name]) for name in results if name in MODULES]
     print("\n\n".join(["", *summary]))
     if args.out:
         doc = {
