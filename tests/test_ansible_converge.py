@@ -49,6 +49,7 @@ pytestmark = [
     pytest.mark.skipif(tool("ansible-playbook") is None, reason="ansible-core is not installed"),
     pytest.mark.skipif(os.geteuid() != 0, reason="converging creates a system user: needs root"),
     pytest.mark.skipif(shutil.which("ngircd") is None, reason="ngircd is not installed"),
+    pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed"),
     pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make deps)"),
     pytest.mark.skipif(
         not Path("/usr/bin/python3.11").exists(), reason="the role's venv needs /usr/bin/python3.11"
@@ -269,3 +270,22 @@ def test_ngircd_serves_the_relay_channels(converged: Converged, tmp_path: Path) 
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_monitoring_files_installed_and_valid(converged: Converged) -> None:
+    """The role validated both with promtool; the scrape targets come from the inventory."""
+    assert converged.first.returncode == 0, converged.first.explain()
+    etc = converged.prefix / "etc"
+    config = (etc / "prometheus" / "prometheus.yml").read_text()
+    assert f"127.0.0.1:{converged.ports['orchestrator']}" in config
+    assert str(etc / "prometheus" / "plenary-rules.yml") in config
+    check = subprocess.run(
+        ["promtool", "check", "config", str(etc / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (converged.prefix / "grafana" / "dashboards" / "plenary.json").is_file()
+    provider = (etc / "grafana" / "provisioning" / "dashboards" / "plenary.yml").read_text()
+    assert str(converged.prefix / "grafana" / "dashboards") in provider
