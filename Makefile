@@ -12,6 +12,8 @@ STAMPS := .stamps
 # server is not packaged for Debian (Debian's "ergo" is a chemistry program) and no
 # registry this project may use carries it, so its tests run only where an admin
 # installed it on PATH, and skip elsewhere with that reason.
+# nginx, lua5.4 (luac5.4) and nodejs (node --check) validate the Ansible roles'
+# nginx site, prosody files and config.js in the deployment tests.
 # slapd and ldap-utils give the access tests a real directory; libldap2-dev and
 # libsasl2-dev let pip build python-ldap where no wheel fits.
 # chromium is the real browser the accessibility tests drive (captions page, web UI);
@@ -19,7 +21,8 @@ STAMPS := .stamps
 # The packaged servers (slapd, ngircd, inspircd, prometheus) must not start as system
 # services on install: tests start their own on 127.0.0.1, so policy-rc.d forbids it.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
-	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium
+	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium \
+	nginx lua5.4 nodejs
 
 .PHONY: demo test lint bench deps clean format
 
