@@ -289,3 +289,12 @@ def test_monitoring_files_installed_and_valid(converged: Converged) -> None:
     assert (converged.prefix / "grafana" / "dashboards" / "plenary.json").is_file()
     provider = (etc / "grafana" / "provisioning" / "dashboards" / "plenary.yml").read_text()
     assert str(converged.prefix / "grafana" / "dashboards") in provider
+
+
+def test_jitsi_secret_kept_out_of_the_settings_file(converged: Converged) -> None:
+    etc = converged.prefix / "etc" / "plenary"
+    assert 'app_id = "plenary"' in (etc / "plenary.toml").read_text()
+    assert "ci-secret" not in (etc / "plenary.toml").read_text()
+    environment = etc / "environment"
+    assert "PLENARY_JITSI__APP_SECRET=ci-secret-" in environment.read_text()
+    assert oct(environment.stat().st_mode)[-3:] == "640"
