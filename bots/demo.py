@@ -1,9 +1,12 @@
 """``plenary demo``: a captioned meeting on one machine, from real recordings.
 
-A captioner starts on a free loopback port; each speaker joins over the vosk
-websocket protocol as Jigasi would (one socket each, audio all the time, silence
-while others talk) and real recordings play at real-time pace. Captions print as
-IRC lines; on a terminal the current partial is shown in place. When ``irc.rooms``
+A captioner and the orchestrator start on free loopback ports (the orchestrator
+with a temporary database); each speaker joins over the vosk websocket protocol as
+Jigasi would (one socket each, audio all the time, silence while others talk) and
+real recordings play at real-time pace. Captions take the whole path: captioner →
+caption bus → the orchestrator's store → its SSE stream, which the demo prints as
+IRC lines (on a terminal the current partial is shown in place) while the captions
+page and the ``curl -N`` text stream show the same lines. When ``irc.rooms``
 names the room ``demo``, the IRC relay posts the same captions into its channel.
 """
 
@@ -12,8 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -28,6 +34,7 @@ from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
 from bots.captioner.events import CaptionEvent
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
+from orchestrator.app import create_app as create_orchestrator
 from orchestrator.settings import Settings
 
 RATE = 16000
@@ -122,11 +129,32 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         file=sys.stderr,
     )
     printer = Printer(dt.datetime.now(), sys.stdout.isatty())
-    sub = bus.subscribe()
+    workdir = tempfile.TemporaryDirectory(prefix="plenary-demo-")
+    orchestrator = settings.model_copy(
+        update={
+            "orchestrator": settings.orchestrator.model_copy(
+                update={"database": Path(workdir.name) / "demo.sqlite3"}
+            )
+        }
+    )
+    orunner = web.AppRunner(create_orchestrator(orchestrator, bus), access_log=None)
+    await orunner.setup()
+    await web.TCPSite(orunner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{orunner.addresses[0][1]}"
+    print(
+        f"captions page: {base}/r/demo/captions\n"
+        f"in a terminal: curl -N {base}/r/demo/captions.txt\n",
+        file=sys.stderr,
+    )
+    stream = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    response = await stream.get(f"{base}/r/demo/captions/stream?partials=1&after=0")
 
     async def show_all() -> None:
-        async for event in sub:
-            printer.show(event)
+        # The same SSE stream any consumer reads: numbered finals from the store.
+        async for raw in response.content:
+            line = raw.decode()
+            if line.startswith("data: "):
+                printer.show(_event(json.loads(line[6:]), printer.started))
 
     tasks = [asyncio.create_task(show_all())]
     irc_rooms = [r for r in settings.irc.rooms if r.room == "demo"]
@@ -135,13 +163,16 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         tasks.append(asyncio.create_task(relay(settings, bus)))
     try:
         await asyncio.gather(*(speak(url, p, pace) for p in participants))
-        await asyncio.sleep(3 if irc_rooms else 0.1)  # let the relay drain its queue
+        await asyncio.sleep(3 if irc_rooms else 0.5)  # let the store, streams and relay drain
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        sub.close()
+        response.close()
+        await stream.close()
+        await orunner.cleanup()
         await runner.cleanup()
+        workdir.cleanup()
     heard = " ".join(e.text for e in printer.finals)
     said = " ".join(u.text for u in turns)
     print(
@@ -150,6 +181,24 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         file=sys.stderr,
     )
     return 0 if printer.finals else 1
+
+
+def _event(data: dict[str, object], started: dt.datetime) -> CaptionEvent:
+    """A stored caption (SSE JSON) as an event on the meeting's clock, for the Printer."""
+    at_ms = data["at"]
+    duration_ms = data["duration_ms"]
+    assert isinstance(at_ms, int) and isinstance(duration_ms, int)
+    end = at_ms / 1000 - started.timestamp()
+    return CaptionEvent(
+        room=str(data["room"]),
+        speaker=str(data["speaker"]),
+        language=str(data["language"]),
+        text=str(data["text"]),
+        is_final=bool(data["is_final"]),
+        start=max(0.0, end - duration_ms / 1000),
+        end=end,
+        message_id=str(data["message_id"]),
+    )
 
 
 async def relay(settings: Settings, bus: CaptionBus) -> None:
