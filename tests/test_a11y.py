@@ -167,3 +167,51 @@ async def test_the_harness_does_find_violations(page: Page) -> None:
     await page.goto("data:text/html,<html><body><form><input type=text></form></body></html>")
     found = {v["id"] for v in await page.axe()}
     assert {"html-has-lang", "label"} <= found
+
+
+@pytest.fixture
+async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
+    """A room whose captions came through the bus, as the captioner's would."""
+    from bots.captioner.events import CaptionEvent
+    from orchestrator.keys import bus_key
+
+    app = create_app(web_settings(tmp_path))
+    app[directory_key] = FakeDirectory()
+
+    async def seed(app: web.Application) -> None:
+        await RoomRepository(app[db_key]).create(RoomCreate.model_validate(ROOM))
+        lines = ["안녕하세요, 여러분.", "Welcome <everyone> & thanks 🎉", "다음 발표를 시작합니다."]
+        for n, text in enumerate(lines):
+            app[bus_key].publish(
+                CaptionEvent("keynote", f"Speaker {n % 2 + 1}", "ko", text, True,
+                             n * 3.0, n * 3.0 + 2.5, f"m{n}")
+            )  # fmt: skip
+
+    app.on_startup.append(seed)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        url = f"{captioned_site}/api/v1/rooms/keynote/captions?after=0"
+        for _ in range(100):  # the store consumes the bus in the background
+            body = await (await http.get(url)).json()
+            if len(body.get("captions", body if isinstance(body, list) else [])) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        html = await (await http.get(f"{captioned_site}/r/keynote/transcripts")).text()
+    await page.goto(f"{captioned_site}/r/keynote/captions")
+    await assert_accessible(page, "captions page")
+    text = await page.evaluate("document.body.innerText")
+    assert "다음 발표를 시작합니다." in text and "Welcome <everyone> & thanks" in text
+    await page.goto(f"{captioned_site}/r/keynote/transcripts")
+    await assert_accessible(page, "transcripts list")
+    pids = [part.split('"')[0] for part in html.split('href="/pid/')[1:]]
+    assert pids, "no transcript linked from the transcripts list"
+    await page.goto(f"{captioned_site}/pid/{pids[0]}")
+    await assert_accessible(page, "transcript page")
