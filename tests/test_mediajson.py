@@ -219,3 +219,11 @@ def test_decoder_conceals_loss_and_rejects_garbage() -> None:
         source.decode(b"\xff\xff\xff")
     assert len(source.decode(packets[3])) == 1920  # a bad packet does not break the decoder
     assert source.concealed == 3
+
+
+def test_query_room_parameter_is_validated() -> None:
+    from bots.captioner.mediajson import parse_query
+
+    assert parse_query({"sessionId": "m1", "room": "Keynote"}).room == "keynote"
+    assert parse_query({"sessionId": "m1", "room": "a b/../c"}).room is None
+    assert parse_query({"sessionId": "m1"}).room is None

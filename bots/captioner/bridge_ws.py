@@ -49,8 +49,8 @@ Op = opus.Step | str
 
 
 def room_for_meeting(session_id: str) -> str:
-    """The Plenary room of a Jitsi meeting. For now the meeting id itself; the orchestrator
-    will map meeting ids to rooms here."""
+    """The Plenary room of a Jitsi meeting whose URL names none (``&room=`` added per room
+    through Jicofo's urlParams names it): the meeting id itself."""
     return session_id
 
 
@@ -280,11 +280,12 @@ class BridgeSession:
         session_id: str,
         language: str,
         publish: EventSink,
+        room: str | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.id = session_id
-        self.room = room_for_meeting(session_id)
+        self.room = room or room_for_meeting(session_id)
         self.language = language
         self.publish = publish
         self.sources: dict[str, Source] = {}
@@ -484,7 +485,7 @@ class SessionRegistry:
         session = self.sessions.get(sid)
         if session is None or session.ended:
             language = _language(engine, settings, query.language)
-            session = BridgeSession(engine, settings, sid, language, publish)
+            session = BridgeSession(engine, settings, sid, language, publish, query.room)
             self.sessions[sid] = session
             log.info("session %s: new (%s)", sid, session.language)
         else:

@@ -89,6 +89,7 @@ class Query:
     send_back_interim: bool
     language: str | None
     tags: tuple[str, ...]  # session labels (the reference service passes them to its backend)
+    room: str | None = None  # Plenary room, when a per-room urlParam names it (else the meeting)
 
 
 def parse_query(query: Mapping[str, str], tags: Sequence[str] = ()) -> Query:
@@ -99,7 +100,19 @@ def parse_query(query: Mapping[str, str], tags: Sequence[str] = ()) -> Query:
         send_back_interim=query.get("sendBackInterim") == "true",
         language=query.get("lang") or None,
         tags=tuple(t[:128] for t in tags),
+        room=_room(query.get("room")),
     )
+
+
+_ROOM = re.compile(r"[a-z0-9._-]{1,64}")
+
+
+def _room(value: str | None) -> str | None:
+    """A room name as Jitsi allows it; anything else is ignored (the meeting id is used)."""
+    if value is None:
+        return None
+    value = value.lower()
+    return value if _ROOM.fullmatch(value) else None
 
 
 def parse_frame(frame: str) -> Message:
