@@ -4,7 +4,7 @@ plenary captioner serve --port 2700
 plenary transcribe talk.wav --format vtt -o talk.vtt
 plenary demo
 plenary config
-plenary irc --with-captioner
+plenary irc --orchestrator http://127.0.0.1:8080
 plenary rooms create keynote --title Keynote --start 2026-12-01T10:00 --end 2026-12-01T11:00
 """
 
@@ -102,9 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     irc = sub.add_parser(
         "irc",
         help="IRC relay: join the channels of irc.rooms, answer !transcript and !help; "
-        "with --with-captioner also serve the vosk websocket and post its final captions",
+        "post the final captions of an orchestrator (--orchestrator URL) or of a captioner "
+        "in this process (--with-captioner)",
     )
-    irc.add_argument(
+    irc_from = irc.add_mutually_exclusive_group()
+    irc_from.add_argument(
+        "--orchestrator",
+        metavar="URL",
+        help="read each room's caption stream from this orchestrator (for example "
+        "http://127.0.0.1:8080) and resume after breaks without loss or repeats",
+    )
+    irc_from.add_argument(
         "--with-captioner",
         action="store_true",
         help="run the captioner in this process (captioner.host/port) and relay its captions",

@@ -1,11 +1,16 @@
 """``plenary irc``: the relay on its own.
 
-Until the orchestrator's caption stream exists, the relay reads the in-process
-caption bus. Without ``--with-captioner`` that bus has no producer: the bot connects
-to every network in ``irc.networks``, joins the channels of ``irc.rooms`` and answers
-``!transcript`` and ``!help``. With ``--with-captioner`` the captioner's vosk
-websocket (``captioner.host``/``captioner.port``) runs in the same process and every
-final caption it produces for a configured room is posted to that room's channel.
+With ``--orchestrator URL`` the relay reads each room's numbered caption stream from
+that orchestrator (``GET URL/r/<room>/captions/stream``, Server-Sent Events) and
+reconnects with ``Last-Event-ID`` after any break, so it loses and repeats nothing;
+a freshly started relay begins with each room's next caption.
+
+Without it the relay reads the in-process caption bus. Without ``--with-captioner``
+that bus has no producer: the bot connects to every network in ``irc.networks``,
+joins the channels of ``irc.rooms`` and answers ``!transcript`` and ``!help``. With
+``--with-captioner`` the captioner's vosk websocket (``captioner.host``/
+``captioner.port``) runs in the same process and every final caption it produces for
+a configured room is posted to that room's channel.
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ import sys
 from bots.captioner.bus import CaptionBus
 from bots.irc.client import SaslError
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
+from bots.irc.source import BusCaptionSource, SseCaptionSource
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, with_captioner: bool) -> None:
+async def serve(settings: Settings, with_captioner: bool, orchestrator: str | None = None) -> None:
+    if orchestrator:
+        log.info("irc: reading captions from %s", orchestrator)
+        async with SseCaptionSource(orchestrator) as sse:
+            await Relay(settings.irc, sse).run()
+        return
     bus = CaptionBus()
     runner = None
     if with_captioner:
@@ -49,8 +59,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.irc.rooms:
         print("plenary irc: no rooms configured (irc.rooms); see docs/irc.md", file=sys.stderr)
         return 2
+    orchestrator = getattr(args, "orchestrator", None)
+    if orchestrator and not orchestrator.startswith(("http://", "https://")):
+        print(
+            f"plenary irc: --orchestrator must be an http:// or https:// URL, not {orchestrator!r}",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        asyncio.run(serve(settings, args.with_captioner))
+        asyncio.run(serve(settings, args.with_captioner, orchestrator))
     except SaslError as exc:
         print(f"plenary irc: {exc}", file=sys.stderr)
         return 2
