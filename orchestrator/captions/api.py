@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.captioner.events import CaptionEvent
+from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.service import captions_key
 
@@ -142,7 +143,7 @@ async def poll(request: web.Request) -> web.Response:
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}")
     store = request.app[captions_key].store
     captions = await store.after(room, after, limit)
-    return web.json_response(
+    response = web.json_response(
         {
             "room": room,
             "after": after,
@@ -152,6 +153,9 @@ async def poll(request: web.Request) -> web.Response:
         },
         dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
     )
+    # A poll holds no connection open, so it counts bytes only, not a subscriber.
+    metrics.TEXT_SENT_BYTES.labels(kind="json").inc(response.content_length or 0)
+    return response
 
 
 async def withdraw(request: web.Request) -> web.Response:

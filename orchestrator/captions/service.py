@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from bots.captioner.bus import CaptionBus
 from bots.captioner.events import CaptionEvent
+from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
 from orchestrator.captions.model import Caption
@@ -48,9 +50,11 @@ class Captions:
             return partial
         if not event.text.strip():
             return None
+        started = time.perf_counter()  # waits for the room's lock and the writer count
         async with self._locks.setdefault(event.room, asyncio.Lock()):
             caption = await self.store.append(event.room, event, at)
             self.hub.publish(caption)
+        metrics.CAPTION_STORE_SECONDS.observe(time.perf_counter() - started)
         return caption
 
     async def jigasi(self, post: jigasi.JigasiPost) -> Caption | None:

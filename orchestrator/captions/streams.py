@@ -12,11 +12,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from orchestrator import metrics
 from orchestrator.captions.api import after_param
 from orchestrator.captions.model import Caption
 from orchestrator.captions.service import Captions, captions_key
 
 PAGE = 500
+RETRY = b"retry: 2000\n\n"
 
 
 async def sse(request: web.Request) -> web.StreamResponse:
@@ -33,7 +35,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    await response.write(b"retry: 2000\n\n")
+    await response.write(RETRY)
+    metrics.TEXT_SENT_BYTES.labels(kind="sse").inc(len(RETRY))
 
     def end(reason: str) -> bytes:
         return f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
@@ -43,6 +46,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         response,
         captions,
         after,
+        kind="sse",
         partials=request.query.get("partials") == "1",
         encode=lambda c: c.sse,
         heartbeat=b": keepalive\n\n",
@@ -72,6 +76,7 @@ async def text(request: web.Request) -> web.StreamResponse:
         response,
         captions,
         after,
+        kind="text",
         partials=False,
         encode=lambda c: c.line,
         heartbeat=None,
@@ -86,19 +91,28 @@ async def _relay(
     captions: Captions,
     after: int,
     *,
+    kind: str,
     partials: bool,
     encode: Callable[[Caption], bytes],
     heartbeat: bytes | None,
     end: Callable[[str], bytes],
 ) -> None:
     room = request.match_info["room"]
+    sent = metrics.TEXT_SENT_BYTES.labels(kind=kind)  # payload bytes, not HTTP framing
+    subscribers = metrics.TEXT_SUBSCRIBERS.labels(kind=kind)
+
+    async def write(data: bytes) -> None:
+        await response.write(data)
+        sent.inc(len(data))
+
     sub = captions.hub.subscribe(room, partials)
+    subscribers.inc()  # the finally below always takes it back, however the reader left
     last = after
     try:
         while True:
             page = await captions.store.after(room, last, PAGE)
             if page:
-                await response.write(b"".join(encode(c) for c in page))
+                await write(b"".join(encode(c) for c in page))
                 last = page[-1].seq
             if len(page) < PAGE:
                 break
@@ -108,17 +122,18 @@ async def _relay(
                     caption = await sub.next()
             except TimeoutError:
                 if heartbeat is not None:
-                    await response.write(heartbeat)
+                    await write(heartbeat)
                 continue
             if caption is None:
-                await response.write(end(sub.reason))
+                await write(end(sub.reason))
                 break
             if caption.is_final:
                 if caption.seq <= last:
                     continue
                 last = caption.seq
-            await response.write(encode(caption))
+            await write(encode(caption))
     except ConnectionError:
         pass  # the reader went away; it resumes from its last id
     finally:
         sub.close()
+        subscribers.dec()

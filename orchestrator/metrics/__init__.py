@@ -13,6 +13,10 @@ a decision records it with one call:
     metrics.ROOMS.labels(state="live").set(3)
     metrics.TEXT_SUBSCRIBERS.labels(kind="sse").inc()  # .dec() when it leaves
     metrics.TEXT_SENT_BYTES.labels(kind="sse").inc(len(chunk))
+    with metrics.CAPTION_STORE_SECONDS.time(): ...  # a final numbered, stored, published
+
+``ROOMS`` is the one series nobody records: ``metrics_ctx`` refreshes it from the rooms
+table at startup and then every ``metrics.poll_interval`` seconds.
 
 Label values must come from a small fixed set (identity sources, denial reasons,
 subscriber kinds), never from user input: each value is a new series.
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
@@ -32,14 +38,24 @@ from prometheus_client.registry import Collector
 
 from bots.captioner.bus import CaptionBus
 from orchestrator.jvb import StatsPoller
-from orchestrator.keys import bus_key, settings_key
+from orchestrator.keys import bus_key, db_key, settings_key
 from orchestrator.metrics.exposition import metrics_view, new_registry, registry_key
+from orchestrator.rooms.repository import RoomRepository
+
+log = logging.getLogger(__name__)
 
 ROOM_STATES = ("scheduled", "open", "live", "closed")
 IDENTITY_SOURCES = ("ldap", "wiki", "event")
 SUBSCRIBER_KINDS = ("sse", "text", "json", "irc")
 
-ROOMS = Gauge("plenary_rooms", "Rooms by state.", ["state"], registry=None)
+ROOMS = Gauge(
+    "plenary_rooms",
+    "Rooms by where their schedule stands: scheduled, open (joinable before the start), "
+    "live (a session under way), closed (no session left); refreshed every "
+    "metrics.poll_interval seconds.",
+    ["state"],
+    registry=None,
+)
 ATTENDEES_ADMITTED = Counter(
     "plenary_attendees_admitted",
     "Attendees let into a room, by identity source.",
@@ -73,6 +89,15 @@ TEXT_SENT_BYTES = Counter(
     registry=None,
 )
 
+CAPTION_STORE_SECONDS = Histogram(
+    "plenary_caption_store_latency_seconds",
+    "From the orchestrator taking a final caption (in-process bus, HTTP POST or Jigasi post) "
+    "to it being numbered, stored and handed to live readers. Time spent before that (speech "
+    "recognition: plenary_caption_latency_seconds, the network, the bus queue) is not in it.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=None,
+)
+
 METRICS: tuple[Collector, ...] = (
     ROOMS,
     ATTENDEES_ADMITTED,
@@ -81,6 +106,7 @@ METRICS: tuple[Collector, ...] = (
     JWTS_ISSUED,
     TEXT_SUBSCRIBERS,
     TEXT_SENT_BYTES,
+    CAPTION_STORE_SECONDS,
 )
 
 # Known label values show as 0 before the first event, so rate() and alerts see them.
@@ -110,18 +136,57 @@ class BusCollector(Collector):
         )
 
 
+async def refresh_rooms(repo: RoomRepository, early_minutes: int) -> None:
+    """Set ``ROOMS`` to how many rooms are in each state now."""
+    now = datetime.now(UTC)
+    counts = dict.fromkeys(ROOM_STATES, 0)
+    for room in await repo.list():
+        counts[room.state(now, early_minutes)] += 1
+    for state, count in counts.items():
+        ROOMS.labels(state=state).set(count)
+
+
+async def rooms_loop(repo: RoomRepository, early_minutes: int, interval: float) -> None:
+    """Refresh ``ROOMS`` every ``interval`` seconds.
+
+    A gauge refreshed on a timer rather than a collector that reads the rooms table on
+    each scrape: collect() is synchronous and runs on the event loop, and reading and
+    validating every room there would stall the loop for a large event. A state may lag
+    by up to one interval (as the videobridge figures do).
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await refresh_rooms(repo, early_minutes)
+        except Exception:
+            log.exception("rooms gauge not refreshed")
+
+
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The app's registry and, while it runs, the videobridge/Jicofo poller task."""
+    """The app's registry and, while it runs, the bridge poller and the rooms gauge's task.
+
+    Needs the database (database_ctx must come first).
+    """
     settings = app[settings_key].metrics
     poller = StatsPoller(settings)
     app[poller_key] = poller
     app[registry_key] = new_registry(
         [*METRICS, BusCollector(app[bus_key]), poller], host=settings.host
     )
-    task = asyncio.create_task(poller.run(), name="stats poller") if poller.targets else None
+    tasks = [asyncio.create_task(poller.run(), name="stats poller")] if poller.targets else []
+    rooms = RoomRepository(app[db_key])
+    early = app[settings_key].orchestrator.join_early_minutes
+    try:
+        await refresh_rooms(rooms, early)  # the first scrape already sees the rooms
+    except Exception:
+        log.exception("rooms gauge not refreshed")
+    tasks.append(
+        asyncio.create_task(rooms_loop(rooms, early, settings.poll_interval), name="rooms gauge")
+    )
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

@@ -29,6 +29,7 @@ JITSI_RESERVED = frozenset(
     }
 )  # fmt: skip
 MAX_SERIES_WEEKS = 520
+RoomState = Literal["scheduled", "open", "live", "closed"]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -219,6 +220,22 @@ class Room(RoomCreate):
 
     def next_occurrence(self, now: datetime) -> Occurrence | None:
         return next(self.schedule.occurrences(now), None)
+
+    def state(self, now: datetime, early_minutes: int) -> RoomState:
+        """Where the schedule stands at the aware instant ``now`` (the ``plenary_rooms`` gauge).
+
+        ``live`` during a session, ``open`` in the ``early_minutes`` before one (the join
+        page lets people in, as in web.pages.room_facts), ``scheduled`` before that, and
+        ``closed`` once no session is left.
+        """
+        occ = self.next_occurrence(now)
+        if occ is None:
+            return "closed"
+        if occ.start <= now:
+            return "live"
+        if occ.start - timedelta(minutes=early_minutes) <= now:
+            return "open"
+        return "scheduled"
 
 
 class SessionOut(BaseModel):
