@@ -1,8 +1,10 @@
 """``plenary serve``: the embedded default, one process group on one machine.
 
-The orchestrator's web app, the captioner's websockets and (when rooms are
-configured) the IRC relay share one caption bus, so a caption from any audio path
-reaches every consumer.
+The orchestrator's web app and the captioner's websockets share one caption bus; the
+orchestrator numbers and stores what the bus carries. The IRC relay (when rooms are
+configured) reads the orchestrator's own caption stream over loopback HTTP, like any
+other consumer, so captions posted over HTTP or by Jigasi reach IRC too and its
+positions are the orchestrator's caption numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from bots.captioner.app import create_app as create_captioner
 from bots.captioner.bus import CaptionBus
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
+from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
 from orchestrator.metrics.exposition import registry_key
 from orchestrator.settings import Settings
@@ -50,7 +52,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if settings.irc.rooms:
-        tasks.append(asyncio.create_task(_relay(settings, bus, app)))
+        tasks.append(asyncio.create_task(_relay(settings, app)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -62,8 +64,20 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
             await r.cleanup()
 
 
-async def _relay(settings: Settings, bus: CaptionBus, app: web.Application) -> None:
-    async with BusCaptionSource(bus) as source:
+def loopback_url(host: str, port: int) -> str:
+    """Where this process reaches its own orchestrator (a wildcard address → loopback)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 (an address we connect to, not bind)
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def _relay(settings: Settings, app: web.Application) -> None:
+    url = loopback_url(settings.orchestrator.host, settings.orchestrator.port)
+    async with SseCaptionSource(url) as source:
         relay = Relay(settings.irc, source)
         app[registry_key].register(RelayCollector(relay))  # on the orchestrator's /metrics
         await relay.run()
