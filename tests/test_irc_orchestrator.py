@@ -23,6 +23,7 @@ from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource, SseMessage, SseParser, caption_from_json
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
+from orchestrator.captions.hub import Hub
 from orchestrator.settings import (
     IrcNetworkSettings,
     IrcRoomSettings,
@@ -140,7 +141,10 @@ async def test_relay_reads_the_stream_and_resumes_without_loss_or_repeat(tmp_pat
     await server.start_server()
     port = server.port
     base = f"http://{HOST}:{port}"
-    hub = lambda: app[captions_key].hub  # noqa: E731 (the app changes on restart)
+
+    def hub() -> Hub:  # the app changes on restart
+        return app[captions_key].hub
+
     with start_server("ngircd", tmp_path) as irc:
         observer = await RawClient.connect(irc.port, "watcher", "#room")
         async with aiohttp.ClientSession() as http:
