@@ -373,8 +373,8 @@ class MetricsSettings(BaseModel):
         15.0,
         ge=1,
         le=3600,
-        description="Seconds between two polls of the videobridges and Jicofo (independent "
-        "of Prometheus' scrapes).",
+        description="Seconds between two polls of the videobridges and Jicofo, and between "
+        "two refreshes of the rooms-by-state gauge (independent of Prometheus' scrapes).",
     )
     poll_timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds a videobridge or Jicofo poll may take."
