@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import aiohttp
 import soundfile as sf
 
+from bench.server import free_port
 from bots.captioner.corpus import CorpusMissing, load_corpus
 from orchestrator.settings import PROJECT_ROOT, load_settings
 
@@ -34,12 +34,6 @@ TOKEN = "bench-producer"
 ROOM = "bench"
 BW_ROOM = "bench-bw"
 OPUS_AUDIO_BYTES_PER_MIN = 40_000 / 8 * 60  # ~40 kbit/s audio-only Jitsi participant
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _proc(pid: int) -> dict[str, float]:
@@ -60,7 +54,7 @@ def _proc(pid: int) -> dict[str, float]:
 
 class Server:
     def __init__(self, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,

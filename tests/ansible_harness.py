@@ -38,12 +38,6 @@ def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(

@@ -16,13 +16,14 @@ import contextlib
 import itertools
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.netutil import free_port
 
 AXE = Path(__file__).parent / ".node" / "node_modules" / "axe-core" / "axe.min.js"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
@@ -34,12 +35,6 @@ def chromium_binary() -> str | None:
         if found:
             return found
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Page:
@@ -143,7 +138,7 @@ class Browser:
         binary = chromium_binary()
         if binary is None:
             raise RuntimeError("chromium is not installed")
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking",

@@ -23,15 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bots.irc import protocol
+from tests.netutil import free_port, make_certificate
 
 HOST = "127.0.0.1"
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def binary(name: str) -> str | None:
@@ -46,18 +41,6 @@ def binary(name: str) -> str | None:
         if not out.stdout.startswith("ergo-"):
             return None
     return found
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @dataclass

@@ -41,6 +41,7 @@ import ldap
 import ldap.modlist
 
 from orchestrator.settings import LdapSettings
+from tests.netutil import free_port, make_certificate
 
 HOST = "127.0.0.1"
 BASE = "dc=example,dc=org"
@@ -80,26 +81,8 @@ def ssha(password: str) -> bytes:
     return b"{SSHA}" + base64.b64encode(digest + salt)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def user_dn(uid: str, ou: str = PEOPLE) -> str:
     return f"uid={ldap.dn.escape_dn_chars(uid)},{ou}"
-
-
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return cert, key
 
 
 @dataclass
@@ -149,7 +132,7 @@ class Slapd:
             "allow bind_anon_dn",
         ]  # fmt: skip
         if self.tls:
-            cert, key = _certificate(self.folder)
+            cert, key = make_certificate(self.folder)
             self.ca_file = cert
             lines += [f"TLSCertificateFile {cert}", f"TLSCertificateKeyFile {key}"]
         lines += [

@@ -255,7 +255,7 @@ async def test_wiki_down_fails_closed(
 
 
 async def test_wiki_unreachable_fails_closed(session: aiohttp.ClientSession) -> None:
-    from tests.slapd import free_port
+    from tests.netutil import free_port
 
     wiki = MediaWiki(WikiSettings(url=f"http://127.0.0.1:{free_port()}", timeout=2.0), session)
     with pytest.raises(IdentitySourceUnavailable, match="ClientConnectorError"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,14 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.app import create_app
 from orchestrator.settings import load_settings
+from tests.netutil import free_port
 
 TOKEN = "browser-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         pytest.skip("chromium is not installed (make deps installs the Debian package)")
-    port = _free_port()
+    port = free_port()
     profile = tmp_path_factory.mktemp("chromium")
     proc = subprocess.Popen(
         [

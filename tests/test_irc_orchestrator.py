@@ -192,7 +192,7 @@ async def test_plenary_serve_relays_captions_posted_over_http(tmp_path: Path) ->
     if binary("ngircd") is None:
         pytest.skip("ngircd is not installed (make deps installs it)")
     from orchestrator.serve import loopback_url, serve
-    from tests.ircservers import free_port
+    from tests.netutil import free_port
 
     assert loopback_url("0.0.0.0", 80) == "http://127.0.0.1:80"
     assert loopback_url("::", 80) == "http://[::1]:80"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -29,18 +28,12 @@ from orchestrator.app import create_app as create_orchestrator
 from orchestrator.settings import Settings, load_settings
 from tests.conftest import read_pcm
 from tests.fake_jvb import CURRENT, FakeBridge, load_fixture
+from tests.netutil import free_port
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

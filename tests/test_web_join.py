@@ -21,7 +21,8 @@ from orchestrator.rooms.model import RoomCreate
 from orchestrator.rooms.repository import RoomRepository
 from orchestrator.settings import Settings, load_settings
 from tests.fake_mediawiki import CLIENT_ID, CLIENT_SECRET, FakeWiki
-from tests.slapd import PASSWORDS, Slapd, free_port, run_slapd, slapd_binary
+from tests.netutil import free_port
+from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, csrf_of, token
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
