@@ -39,11 +39,11 @@ from tests.ansible_harness import (
     PlaybookRun,
     Unit,
     UnitProcess,
-    free_port,
     run_playbook,
     systemd_running,
     tool,
 )
+from tests.netutil import free_port
 
 pytestmark = [
     pytest.mark.skipif(tool("ansible-playbook") is None, reason="ansible-core is not installed"),
