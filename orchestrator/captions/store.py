@@ -45,28 +45,10 @@ class CaptionStore:
 
         def run(conn: sqlite3.Connection) -> Caption:
             seq = _next_seq(conn, room)
-            pid = ""
+            session_id, pid = None, ""
             if _policy(conn, room, self.settings).keep_transcript:
                 session_id, pid = _open_session(conn, room, at_ms, gap_ms)
-                conn.execute(
-                    "INSERT INTO caption_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        room,
-                        seq,
-                        session_id,
-                        at_ms,
-                        duration,
-                        event.speaker,
-                        event.language,
-                        event.text,
-                        event.message_id,
-                    ),
-                )
-                conn.execute(
-                    "UPDATE caption_sessions SET last_at_ms = max(last_at_ms, ?) WHERE id = ?",
-                    (at_ms, session_id),
-                )
-            return Caption(
+            caption = Caption(
                 room,
                 seq,
                 pid,
@@ -77,6 +59,27 @@ class CaptionStore:
                 event.text,
                 event.message_id,
             )
+            if session_id is not None:
+                # The stored row is the caption with the session's row id for its pid.
+                conn.execute(
+                    "INSERT INTO caption_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        room,
+                        seq,
+                        session_id,
+                        at_ms,
+                        duration,
+                        caption.speaker,
+                        caption.language,
+                        caption.text,
+                        caption.message_id,
+                    ),
+                )
+                conn.execute(
+                    "UPDATE caption_sessions SET last_at_ms = max(last_at_ms, ?) WHERE id = ?",
+                    (at_ms, session_id),
+                )
+            return caption
 
         return await self.db.write(run)
 
