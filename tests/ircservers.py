@@ -18,11 +18,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bots.irc import protocol
+from bots.irc.relay import Relay
 from tests.netutil import free_port, make_certificate
 
 HOST = "127.0.0.1"
@@ -345,3 +346,28 @@ class RawClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def joined(relay: Relay) -> bool:
+    return all(c.joined for client in relay.clients.values() for c in client.channels.values())
+
+
+@contextlib.asynccontextmanager
+async def relay_running(relay: Relay) -> AsyncIterator[Relay]:
+    """Run the relay in the background for the block; cancel it afterwards."""
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

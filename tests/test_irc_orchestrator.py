@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -31,7 +29,7 @@ from orchestrator.settings import (
     Settings,
     load_settings,
 )
-from tests.ircservers import HOST, RawClient, binary, start_server
+from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
 
 TOKEN = "t"
 ROOM = "talk"
@@ -99,29 +97,6 @@ async def post(http: aiohttp.ClientSession, base: str, speaker: str, *texts: str
     return list((await response.json())["accepted"])
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(relay: Relay) -> AsyncIterator[Relay]:
-    task = asyncio.create_task(relay.run())
-    try:
-        yield relay
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def joined(relay: Relay) -> bool:
-    return all(c.joined for client in relay.clients.values() for c in client.channels.values())
-
-
 def words(observer: RawClient) -> list[str]:
     """Every word the relay said, in order (merging only moves line boundaries)."""
     out = []
@@ -152,7 +127,7 @@ async def test_relay_reads_the_stream_and_resumes_without_loss_or_repeat(tmp_pat
             await post(http, base, "Old", "history1", "history2")
             source = SseCaptionSource(base, http, reconnect_min=0.2, reconnect_max=2.0)
             first = Relay(irc_settings(irc.port), source)
-            async with running(first):
+            async with relay_running(first):
                 await until(lambda: joined(first) and hub().subscribers(ROOM) == 1, 10, "start")
                 a = await post(http, base, "Alice", "a1", "a2", "a3")
                 assert a == [3, 4, 5]
@@ -163,7 +138,7 @@ async def test_relay_reads_the_stream_and_resumes_without_loss_or_repeat(tmp_pat
             # Posted while no relay runs: the stored stream keeps them.
             await post(http, base, "Bob", "b1", "b2")
             second = Relay(irc_settings(irc.port), source, positions=first.delivered)
-            async with running(second):
+            async with relay_running(second):
                 await until(lambda: words(observer)[3:] == ["b1", "b2"], 15, "b1, b2")
                 await post(http, base, "Carol", "c1", "c2")
                 await until(lambda: second.delivered.get(ROOM) == 9, 15, "c1, c2 delivered")

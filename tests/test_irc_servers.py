@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,16 @@ from bots.irc.lines import sanitize
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
 from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
-from tests.ircservers import HOST, IrcServer, RawClient, binary, start_server
+from tests.ircservers import (
+    HOST,
+    IrcServer,
+    RawClient,
+    binary,
+    joined,
+    relay_running,
+    start_server,
+    until,
+)
 
 SERVERS = ["ngircd", "inspircd", "ergo"]
 
@@ -69,27 +77,11 @@ def caption(room: str, speaker: str, text: str, *, final: bool = True) -> Captio
 
 @contextlib.asynccontextmanager
 async def running(settings: IrcSettings, bus: CaptionBus) -> AsyncIterator[Relay]:
-    async with BusCaptionSource(bus) as source:
-        relay = Relay(settings, source)
-        task = asyncio.create_task(relay.run())
-        try:
-            yield relay
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def joined(relay: Relay) -> bool:
-    return all(c.joined for client in relay.clients.values() for c in client.channels.values())
+    async with (
+        BusCaptionSource(bus) as source,
+        relay_running(Relay(settings, source)) as relay,
+    ):
+        yield relay
 
 
 def collapse(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
