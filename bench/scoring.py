@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
@@ -64,19 +64,21 @@ def normalize_en(text: str) -> list[str]:
 
 def cer(pairs: Iterable[tuple[str, str]]) -> float:
     """Corpus character error rate over (reference, hypothesis) pairs, Korean-normalized."""
-    edits = total = 0
-    for ref, hyp in pairs:
-        r, h = normalize_ko(ref), normalize_ko(hyp)
-        edits += Levenshtein.distance(r, h)
-        total += len(r)
-    return edits / total if total else 0.0
+    return _error_rate(pairs, normalize_ko)
 
 
 def wer(pairs: Iterable[tuple[str, str]]) -> float:
     """Corpus word error rate over (reference, hypothesis) pairs, English-normalized."""
+    return _error_rate(pairs, normalize_en)
+
+
+def _error_rate(
+    pairs: Iterable[tuple[str, str]], normalize: Callable[[str], Sequence[str]]
+) -> float:
+    """Edits over reference length, summed over the corpus (not averaged per pair)."""
     edits = total = 0
     for ref, hyp in pairs:
-        r, h = normalize_en(ref), normalize_en(hyp)
+        r, h = normalize(ref), normalize(hyp)
         edits += Levenshtein.distance(r, h)
         total += len(r)
     return edits / total if total else 0.0
