@@ -150,6 +150,30 @@ class CaptionerSettings(BaseModel):
         description="Largest MediaJson frame from a Jitsi bridge (one Opus packet is under "
         "2 KiB); the socket is closed with code 1009 beyond it and the session kept for resume.",
     )
+    orchestrator_url: str = Field(
+        "",
+        description="Base URL of the orchestrator this captioner delivers its captions to "
+        "(POST <url>/api/v1/captions), e.g. 'http://10.0.0.5:8090'. `plenary serve` fills it "
+        "with its own loopback address; empty elsewhere: captions go back to Jitsi only "
+        "(sendBack), and start-up says so.",
+    )
+    orchestrator_token: str = Field(
+        "",
+        description="This captioner's producer credential: one of the orchestrator's "
+        "captions.producers tokens (never the Jitsi signing secret).",
+    )
+    delivery_queue: int = Field(
+        10000,
+        ge=10,
+        description="Final captions held while the orchestrator is unreachable; beyond it the "
+        "oldest are dropped and the room is told how many.",
+    )
+    access_token: str = Field(
+        "",
+        description="Token a client must present to the captioner's websockets (?token= in "
+        "the URL, or Authorization: Bearer); empty: no token (keep the captioner on "
+        "loopback or a private address then).",
+    )
 
 
 class OrchestratorSettings(BaseModel):
@@ -187,6 +211,12 @@ class OrchestratorSettings(BaseModel):
         default_factory=list,
         description="LDAP or wiki groups whose members may create and edit rooms.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+        "is believed for a client's address (login limits, logs); e.g. ['127.0.0.1'] behind "
+        "a local nginx. Empty: the peer address is the client's.",
+    )
     join_early_minutes: int = Field(
         15, ge=0, le=1440, description="Minutes before a session starts that its room opens."
     )
@@ -214,6 +244,16 @@ class CaptionsSettings(BaseModel):
         "",
         description="Bearer token a caption producer sends to POST "
         "/api/v1/rooms/<room>/captions; empty: only the in-process captioner produces.",
+    )
+    producers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Caption producers and their bearer tokens, e.g. {captioner-1 = '<token>'}; "
+        "each captioner host gets its own, so one can be revoked alone.",
+    )
+    event_sync_secret: str = Field(
+        "",
+        description="Bearer secret of Prosody's meeting and occupant posts (event_sync's "
+        "api_headers and mod_plenary_occupants) to /api/v1/events/…; empty: refused.",
     )
     jigasi_secret: str = Field(
         "",

@@ -32,6 +32,7 @@ class CaptionEvent:
 
     ``start``/``end`` are seconds on the stream's own audio clock (0 = first sample
     received). ``message_id`` is shared by an utterance's partials and its final.
+    ``room`` may be empty when ``meeting_id`` names the Jitsi meeting instead.
     """
 
     room: str
@@ -43,6 +44,13 @@ class CaptionEvent:
     end: float
     message_id: str
     words: tuple[Word, ...] = field(default=())
+    # Where the producer knows no Plenary room: the Jitsi meeting id (bridge sessionId)
+    # and the speaker's endpoint id (MUC nick); the orchestrator maps them to a room and
+    # a display name from Prosody's meeting and occupant events.
+    meeting_id: str = ""
+    endpoint: str = ""
+    # Stable id given by the producer, so a retried final is stored once.
+    event_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
