@@ -17,6 +17,7 @@ from orchestrator.routes import routes
 from orchestrator.settings import Settings
 from orchestrator.web.context import access_ctx
 from orchestrator.web.csrf import csrf
+from orchestrator.web.proxy import forwarded_for
 from orchestrator.web.sessions import sessions, sessions_ctx
 
 
@@ -41,7 +42,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
     # sessions must wrap csrf: csrf reads the session's token through get_session.
-    app = web.Application(middlewares=[security_headers, sessions, csrf])
+    # forwarded_for comes first: every later middleware and handler sees the client.
+    app = web.Application(middlewares=[forwarded_for(settings), security_headers, sessions, csrf])
     app[settings_key] = settings
     app[bus_key] = bus or CaptionBus()
     app[templates_key] = environment()

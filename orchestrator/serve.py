@@ -25,6 +25,7 @@ from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
 from orchestrator.metrics.exposition import registry_key
 from orchestrator.settings import Settings
+from orchestrator.web.proxy import ClientAccessLogger
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
     runners: list[web.AppRunner] = []
     o = settings.orchestrator
     app = create_app(settings, bus)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=ClientAccessLogger)  # client behind nginx
     await runner.setup()
     await web.TCPSite(runner, o.host, o.port).start()
     runners.append(runner)

@@ -221,6 +221,18 @@ class OrchestratorSettings(BaseModel):
         15, ge=0, le=1440, description="Minutes before a session starts that its room opens."
     )
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (CIDR)") from None
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _fernet_key(cls, value: str) -> str:
