@@ -11,11 +11,13 @@ with a message naming what is wrong, before anything is stored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 EVENTS = ("SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END")
 FALLBACK_NAME = "Fellow Jitser"
+_TENANT = re.compile(r"\[([^\]]+)\](.+)")
 
 
 class JigasiError(ValueError):
@@ -38,16 +40,22 @@ class JigasiPost:
     language: str = ""
     message_id: str = ""
     is_interim: bool = False
+    room_jid: str = ""  # as posted, lower-cased: a breakout room is known by its JID
 
 
 def room_from_jid(jid: str) -> str:
     """The Plenary room of a MUC JID: its local part, lower-cased.
 
     ``Keynote@conference.meet.example.org`` → ``keynote``. The one place that knows
-    how Jitsi room names map to Plenary rooms.
+    how Jitsi room names map to Plenary rooms. A tenant's room (``[acme]keynote``,
+    Jitsi's muc_domain_mapper form) is ``acme~keynote``: never a Plenary slug, so
+    another tenant's meeting cannot land in a Plenary room of the same name.
     """
     local = jid.split("@", 1)[0].strip().lower()
-    if not local or any(c in local for c in "/\\\r\n\0"):
+    tenant = _TENANT.fullmatch(local)
+    if tenant:
+        local = f"{tenant[1]}~{tenant[2]}"
+    if not local or any(c in local for c in "/\\?# \t\r\n\0"):
         raise JigasiError(f"room_name {jid!r} has no usable room part")
     return local
 
@@ -72,11 +80,11 @@ def parse(body: bytes) -> JigasiPost:
     if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
         raise JigasiError("timestamp must be epoch milliseconds (an integer)")
     if event in ("RAISE_HAND", "WILL_END", "START", "END"):
-        return JigasiPost(event, room, timestamp)
+        return JigasiPost(event, room, timestamp, room_jid=room_name.strip().lower())
     participant = _participant(data.get("participant"))
     if event in ("JOIN", "LEAVE"):
-        return JigasiPost(event, room, timestamp, participant)
-    return _speech(data, room, timestamp, participant)
+        return JigasiPost(event, room, timestamp, participant, room_jid=room_name.strip().lower())
+    return replace(_speech(data, room, timestamp, participant), room_jid=room_name.strip().lower())
 
 
 def _participant(value: Any) -> Participant:
