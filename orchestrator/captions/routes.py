@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.captions import api, pages, streams
+from orchestrator.captions import api, events_api, pages, streams
 
 PID = r"{pid:[^/.]+}"
 
@@ -22,4 +22,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.delete(f"/api/v1/transcripts/{PID}", api.withdraw),
         web.post("/api/v1/jigasi", api.jigasi_post),
         web.post("/api/v1/jigasi/{secret}", api.jigasi_post),
+        web.post(events_api.PATH, events_api.post_event),  # Prosody: docs/jitsi-events.md
     ]

@@ -20,6 +20,7 @@ from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
+from orchestrator.captions.meetings import Meetings
 from orchestrator.captions.model import Caption
 from orchestrator.captions.store import CaptionStore, now_ms
 from orchestrator.keys import bus_key, db_key, settings_key
@@ -34,11 +35,12 @@ class Captions:
         self.settings = settings
         self.hub = Hub(settings.subscriber_queue)
         self._locks: dict[str, asyncio.Lock] = {}
-        # Jigasi participant id → name, per room, learned from JOIN posts.
-        self._names: dict[str, dict[str, str]] = {}
+        # Meeting id → room, endpoint → name (Prosody posts, Jigasi JOINs), in the database.
+        self.meetings = Meetings(store.db)
 
     async def accept(self, event: CaptionEvent, at_ms: int | None = None) -> Caption | None:
         """Number, store and publish a final; publish a partial live only."""
+        event = await self.meetings.resolve(event)
         at = at_ms if at_ms is not None else now_ms()
         if not event.is_final:
             duration = max(0, round((event.end - event.start) * 1000))
@@ -58,26 +60,27 @@ class Captions:
         return caption
 
     async def jigasi(self, post: jigasi.JigasiPost) -> Caption | None:
-        names = self._names.setdefault(post.room, {})
+        # A breakout room's JID is known from Prosody's posts: file it under its own key.
+        room = await self.meetings.room_of_jid(post.room_jid) or post.room
         at = post.timestamp_ms or now_ms()
-        if post.event == "JOIN" and post.participant is not None:
-            names[post.participant.id] = post.participant.name
-        elif post.event == "LEAVE" and post.participant is not None:
-            names.pop(post.participant.id, None)
+        who = post.participant
+        if post.event == "JOIN" and who is not None and who.name != jigasi.FALLBACK_NAME:
+            await self.meetings.jigasi_joined(room, who.id, who.name, at)
+        elif post.event == "LEAVE" and who is not None:
+            await self.meetings.jigasi_left(room, who.id, at)
         elif post.event == "START":
-            async with self._locks.setdefault(post.room, asyncio.Lock()):
-                await self.store.start_session(post.room, at)
+            async with self._locks.setdefault(room, asyncio.Lock()):
+                await self.store.start_session(room, at)
         elif post.event == "END":
-            async with self._locks.setdefault(post.room, asyncio.Lock()):
-                await self.store.end_session(post.room, at)
-            self._names.pop(post.room, None)
-        elif post.event == "SPEECH" and post.participant is not None:
-            who = post.participant
+            async with self._locks.setdefault(room, asyncio.Lock()):
+                await self.store.end_session(room, at)
+            await self.meetings.jigasi_ended(room)
+        elif post.event == "SPEECH" and who is not None:
             name = who.name
             if name == jigasi.FALLBACK_NAME:
-                name = names.get(who.id, name)
+                name = await self.meetings.jigasi_name(room, who.id) or name
             event = CaptionEvent(
-                room=post.room,
+                room=room,
                 speaker=name,
                 language=post.language,
                 text=post.text,
