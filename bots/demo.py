@@ -4,10 +4,11 @@ A captioner and the orchestrator start on free loopback ports (the orchestrator
 with a temporary database); each speaker joins over the vosk websocket protocol as
 Jigasi would (one socket each, audio all the time, silence while others talk) and
 real recordings play at real-time pace. Captions take the whole path: captioner →
-caption bus → the orchestrator's store → its SSE stream, which the demo prints as
-IRC lines (on a terminal the current partial is shown in place) while the captions
-page and the ``curl -N`` text stream show the same lines. When ``irc.rooms``
-names the room ``demo``, the IRC relay posts the same captions into its channel.
+delivery over HTTP (POST /api/v1/captions) → the orchestrator's store → its SSE
+stream, which the demo prints as IRC lines (on a terminal the current partial is shown
+in place) while the captions page and the ``curl -N`` text stream show the same lines.
+When ``irc.rooms`` names the room ``demo``, the IRC relay posts the same captions into
+its channel.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import secrets
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -29,11 +31,10 @@ from aiohttp import web
 from bench.scoring import cer
 from bots.captioner.app import create_app
 from bots.captioner.audio import decode_file
-from bots.captioner.bus import CaptionBus
 from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
 from bots.captioner.events import CaptionEvent
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
+from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.settings import Settings
 
@@ -114,8 +115,29 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         print(f"plenary demo: {exc}", file=sys.stderr)
         return 2
     participants, turns = plan_meeting(corpus, speakers, utterances)
-    bus = CaptionBus()
-    runner = web.AppRunner(create_app(settings, bus=bus), access_log=None)
+    workdir = tempfile.TemporaryDirectory(prefix="plenary-demo-")
+    token = secrets.token_urlsafe(16)
+    orchestrator = settings.model_copy(
+        update={
+            "orchestrator": settings.orchestrator.model_copy(
+                update={"database": Path(workdir.name) / "demo.sqlite3"}
+            ),
+            "captions": settings.captions.model_copy(update={"producers": {"demo": token}}),
+        }
+    )
+    orunner = web.AppRunner(create_orchestrator(orchestrator), access_log=None)
+    await orunner.setup()
+    await web.TCPSite(orunner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{orunner.addresses[0][1]}"
+    # The captioner delivers to the orchestrator over HTTP, as it does in production.
+    captioner = settings.model_copy(
+        update={
+            "captioner": settings.captioner.model_copy(
+                update={"orchestrator_url": base, "orchestrator_token": token}
+            )
+        }
+    )
+    runner = web.AppRunner(create_app(captioner), access_log=None)
     print("loading the Korean Vosk model…", file=sys.stderr)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -129,18 +151,6 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         file=sys.stderr,
     )
     printer = Printer(dt.datetime.now(), sys.stdout.isatty())
-    workdir = tempfile.TemporaryDirectory(prefix="plenary-demo-")
-    orchestrator = settings.model_copy(
-        update={
-            "orchestrator": settings.orchestrator.model_copy(
-                update={"database": Path(workdir.name) / "demo.sqlite3"}
-            )
-        }
-    )
-    orunner = web.AppRunner(create_orchestrator(orchestrator, bus), access_log=None)
-    await orunner.setup()
-    await web.TCPSite(orunner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{orunner.addresses[0][1]}"
     print(
         f"captions page: {base}/r/demo/captions\n"
         f"in a terminal: curl -N {base}/r/demo/captions.txt\n",
@@ -160,7 +170,7 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
     irc_rooms = [r for r in settings.irc.rooms if r.room == "demo"]
     if irc_rooms:
         print(f"relaying captions to IRC {irc_rooms[0].channel}", file=sys.stderr)
-        tasks.append(asyncio.create_task(relay(settings, bus)))
+        tasks.append(asyncio.create_task(relay(settings, base)))
     try:
         await asyncio.gather(*(speak(url, p, pace) for p in participants))
         await asyncio.sleep(3 if irc_rooms else 0.5)  # let the store, streams and relay drain
@@ -170,8 +180,8 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         await asyncio.gather(*tasks, return_exceptions=True)
         response.close()
         await stream.close()
+        await runner.cleanup()  # delivers what is still queued first
         await orunner.cleanup()
-        await runner.cleanup()
         workdir.cleanup()
     heard = " ".join(e.text for e in printer.finals)
     said = " ".join(u.text for u in turns)
@@ -201,8 +211,8 @@ def _event(data: dict[str, object], started: dt.datetime) -> CaptionEvent:
     )
 
 
-async def relay(settings: Settings, bus: CaptionBus) -> None:
-    async with BusCaptionSource(bus) as source:
+async def relay(settings: Settings, orchestrator: str) -> None:
+    async with SseCaptionSource(orchestrator) as source:
         await Relay(settings.irc, source).run()
 
 

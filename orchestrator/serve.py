@@ -1,10 +1,12 @@
 """``plenary serve``: the embedded default, one process group on one machine.
 
-The orchestrator's web app and the captioner's websockets share one caption bus; the
-orchestrator numbers and stores what the bus carries. The IRC relay (when rooms are
-configured) reads the orchestrator's own caption stream over loopback HTTP, like any
-other consumer, so captions posted over HTTP or by Jigasi reach IRC too and its
-positions are the orchestrator's caption numbers.
+The captioner delivers its captions to the orchestrator the way a captioner on another
+host does: ``POST /api/v1/captions`` over HTTP, here on loopback, with a producer token
+made up at start-up (unless captioner.orchestrator_token names a configured one). So
+there is one path, with its queue, retries and deduplication, in both topologies. The
+IRC relay (when rooms are configured) reads the orchestrator's own caption stream over
+loopback HTTP, like any other consumer, so captions posted over HTTP or by Jigasi reach
+IRC too and its positions are the orchestrator's caption numbers.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from typing import Any
 
 from aiohttp import web
 
 from bots.captioner.app import create_app as create_captioner
-from bots.captioner.bus import CaptionBus
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
@@ -30,11 +32,34 @@ from orchestrator.web.proxy import ClientAccessLogger
 log = logging.getLogger(__name__)
 
 
+EMBEDDED = "embedded-captioner"  # the producer name of serve's own captioner
+
+
+def embedded(settings: Settings) -> Settings:
+    """Settings where the captioner beside the orchestrator delivers to it over loopback."""
+    o, c = settings.orchestrator, settings.captioner
+    url = c.orchestrator_url or loopback_url(o.host, o.port)
+    token = c.orchestrator_token
+    producers = dict(settings.captions.producers)
+    if not token:
+        token = secrets.token_urlsafe(32)  # lives as long as this process
+        producers[EMBEDDED] = token
+    return settings.model_copy(
+        update={
+            "captioner": c.model_copy(
+                update={"orchestrator_url": url, "orchestrator_token": token}
+            ),
+            "captions": settings.captions.model_copy(update={"producers": producers}),
+        }
+    )
+
+
 async def serve(settings: Settings, *, captioner: bool = True) -> None:
-    bus = CaptionBus()
+    if captioner:
+        settings = embedded(settings)
     runners: list[web.AppRunner] = []
     o = settings.orchestrator
-    app = create_app(settings, bus)
+    app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=ClientAccessLogger)  # client behind nginx
     await runner.setup()
     await web.TCPSite(runner, o.host, o.port).start()
@@ -42,7 +67,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
     log.info("orchestrator on http://%s:%d/ (public: %s)", o.host, o.port, o.public_url)
     if captioner:
         c = settings.captioner
-        crunner = web.AppRunner(create_captioner(settings, bus))
+        crunner = web.AppRunner(create_captioner(settings))
         await crunner.setup()
         await web.TCPSite(crunner, c.host, c.port).start()
         runners.append(crunner)

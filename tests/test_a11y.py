@@ -171,9 +171,9 @@ async def test_the_harness_does_find_violations(page: Page) -> None:
 
 @pytest.fixture
 async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
-    """A room whose captions came through the bus, as the captioner's would."""
+    """A room whose captions were taken by the orchestrator, as a captioner's are."""
     from bots.captioner.events import CaptionEvent
-    from orchestrator.keys import bus_key
+    from orchestrator.captions import captions_key
 
     app = create_app(web_settings(tmp_path))
     app[directory_key] = FakeDirectory()
@@ -182,7 +182,7 @@ async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
         await RoomRepository(app[db_key]).create(RoomCreate.model_validate(ROOM))
         lines = ["안녕하세요, 여러분.", "Welcome <everyone> & thanks 🎉", "다음 발표를 시작합니다."]
         for n, text in enumerate(lines):
-            app[bus_key].publish(
+            await app[captions_key].accept(
                 CaptionEvent("keynote", f"Speaker {n % 2 + 1}", "ko", text, True,
                              n * 3.0, n * 3.0 + 2.5, f"m{n}")
             )  # fmt: skip
@@ -199,7 +199,7 @@ async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> 
 
     async with aiohttp.ClientSession() as http:
         url = f"{captioned_site}/api/v1/rooms/keynote/captions?after=0"
-        for _ in range(100):  # the store consumes the bus in the background
+        for _ in range(100):  # stored at start-up; checked before the pages are read
             body = await (await http.get(url)).json()
             if len(body.get("captions", body if isinstance(body, list) else [])) >= 3:
                 break

@@ -240,9 +240,11 @@ async def test_send_back_flags(
     assert any(r["message_id"] == final_id for r in interim.results(final=False))
     assert not final.results(final=False)
     assert none.results() == []
-    # Every session's captions still reach Plenary's own consumers.
-    rooms = {e.room for e in bridge.events if e.is_final}
-    assert {"flags-interim", "flags-final", "flags-none"} <= rooms
+    # Every session's captions still reach Plenary's own consumers, under the meeting id
+    # (the URL names no room) and the speaker's endpoint id.
+    finals = [e for e in bridge.events if e.is_final]
+    assert {"flags-interim", "flags-final", "flags-none"} <= {e.meeting_id for e in finals}
+    assert all(e.room == "" and e.endpoint for e in finals)
     for b, _ in bridges.values():
         await b.close()
     await bridge.close()

@@ -6,6 +6,7 @@ import asyncio
 import html
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,8 @@ import pytest
 import webvtt
 from aiohttp.test_utils import TestServer
 
-from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
-from orchestrator.keys import bus_key
 from orchestrator.settings import Settings, load_settings
 
 TOKEN = "producer-secret"
@@ -89,18 +88,31 @@ async def test_http_disabled_without_a_token(aiohttp_client: Any, db_path: Path)
     assert response.status == 403
 
 
-async def test_bus_finals_are_stored_and_partials_are_live_only(
+def batch_event(n: int, **over: Any) -> dict[str, Any]:
+    event = {"id": f"cap-{n}", "room": "live", "speaker": "Lee", "language": "ko",
+             "text": f"caption {n}", "is_final": True, "start": 0.0, "end": 1.0,
+             "message_id": f"m{n}", "timestamp": int(time.time() * 1000) + n}  # fmt: skip
+    return {**event, **over}
+
+
+async def test_batch_finals_are_stored_and_partials_are_live_only(
     aiohttp_client: Any, db_path: Path
 ) -> None:
-    app = create_app(make_settings(db_path))
+    app = create_app(make_settings(db_path, producers={"cap-a": "token-a"}))
     client = await aiohttp_client(app)
     stream = await client.get("/r/live/captions/stream?partials=1&after=0")
-    partial = CaptionEvent("live", "Lee", "ko", "안녕", False, 0.0, 0.5, "m1")
-    final = CaptionEvent("live", "Lee", "ko", "안녕하세요", True, 0.0, 1.2, "m1")
     while app[captions_key].hub.subscribers("live") == 0:
         await asyncio.sleep(0.01)
-    app[bus_key].publish(partial)
-    app[bus_key].publish(final)
+    batch = [
+        batch_event(1, id="", text="안녕", is_final=False),
+        batch_event(1, text="안녕하세요"),
+    ]
+    response = await client.post(
+        "/api/v1/captions", json={"events": batch}, headers={"Authorization": "Bearer token-a"}
+    )
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["accepted"][1] == {"id": "cap-1", "room": "live", "seq": 1, "duplicate": False}
     seen = []
     while len(seen) < 2:
         line = (await asyncio.wait_for(stream.content.readline(), 5)).decode()
@@ -112,6 +124,79 @@ async def test_bus_finals_are_stored_and_partials_are_live_only(
     assert [(e["seq"], e["text"], e["speaker"]) for e in poll["events"]] == [
         (1, "안녕하세요", "Lee")
     ]
+
+
+async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
+    """A retried final (same event id) gets its first number back, also after a restart."""
+    settings = make_settings(db_path, producers={"cap-a": "token-a"})
+    auth = {"Authorization": "Bearer token-a"}
+    for attempt in range(2):
+        server = TestServer(create_app(settings))
+        await server.start_server()
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as http:
+            events = [batch_event(1), batch_event(2), batch_event(3, room="", meeting_id="m-7")]
+            if attempt:
+                events.append(batch_event(4))
+            response = await http.post("/api/v1/captions", json={"events": events}, headers=auth)
+            body = await response.json()
+            poll = await (await http.get("/api/v1/rooms/live/captions")).json()
+            filed = await (await http.get("/api/v1/rooms/m-7/captions")).json()
+        await server.close()
+        accepted = body["accepted"]
+        assert [a["duplicate"] for a in accepted] == [bool(attempt)] * 3 + [False] * attempt
+        assert [a["seq"] for a in accepted] == [1, 2, 1, 3][: 3 + attempt]
+        assert body["duplicates"] == 3 * attempt
+    assert [e["text"] for e in poll["events"]] == ["caption 1", "caption 2", "caption 4"]
+    assert [e["text"] for e in filed["events"]] == ["caption 3"]  # no room: its meeting id
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"text": 5}, "events[1].text"),
+        ({"id": ""}, "events[1].id"),
+        ({"room": "", "meeting_id": ""}, "room or meeting_id"),
+        ({"is_final": "yes"}, "events[1].is_final"),
+        ({"start": "0"}, "events[1].start"),
+        ({"speaker": "a\nb"}, "events[1].speaker"),
+        ({"timestamp": 1.5}, "events[1].timestamp"),
+    ],
+)
+async def test_batch_with_a_bad_event_is_refused_whole(
+    aiohttp_client: Any, db_path: Path, bad: dict[str, Any], field: str
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(db_path, producers={"c": "tok"})))
+    auth = {"Authorization": "Bearer tok"}
+    events = [batch_event(1), batch_event(2, **bad)]
+    response = await client.post("/api/v1/captions", json={"events": events}, headers=auth)
+    assert response.status == 400
+    assert field in (await response.json())["error"]
+    poll = await (await client.get("/api/v1/rooms/live/captions")).json()
+    assert poll["events"] == []  # the good event before it was not taken either
+    response = await client.post(
+        "/api/v1/captions", json={"events": [batch_event(1)]}, headers=auth
+    )
+    assert (await response.json())["accepted"][0]["seq"] == 1
+
+
+async def test_batch_producer_tokens(aiohttp_client: Any, db_path: Path) -> None:
+    settings = load_settings(
+        orchestrator={"database": db_path},
+        captions={"producers": {"cap-a": "token-a", "leaked": "jwt-signing-secret"}},
+        jitsi={"app_secret": "jwt-signing-secret"},
+    )
+    client = await aiohttp_client(create_app(settings))
+    probe = {"events": []}
+    cases = {"": 401, "Bearer nope": 403, "Bearer jwt-signing-secret": 403, "Bearer token-a": 200}
+    for header, status in cases.items():
+        headers = {"Authorization": header} if header else {}
+        response = await client.post("/api/v1/captions", json=probe, headers=headers)
+        assert response.status == status, (header, await response.text())
+    # The older single token still posts to the per-room endpoint, and so does a producer.
+    response = await client.post(
+        "/api/v1/rooms/a/captions", json={"text": "x"}, headers={"Authorization": "Bearer token-a"}
+    )
+    assert response.status == 202
 
 
 async def test_sse_resume_across_restart_delivers_each_event_once(db_path: Path) -> None:

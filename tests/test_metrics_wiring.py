@@ -19,9 +19,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
-from orchestrator.keys import bus_key, db_key
+from orchestrator.keys import db_key
 from orchestrator.metrics.exposition import registry_key
 from orchestrator.rooms.model import Room, RoomCreate
 from orchestrator.rooms.repository import RoomRepository
@@ -195,12 +194,17 @@ async def test_store_latency_observed_per_stored_final(aiohttp_client: Any, tmp_
     assert after_post[STORED] == before[STORED] + 1
     assert 0 < after_post[STORED_SUM] - before[STORED_SUM] < 5
 
-    app[bus_key].publish(CaptionEvent("c", "Lee", "ko", "from the bus", True, 0.0, 1.0, "m1"))
+    batch = {"events": [{"id": "cap-1", "room": "c", "speaker": "Lee", "text": "batched"}]}
+    response = await client.post("/api/v1/captions", json=batch, headers=POST_AUTH)
+    assert response.status == 200, await response.text()
 
     async def stored() -> bool:
         return (await scrape(client))[STORED] == before[STORED] + 2
 
     await until(stored)
+    again = await client.post("/api/v1/captions", json=batch, headers=POST_AUTH)
+    assert (await again.json())["accepted"][0]["duplicate"] is True  # retried: not stored again
+    assert (await scrape(client))[STORED] == before[STORED] + 2
 
 
 def room_at(slug: str, start: datetime, minutes: int = 60, **over: Any) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
 from bots.captioner.bus import CaptionBus
+from bots.captioner.delivery import Delivery
 from bots.captioner.engine import Engine
 from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.metrics import new_captioner_registry
@@ -18,6 +21,32 @@ from orchestrator.metrics.exposition import metrics_view, registry_key
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+PROTECTED = ("/", "/transcribe")  # the websockets; /healthz and /metrics stay open
+delivery_key = web.AppKey("delivery", Delivery)
+
+
+@web.middleware
+async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With captioner.access_token set, the websockets need it (?token= or Bearer)."""
+    expected = request.app[settings_key].captioner.access_token
+    if expected and request.path in PROTECTED:
+        scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+        given = request.query.get("token") or (bearer.strip() if scheme.lower() == "bearer" else "")
+        if not given:
+            log.warning("refused a stream from %s: no access token", request.remote)
+            raise web.HTTPUnauthorized(
+                text="This captioner needs an access token: add ?token=<token> to the URL "
+                "or send Authorization: Bearer <token>.\n",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("refused a stream from %s: wrong access token", request.remote)
+            raise web.HTTPUnauthorized(
+                text="Wrong access token for this captioner.\n",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    return await handler(request)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -54,17 +83,39 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine.close()
 
 
+async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deliver every caption to the orchestrator, when captioner.orchestrator_url names one."""
+    c = app[settings_key].captioner
+    if not c.orchestrator_url:
+        log.warning(
+            "captioner.orchestrator_url is not set: captions go back to Jitsi only "
+            "(sendBack) and reach no captions page, transcript or IRC channel"
+        )
+        yield
+        return
+    if not c.orchestrator_token:
+        log.warning("captioner.orchestrator_token is not set: the orchestrator will refuse")
+    delivery = Delivery(c.orchestrator_url, c.orchestrator_token, c.delivery_queue)
+    await delivery.start()
+    app[delivery_key] = delivery
+    app[bus_key].listen(delivery.offer)
+    yield
+    await delivery.close()
+
+
 def create_app(
     settings: Settings, bus: CaptionBus | None = None, engine: Engine | None = None
 ) -> web.Application:
     """The captioner app. Pass ``engine`` to share an already loaded one (its owner closes it)."""
-    app = web.Application()
+    app = web.Application(middlewares=[access_token])
     app[settings_key] = settings
     app[bus_key] = bus or CaptionBus()
     if engine is None:
         app.cleanup_ctx.append(engine_ctx)
     else:
         app[engine_key] = engine
+    # Delivery outlives the bridge sessions, so their last finals still go out.
+    app.cleanup_ctx.append(delivery_ctx)
     # Bridge sessions are closed before the engine they use (cleanup runs in reverse).
     app.cleanup_ctx.append(bridge_sessions_ctx)
     app[registry_key] = new_captioner_registry(

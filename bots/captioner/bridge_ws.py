@@ -6,7 +6,8 @@ once, and hands packets to the source's queue; a task per source decodes them in
 batches and feeds its ``StreamTranscriber``. A ticker per session notices sources
 that went quiet (the bridge stops sending in silence) and flushes them, so the final
 comes ``bridge_quiet_ms`` after the last packet. Results go back over the socket
-(when asked for) through one writer, and every caption reaches the CaptionBus.
+(when asked for) through one writer, and every caption reaches the CaptionBus, and
+from it the orchestrator, with the meeting id and the speaker's endpoint id.
 
 Sessions outlive their socket for ``bridge_resume_seconds``: the bridge reconnects
 with the same ``sessionId`` after a drop and finds its speakers, recognizers and
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -46,12 +48,6 @@ FLUSH = "flush"
 STOP = "stop"
 
 Op = opus.Step | str
-
-
-def room_for_meeting(session_id: str) -> str:
-    """The Plenary room of a Jitsi meeting whose URL names none (``&room=`` added per room
-    through Jicofo's urlParams names it): the meeting id itself."""
-    return session_id
 
 
 class LogLimiter:
@@ -267,6 +263,7 @@ class Source:
             await self.transcriber.feed(data)
 
     def _on_event(self, event: CaptionEvent) -> None:
+        event = replace(event, meeting_id=self.session.id, endpoint=self.endpoint)
         self.session.on_event(self, event)
 
 
@@ -285,7 +282,9 @@ class BridgeSession:
         self.engine = engine
         self.settings = settings
         self.id = session_id
-        self.room = room or room_for_meeting(session_id)
+        # The Plenary room when the URL names one (``&room=``); else "" and the
+        # orchestrator maps the meeting id (``sessionId``) to its room.
+        self.room = room or ""
         self.language = language
         self.publish = publish
         self.sources: dict[str, Source] = {}

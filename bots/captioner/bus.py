@@ -1,6 +1,7 @@
 """In-process fan-out of caption events to any number of subscribers.
 
-Each subscriber has its own bounded queue; a subscriber that falls behind loses
+Listeners (the delivery to the orchestrator) are called at once, in order, and must
+not wait. Each subscriber has its own bounded queue; a subscriber that falls behind loses
 its oldest partials first and is told how many events it missed, so one slow
 reader never blocks recognition or the other readers.
 """
@@ -8,7 +9,7 @@ reader never blocks recognition or the other readers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from bots.captioner.events import CaptionEvent
 
@@ -39,10 +40,17 @@ class Subscription:
 class CaptionBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[CaptionEvent], None]] = []
         self.published = 0
+
+    def listen(self, listener: Callable[[CaptionEvent], None]) -> None:
+        """Call ``listener`` with every event as it is published (it must not block)."""
+        self._listeners.append(listener)
 
     def publish(self, event: CaptionEvent) -> None:
         self.published += 1
+        for listener in self._listeners:
+            listener(event)
         for sub in tuple(self._subscribers):
             sub.offer(event)
 

@@ -67,6 +67,30 @@ MODEL_MEMORY = Gauge(
     ["language"],
     registry=None,
 )
+DELIVERY_QUEUE = Gauge(
+    "plenary_captioner_delivery_queue",
+    "Final captions waiting to be delivered to the orchestrator (captioner.delivery_queue "
+    "at most).",
+    registry=None,
+)
+DELIVERED = Counter(
+    "plenary_captioner_delivered",
+    "Caption events the orchestrator took, by kind (final, partial).",
+    ["kind"],
+    registry=None,
+)
+DELIVERY_DROPPED = Counter(
+    "plenary_captioner_delivery_dropped",
+    "Caption events never delivered: finals dropped from a full queue, partials skipped "
+    "while the orchestrator was unreachable.",
+    ["kind"],
+    registry=None,
+)
+DELIVERY_FAILED = Counter(
+    "plenary_captioner_delivery_failed",
+    "Caption events the orchestrator refused (HTTP 4xx: bad token or event); dropped.",
+    registry=None,
+)
 
 METRICS: tuple[Collector, ...] = (
     STREAMS,
@@ -75,9 +99,16 @@ METRICS: tuple[Collector, ...] = (
     REAL_TIME_FACTOR,
     CAPTION_LATENCY,
     MODEL_MEMORY,
+    DELIVERY_QUEUE,
+    DELIVERED,
+    DELIVERY_DROPPED,
+    DELIVERY_FAILED,
 )
 for _path in PATHS:
     STREAMS.labels(path=_path)
+for _kind in ("final", "partial"):
+    DELIVERED.labels(kind=_kind)
+    DELIVERY_DROPPED.labels(kind=_kind)
 
 
 def observe_decode(elapsed: float, audio_seconds: float) -> None:

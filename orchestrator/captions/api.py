@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -12,8 +13,16 @@ from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.service import captions_key
+from orchestrator.captions.store import Duplicate
+from orchestrator.keys import settings_key
+
+log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+MAX_BATCH = 1000  # events per POST /api/v1/captions
+MAX_TEXT = 10_000  # characters of one caption
+STRING_FIELDS = ("id", "room", "meeting_id", "endpoint", "speaker", "language", "message_id")
+_seen_producers: set[str] = set()  # producers already named in the log
 
 
 def bad_request(message: str) -> web.HTTPBadRequest:
@@ -50,19 +59,80 @@ def _bearer(request: web.Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _require_producer(request: web.Request) -> None:
-    token = request.app[captions_key].settings.producer_token
-    _check_secret(_bearer(request), token, "posting captions over HTTP")
+def _producer(request: web.Request) -> str:
+    """The name of the producer whose bearer token came (captions.producers, or
+    ``producer_token`` for the older single token); 401/403 otherwise. The Jitsi
+    signing secret is never a producer credential, whatever the settings say."""
+    settings = request.app[settings_key]
+    jwt_secret = settings.jitsi.app_secret
+    tokens = dict(settings.captions.producers)
+    if settings.captions.producer_token:
+        tokens.setdefault("producer_token", settings.captions.producer_token)
+    tokens = {name: t for name, t in tokens.items() if t and t != jwt_secret}
+    if not tokens:
+        raise web.HTTPForbidden(text="posting captions over HTTP is not enabled on this server")
+    given = _bearer(request)
+    if not given:
+        raise web.HTTPUnauthorized(
+            text="posting captions needs a producer token (Authorization: Bearer)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    found = ""
+    for name, token in tokens.items():  # every one compared, in constant time
+        if hmac.compare_digest(given.encode(), token.encode()):
+            found = name
+    if not found:
+        log.warning("refused captions from %s: unknown producer token", request.remote)
+        raise web.HTTPForbidden(text="unknown producer token")
+    return found
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"body is not JSON: {exc}") from None
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """``POST /api/v1/captions``: ``{"events": [...]}`` from a captioner, each event with
+    its own id, room or meeting_id. All or nothing: one bad event refuses the batch. A
+    final whose id was stored before is a duplicate (its seq is the one it got then).
+    An empty list checks the token and that the orchestrator is up."""
+    producer = _producer(request)
+    data = await _json_body(request)
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise bad_request('body must be {"events": [...]}')
+    items: list[Any] = data["events"]
+    if len(items) > MAX_BATCH:
+        raise bad_request(f"events: at most {MAX_BATCH} per request, not {len(items)}")
+    parsed = [_producer_event(None, item, n) for n, item in enumerate(items)]
+    if producer not in _seen_producers:
+        _seen_producers.add(producer)
+        log.info("captions from producer %r (%s)", producer, request.remote)
+    captions = request.app[captions_key]
+    results: list[dict[str, Any]] = []
+    for event, at_ms in parsed:
+        caption = await captions.accept(event, at_ms)
+        final = caption is not None and caption.is_final
+        results.append(
+            {
+                "id": event.event_id,
+                "room": caption.room if caption is not None else "",
+                "seq": caption.seq if final and caption is not None else None,
+                "duplicate": isinstance(caption, Duplicate),
+            }
+        )
+    duplicates = sum(1 for r in results if r["duplicate"])
+    log.debug("producer %r posted %d events (%d duplicates)", producer, len(results), duplicates)
+    return web.json_response({"accepted": results, "duplicates": duplicates})
 
 
 async def post_captions(request: web.Request) -> web.Response:
     """``POST /api/v1/rooms/<room>/captions``: one event object or ``{"events": [...]}``."""
-    _require_producer(request)
+    _producer(request)
     room = request.match_info["room"]
-    try:
-        data = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"body is not JSON: {exc}") from None
+    data = await _json_body(request)
     items = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(items, list) or not items:
         raise bad_request("events must be a non-empty list")
@@ -75,17 +145,28 @@ async def post_captions(request: web.Request) -> web.Response:
     return web.json_response({"accepted": seqs}, status=202)
 
 
-def _producer_event(room: str, item: Any, n: int) -> tuple[CaptionEvent, int | None]:
+def _string(item: dict[str, Any], key: str, where: str, limit: int = 200) -> str:
+    value = item.get(key, "")
+    if not isinstance(value, str):
+        raise bad_request(f"{where}.{key} must be a string")
+    if len(value) > limit:
+        raise bad_request(f"{where}.{key} is longer than {limit} characters")
+    if any(ord(c) < 32 for c in value):
+        raise bad_request(f"{where}.{key} must not contain control characters")
+    return value
+
+
+def _producer_event(room: str | None, item: Any, n: int) -> tuple[CaptionEvent, int | None]:
+    """One posted event. ``room`` from the URL; None: the event names its room or meeting."""
     where = f"events[{n}]"
     if not isinstance(item, dict):
         raise bad_request(f"{where} must be an object")
     text = item.get("text")
     if not isinstance(text, str):
         raise bad_request(f"{where}.text must be a string")
-    strings = {k: item.get(k, "") for k in ("speaker", "language", "message_id")}
-    for key, value in strings.items():
-        if not isinstance(value, str):
-            raise bad_request(f"{where}.{key} must be a string")
+    if len(text) > MAX_TEXT:
+        raise bad_request(f"{where}.text is longer than {MAX_TEXT} characters")
+    strings = {k: _string(item, k, where) for k in STRING_FIELDS}
     is_final = item.get("is_final", True)
     if not isinstance(is_final, bool):
         raise bad_request(f"{where}.is_final must be true or false")
@@ -96,6 +177,12 @@ def _producer_event(room: str, item: Any, n: int) -> tuple[CaptionEvent, int | N
     timestamp = item.get("timestamp")
     if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
         raise bad_request(f"{where}.timestamp must be epoch milliseconds")
+    if room is None:
+        room = strings["room"]
+        if not room and not strings["meeting_id"]:
+            raise bad_request(f"{where}: room or meeting_id must name where the caption goes")
+        if is_final and not strings["id"]:
+            raise bad_request(f"{where}.id must be the producer's event id (a final needs one)")
     event = CaptionEvent(
         room=room,
         speaker=strings["speaker"],
@@ -105,6 +192,9 @@ def _producer_event(room: str, item: Any, n: int) -> tuple[CaptionEvent, int | N
         start=float(times["start"]),
         end=float(times["end"]),
         message_id=strings["message_id"],
+        meeting_id=strings["meeting_id"],
+        endpoint=strings["endpoint"],
+        event_id=strings["id"],
     )
     return event, timestamp
 
@@ -159,8 +249,10 @@ async def poll(request: web.Request) -> web.Response:
 
 
 async def withdraw(request: web.Request) -> web.Response:
-    """``DELETE /api/v1/transcripts/<pid>``: remove a transcript, leaving a withdrawn stub."""
-    _require_producer(request)
+    """``DELETE /api/v1/transcripts/<pid>``: remove a transcript, leaving a withdrawn stub.
+    Only the older captions.producer_token may: a captioner's token posts captions only."""
+    token = request.app[captions_key].settings.producer_token
+    _check_secret(_bearer(request), token, "withdrawing transcripts over HTTP")
     reason = request.query.get("reason") or "Withdrawn by the organizers."
     if not await request.app[captions_key].store.withdraw(request.match_info["pid"], reason):
         raise web.HTTPNotFound(text="no such transcript")

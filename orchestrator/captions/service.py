@@ -1,8 +1,10 @@
 """The one path of caption events: producer → store (numbered) → live fan-out.
 
-Producers are the in-process caption bus (the captioner in the same process), the
-authenticated HTTP endpoint and Jigasi posts; all call ``Captions.accept``. A room's
-finals are numbered and published under one lock, so subscribers see them in order.
+Producers are captioners posting over HTTP (``POST /api/v1/captions``, also the one
+beside us under ``plenary serve``, over loopback), the older per-room endpoint and
+Jigasi posts; all call ``Captions.accept``. A room's finals are numbered and published
+under one lock, so subscribers see them in order; a final whose event id was stored
+before comes back as a ``Duplicate`` and is neither stored nor published again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
 from orchestrator.captions.meetings import Meetings
 from orchestrator.captions.model import Caption
-from orchestrator.captions.store import CaptionStore, now_ms
+from orchestrator.captions.store import CaptionStore, Duplicate, now_ms
 from orchestrator.keys import bus_key, db_key, settings_key
 from orchestrator.settings import CaptionsSettings
 
@@ -30,8 +32,11 @@ log = logging.getLogger(__name__)
 
 
 class Captions:
-    def __init__(self, store: CaptionStore, settings: CaptionsSettings) -> None:
+    def __init__(
+        self, store: CaptionStore, settings: CaptionsSettings, bus: CaptionBus | None = None
+    ) -> None:
         self.store = store
+        self.bus = bus or CaptionBus()  # counts what readers were given (plenary_caption_events)
         self.settings = settings
         self.hub = Hub(settings.subscriber_queue)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -39,23 +44,31 @@ class Captions:
         self.meetings = Meetings(store.db)
 
     async def accept(self, event: CaptionEvent, at_ms: int | None = None) -> Caption | None:
-        """Number, store and publish a final; publish a partial live only."""
+        """Number, store and publish a final; publish a partial live only.
+
+        An event with no room but a meeting id is filed under the meeting id.
+        """
         event = await self.meetings.resolve(event)
         at = at_ms if at_ms is not None else now_ms()
+        room = event.room or event.meeting_id
         if not event.is_final:
             duration = max(0, round((event.end - event.start) * 1000))
             partial = Caption(
-                event.room, 0, "", at, duration, event.speaker, event.language,
+                room, 0, "", at, duration, event.speaker, event.language,
                 event.text, event.message_id, is_final=False,
             )  # fmt: skip
             self.hub.publish(partial)
+            self.bus.publish(event)
             return partial
         if not event.text.strip():
             return None
         started = time.perf_counter()  # waits for the room's lock and the writer count
-        async with self._locks.setdefault(event.room, asyncio.Lock()):
-            caption = await self.store.append(event.room, event, at)
+        async with self._locks.setdefault(room, asyncio.Lock()):
+            caption = await self.store.append(room, event, at)
+            if isinstance(caption, Duplicate):
+                return caption
             self.hub.publish(caption)
+        self.bus.publish(event)
         metrics.CAPTION_STORE_SECONDS.observe(time.perf_counter() - started)
         return caption
 
@@ -92,19 +105,6 @@ class Captions:
             return await self.accept(event, at)
         return None  # RAISE_HAND, WILL_END: nothing to caption
 
-    async def pump(self, bus: CaptionBus) -> None:
-        """Feed the in-process bus (the captioner beside us) into the store."""
-        subscription = bus.subscribe(maxsize=10_000)
-        try:
-            while True:
-                event = await subscription.get()
-                try:
-                    await self.accept(event)
-                except Exception:
-                    log.exception("caption from the bus not stored (room %s)", event.room)
-        finally:
-            subscription.close()
-
     async def retention_loop(self) -> None:
         while True:
             try:
@@ -134,14 +134,11 @@ captions_key = web.AppKey("captions", Captions)
 
 
 async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Needs the database (database_ctx must come first) and the caption bus."""
+    """Needs the database (database_ctx must come first)."""
     settings = app[settings_key].captions
-    captions = Captions(CaptionStore(app[db_key], settings), settings)
+    captions = Captions(CaptionStore(app[db_key], settings), settings, app[bus_key])
     app[captions_key] = captions
-    tasks = [
-        asyncio.create_task(captions.pump(app[bus_key])),
-        asyncio.create_task(captions.retention_loop()),
-    ]
+    tasks = [asyncio.create_task(captions.retention_loop())]
     yield
     for task in tasks:
         task.cancel()

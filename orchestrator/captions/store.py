@@ -7,6 +7,7 @@ persistent identifier is never reused and keeps answering (410 when withdrawn).
 
     store = CaptionStore(db, settings.captions)
     caption = await store.append("keynote", event, at_ms=now_ms())
+    isinstance(caption, Duplicate)  # True: event.event_id was stored before, as caption.seq
     await store.after("keynote", 41, limit=100)  # captions 42, 43, …
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bots.captioner.events import CaptionEvent
@@ -31,6 +33,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True)
+class Duplicate(Caption):
+    """A final whose producer event id was stored before: numbered ``seq`` then."""
+
+
 class CaptionStore:
     def __init__(self, db: Database, settings: CaptionsSettings) -> None:
         self.db = db
@@ -39,12 +46,30 @@ class CaptionStore:
     # ---- writes ---------------------------------------------------------------
 
     async def append(self, room: str, event: CaptionEvent, at_ms: int) -> Caption:
-        """Number a final caption; store it in the room's open session unless live only."""
+        """Number a final caption; store it in the room's open session unless live only.
+
+        A final whose ``event_id`` is already known is not stored again: a ``Duplicate``
+        with the number it got the first time comes back.
+        """
         duration = max(0, round((event.end - event.start) * 1000))
         gap_ms = int(self.settings.session_gap_minutes * 60_000)
 
         def run(conn: sqlite3.Connection) -> Caption:
+            if event.event_id:
+                row = conn.execute(
+                    "SELECT room, seq FROM caption_event_ids WHERE event_id = ?",
+                    (event.event_id,),
+                ).fetchone()
+                if row is not None:
+                    return Duplicate(
+                        row[0], row[1], "", at_ms, duration, event.speaker, event.language,
+                        event.text, event.message_id,
+                    )  # fmt: skip
             seq = _next_seq(conn, room)
+            if event.event_id:
+                conn.execute(
+                    "INSERT INTO caption_event_ids VALUES (?, ?, ?)", (event.event_id, room, seq)
+                )
             session_id, pid = None, ""
             if _policy(conn, room, self.settings).keep_transcript:
                 session_id, pid = _open_session(conn, room, at_ms, gap_ms)
@@ -153,6 +178,7 @@ class CaptionStore:
             conn.execute("UPDATE caption_counters SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_sessions SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_events SET room = ? WHERE room = ?", (new, old))
+            conn.execute("UPDATE caption_event_ids SET room = ? WHERE room = ?", (new, old))
             conn.execute(
                 "UPDATE OR REPLACE caption_policies SET room = ? WHERE room = ?", (new, old)
             )
