@@ -26,6 +26,7 @@ from tests.fake_prosody import FakeProsody, Room
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "deploy" / "prosody" / "mod_plenary_occupants.lua"
+SNIPPET = ROOT / "deploy" / "jitsi" / "prosody-plenary.cfg.lua.snippet"
 SECRET = "prosody-event-secret"
 PRODUCER = "captioner-token"
 JIGASI = "jigasi-secret"
@@ -314,10 +315,16 @@ async def test_jigasi_join_names_survive_a_restart(app: App) -> None:
 def test_prosody_module_compiles_under_prosodys_lua() -> None:
     # Debian 12's prosody 0.12 runs on Lua 5.4 (make deps installs lua5.4).
     assert shutil.which("luac5.4"), "luac5.4 is missing: run make deps"
-    result = subprocess.run(
-        ["luac5.4", "-p", str(MODULE)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    text = MODULE.read_text(encoding="utf-8")
+    for path in (MODULE, SNIPPET):  # the snippet is prosody config: Lua syntax too
+        result = subprocess.run(
+            ["luac5.4", "-p", "-"], input=path.read_bytes(), capture_output=True, check=False
+        )
+        assert result.returncode == 0, f"{path.name}: {result.stderr.decode()}"
+    header = MODULE.read_text(encoding="utf-8").split("\n\n", 1)[0]
+    snippet = SNIPPET.read_text(encoding="utf-8")
     for option in ("plenary_api_prefix", "plenary_api_secret", "plenary_main_muc"):
-        assert option in text.split("\n\n", 1)[0], f"{option} not documented at the top"
+        assert option in header, f"{option} not documented at the top of the module"
+        assert option in snippet, f"{option} missing from the config snippet"
+    # event_sync appends /events/<kind> to its api_prefix; Plenary's module appends /<kind>.
+    assert 'api_prefix = "https://plenary.example.org/api/v1"\n' in snippet
+    assert 'plenary_api_prefix = "https://plenary.example.org/api/v1/events"\n' in snippet
