@@ -18,7 +18,8 @@ Payload shapes were read from the module sources, not from Plenary's parser:
   ``occupant.name_from = "token"``.
 
 Both send ``Authorization: Bearer <secret>`` as configured through ``api_headers`` /
-``plenary_api_secret``.
+``plenary_api_secret``. tests/test_jitsi_events.py runs the real module under Lua 5.4
+(tests/prosody_harness.lua) and checks that this fake sends the same fields.
 """
 
 from __future__ import annotations
@@ -167,7 +168,6 @@ class FakeProsody:
             "occupant": {
                 "occupant_jid": f"x@{DOMAIN}/r",
                 "endpoint_id": endpoint,
-                "joined_at": now - 30,
                 "left_at": now,
             },
             **self.plenary_room(room),

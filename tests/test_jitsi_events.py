@@ -8,6 +8,7 @@ room's JSON poll.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -328,3 +329,91 @@ def test_prosody_module_compiles_under_prosodys_lua() -> None:
     # event_sync appends /events/<kind> to its api_prefix; Plenary's module appends /<kind>.
     assert 'api_prefix = "https://plenary.example.org/api/v1"\n' in snippet
     assert 'plenary_api_prefix = "https://plenary.example.org/api/v1/events"\n' in snippet
+
+
+def run_module(codes: str = "202") -> list[dict[str, Any]]:
+    """Every request mod_plenary_occupants makes in tests/prosody_harness.lua's meeting."""
+    result = subprocess.run(
+        ["lua5.4", str(ROOT / "tests" / "prosody_harness.lua"), str(MODULE), codes],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+async def test_the_real_module_posts_what_maps_captions(app: App) -> None:
+    requests = run_module()
+    kinds = [r["url"].removeprefix("http://plenary.test/api/v1/events/") for r in requests]
+    # focus and the health-check room are skipped
+    assert kinds == ["room/created", "occupant/joined", "occupant/joined", "room/created",
+                     "occupant/left", "occupant/joined", "room/destroyed"]  # fmt: skip
+    for request, kind in zip(requests, kinds, strict=True):
+        assert request["authorization"] == f"Bearer {SECRET}"
+        async with app.client.post(
+            f"/api/v1/events/{kind}",
+            data=request["body"],
+            headers={"Authorization": request["authorization"]},
+        ) as answer:
+            assert answer.status == 202, await answer.text()
+            assert (await answer.json())["recorded"] is True
+    breakout = "keynote.breakout-5f0e8b7c-0000-4000-8000-00000000abcd"
+    await app.caption("meeting-main-1", "a1b2c3d4", "main", "Speaker 1")
+    await app.caption("meeting-main-1", "e5f6a7b8", "guest", "Speaker 2")
+    await app.caption("meeting-breakout-1", "a1b2c3d4", "breakout", "Speaker 1")
+    assert await app.poll("keynote") == [("Ana Kim", "main"), ("Speaker 2", "guest")]
+    assert await app.poll(breakout) == [("Ana Kim", "breakout")]
+
+
+def test_the_fake_prosody_sends_the_real_modules_fields() -> None:
+    """tests/fake_prosody.py must not drift from what the module really posts."""
+
+    def shape(payload: dict[str, Any]) -> set[str]:
+        keys = {k for k in payload if k not in ("occupant",)}
+        return keys | {f"occupant.{k}" for k in payload.get("occupant", {})}
+
+    def key(body: dict[str, Any]) -> tuple[str, bool, bool]:
+        return body["event_name"], body["is_breakout"], "name" in body.get("occupant", {})
+
+    real: dict[tuple[str, bool, bool], set[str]] = {}
+    for request in run_module():
+        body = json.loads(request["body"])
+        real.setdefault(key(body), shape(body))
+    fake_posts: list[dict[str, Any]] = []
+
+    class Recorder:
+        async def post(self, path: str, data: bytes, headers: dict[str, str]) -> None:
+            fake_posts.append(json.loads(data))
+
+    async def play() -> None:
+        prosody = FakeProsody(Recorder(), SECRET)
+        main = Room("keynote")
+        breakout = Room("", breakout_of=main, subject="Breakout room #1")
+        await prosody.room_created(main)
+        await prosody.occupant_joined(main, "a1b2c3d4", ANA)
+        await prosody.occupant_joined(main, "e5f6a7b8", None)
+        await prosody.room_created(breakout)
+        await prosody.occupant_left(main, "a1b2c3d4")
+        await prosody.occupant_joined(breakout, "a1b2c3d4", ANA)
+        await prosody.room_destroyed(main)
+
+    asyncio.run(play())
+    assert len(fake_posts) == 7
+    for body in fake_posts:
+        fields = shape(body) - {"created_at"}  # the fake's destroy also says when it began
+        assert fields == real[key(body)] - {"created_at"}, key(body)
+
+
+def test_the_module_retries_5xx_and_connection_failures_but_not_4xx() -> None:
+    def attempts(codes: str) -> set[int]:
+        counts: dict[str, int] = {}
+        for request in run_module(codes):
+            counts[request["body"]] = counts.get(request["body"], 0) + 1
+        assert len(counts) == 7
+        return set(counts.values())
+
+    assert attempts("503,0,202") == {3}  # 503, connection failure, then accepted
+    assert attempts("503") == {4}  # plenary_api_retry_count (3) retries, then given up
+    assert attempts("400") == {1}  # a refusal is logged, not retried
