@@ -122,13 +122,16 @@ async def test_captions_of_a_meeting_land_in_its_room_under_token_names(app: App
         "room": "keynote",
     }
     await prosody.occupant_joined(room, "e5f6a7b8", None)  # no token: no name
+    await prosody.occupant_joined(room, "0dd0dd00", {"id": "x", "name": "Bo\x1b[31m\r\nBo"})
     await app.caption(room.meeting_id, "a1b2c3d4", "hello everyone", "Speaker 1")
     await app.caption(room.meeting_id, "e5f6a7b8", "hi", "Speaker 2")
     await app.caption(room.meeting_id, "ffff0000", "who am I", "Speaker 3")  # never joined
+    await app.caption(room.meeting_id, "0dd0dd00", "controls", "Speaker 4")
     assert await app.poll("keynote") == [
         ("Ana Kim", "hello everyone"),
         ("Speaker 2", "hi"),
         ("Speaker 3", "who am I"),
+        ("Bo[31m Bo", "controls"),  # no escape or line break survives into a name
     ]
     assert await app.poll(room.meeting_id) == []
 

@@ -125,7 +125,7 @@ class Post(BaseModel):
         who = self.occupant
         if who is None or who.name_from != NAME_FROM_JWT or not who.name:
             return ""
-        return " ".join(who.name.split())
+        return " ".join("".join(c for c in who.name if c.isprintable() or c.isspace()).split())
 
 
 def breakout_key(main_room: str, breakout_id: str) -> str:
