@@ -2,11 +2,12 @@
 
     .venv/bin/python -m bench all --quick
     .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
-    .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics
+    .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery
 
 ``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
-bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost), each of
-which starts the servers it needs on loopback and writes its own docs/benchmarks-*.md.
+bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost, captioner →
+orchestrator delivery in the split topology), each of which starts the servers it needs
+on loopback and writes its own docs/benchmarks-*.md.
 
 Plenary's captioner is started on a free 127.0.0.1 port for each benchmark and stopped after;
 the peer (any vosk-protocol server, e.g. vosk-server with the same model) must be running.
@@ -124,6 +125,7 @@ OTHERS = {
     "login": "bench.login",
     "sse": "bench.sse",
     "metrics": "bench.metrics",
+    "delivery": "bench.delivery",
 }
 
 

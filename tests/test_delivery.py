@@ -322,3 +322,62 @@ async def test_captioner_access_token(
             return len(await orchestrator.captions(ROOM)) >= 1
 
         await until(stored)
+
+
+async def test_plenary_serve_delivers_over_loopback_http(
+    ko_corpus: list[Utterance], tmp_path: Path
+) -> None:
+    """The embedded topology takes the same path: the captioner beside the orchestrator
+    posts to it with a token made up at start-up (no producer configured)."""
+    oport, cport = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PLENARY_ORCHESTRATOR__DATABASE": str(tmp_path / "plenary.sqlite3"),
+        "PLENARY_ORCHESTRATOR__PORT": str(oport),
+        "PLENARY_CAPTIONER__PORT": str(cport),
+        "PLENARY_LOG_LEVEL": "INFO",
+    }
+    plenary = Path(sys.executable).with_name("plenary")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [str(plenary), "serve"], env=env, cwd=tmp_path, stderr=log_file, stdout=log_file
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{cport}/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await until(up)
+            await speak(f"127.0.0.1:{cport}", ko_corpus[3])
+            url = f"http://127.0.0.1:{oport}/api/v1/rooms/{ROOM}/captions"
+
+            async def stored() -> bool:
+                async with http.get(url) as r:
+                    return bool((await r.json())["events"])
+
+            await until(stored, 30)
+            # Nothing else may post: the made-up token is this process's own.
+            async with http.post(
+                f"http://127.0.0.1:{oport}/api/v1/captions", json={"events": []}
+            ) as r:
+                assert r.status == 401
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    text = log_path.read_text(errors="replace")
+    assert f"delivering captions to http://127.0.0.1:{oport}/api/v1/captions" in text
+
+
+async def test_standalone_captioner_without_orchestrator_says_so(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bots.captioner.app")
+    async with captioner(settings, engine, ""):
+        pass
+    assert "captions go back to Jitsi only" in caplog.text
