@@ -47,6 +47,7 @@ ROOM = "bench"
 CHANNEL = "#bench"
 TOKEN = "bench-producer-token"
 PARTICIPANTS = 24
+OUTAGE = 6.0  # seconds the orchestrator stays dead in the second meeting
 PAUSE = 1.5  # seconds between one speaker's last packet and the next speaker's first
 PLENARY = Path(sys.executable).with_name("plenary")
 
@@ -356,7 +357,7 @@ async def run(quick: bool) -> dict[str, Any]:
             def kill() -> None:
                 top.kill_orchestrator()
                 killed["at"] = time.monotonic()
-                asyncio.get_running_loop().call_later(3.0, top.start_orchestrator)
+                asyncio.get_running_loop().call_later(OUTAGE, top.start_orchestrator)
 
             played2 = await play(address, clips, f"bench-kill-{time.time_ns()}", kill)
             await wait_healthy(f"{top.url}/healthz", top.procs["orchestrator"], 60)
@@ -368,6 +369,10 @@ async def run(quick: bool) -> dict[str, Any]:
             log = (top.folder / "captioner.log").read_text(errors="replace")
             second = {
                 "outage_logged": "unreachable" in log and "reachable again" in log,
+                "outage_s": OUTAGE,
+                "finals_during_outage": sum(
+                    1 for t in played2.back_at if killed["at"] <= t <= killed["at"] + OUTAGE
+                ),
                 "finals_produced": len(produced),
                 "stored": sum(new.values()),
                 "lost": sum(1 for p in produced if p not in new),
@@ -415,7 +420,9 @@ def report(data: dict[str, Any]) -> str:
             f"max {f(r['sse_max_s'])} s (missing {r['missing_on_sse']})",
             f"  speech end → IRC: p50 {f(r['irc_p50_s'])} s, p95 {f(r['irc_p95_s'])} s, "
             f"max {f(r['irc_max_s'])} s ({r['irc_measured']} of {r['utterances']} matched)",
-            f"  orchestrator kill -9 mid-run: {k['finals_produced']} finals produced, "
+            f"  orchestrator kill -9 mid-run, down {k['outage_s']:.0f} s "
+            f"({k['finals_during_outage']} finals produced meanwhile): "
+            f"{k['finals_produced']} finals produced, "
             f"{k['stored']} stored, lost {k['lost']}, duplicated {k['duplicated']}",
         ]
     )

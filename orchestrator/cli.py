@@ -22,11 +22,12 @@ from orchestrator.settings import ConfigError, Settings, describe_settings, load
 def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
-    from bots.captioner.app import create_app
+    from bots.captioner.app import RedactingAccessLogger, create_app
 
     host = args.host or settings.captioner.host
     port = args.port or settings.captioner.port
-    web.run_app(create_app(settings), host=host, port=port, print=None)
+    app = create_app(settings)
+    web.run_app(app, host=host, port=port, print=None, access_log_class=RedactingAccessLogger)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bots.captioner.app import RedactingAccessLogger
 from bots.captioner.app import create_app as create_captioner
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
@@ -67,7 +68,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
     log.info("orchestrator on http://%s:%d/ (public: %s)", o.host, o.port, o.public_url)
     if captioner:
         c = settings.captioner
-        crunner = web.AppRunner(create_captioner(settings))
+        crunner = web.AppRunner(create_captioner(settings), access_log_class=RedactingAccessLogger)
         await crunner.setup()
         await web.TCPSite(crunner, c.host, c.port).start()
         runners.append(crunner)

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from bots.captioner import metrics as cmetrics
-from bots.captioner.app import create_app, delivery_key
+from bots.captioner.app import RedactingAccessLogger, create_app, delivery_key
 from bots.captioner.bus import Subscription
 from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
@@ -114,7 +114,7 @@ async def captioner(
     over = {"orchestrator_url": orchestrator, "orchestrator_token": TOKEN, **captioner}
     custom = settings.model_copy(update={"captioner": settings.captioner.model_copy(update=over)})
     app = create_app(custom, engine=engine)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -286,8 +286,13 @@ async def test_wrong_producer_token_is_refused_and_logged(
 
 
 async def test_captioner_access_token(
-    settings: Settings, engine: Engine, ko_corpus: list[Utterance], orchestrator: Orchestrator
+    settings: Settings,
+    engine: Engine,
+    ko_corpus: list[Utterance],
+    orchestrator: Orchestrator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     orchestrator.start()
     await orchestrator.ready()
     async with (
@@ -322,6 +327,8 @@ async def test_captioner_access_token(
             return len(await orchestrator.captions(ROOM)) >= 1
 
         await until(stored)
+    assert "token=redacted" in caplog.text  # the access log saw the URLs …
+    assert ACCESS not in caplog.text  # … but never the token
 
 
 async def test_plenary_serve_delivers_over_loopback_http(

@@ -7,7 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
+from aiohttp.web_log import AccessLogger
 
 from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
 from bots.captioner.bus import CaptionBus
@@ -81,6 +83,22 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     app[engine_key] = engine
     yield
     engine.close()
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """aiohttp's access log with ``?token=`` blanked: the access token never reaches a log.
+
+    Pass it as ``access_log_class`` wherever the captioner app is served.
+    """
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._inner = AccessLogger(logger, log_format)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if "token" in request.query:
+            request = request.clone(rel_url=request.rel_url.update_query({"token": "redacted"}))
+        self._inner.log(request, response, time)
 
 
 async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
