@@ -254,8 +254,9 @@ class CaptionsSettings(BaseModel):
 
     producer_token: str = Field(
         "",
-        description="Bearer token a caption producer sends to POST "
-        "/api/v1/rooms/<room>/captions; empty: only the in-process captioner produces.",
+        description="Bearer token of other programs posting to POST "
+        "/api/v1/rooms/<room>/captions and withdrawing transcripts; captioners use "
+        "captions.producers.",
     )
     producers: dict[str, str] = Field(
         default_factory=dict,
