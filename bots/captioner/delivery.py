@@ -93,6 +93,7 @@ class Delivery:
         self.finals: deque[Outgoing] = deque()
         self._partials: dict[tuple[str, str, str, str], Outgoing] = {}
         self._lost: dict[tuple[str, str], tuple[CaptionEvent, int]] = {}
+        self._inflight: set[str] = set()  # ids of the finals in the batch being posted
         self._prefix = uuid.uuid4().hex
         self._counter = 0
         self._wake = asyncio.Event()
@@ -134,7 +135,8 @@ class Delivery:
 
     def _drop_oldest(self) -> None:
         for i, item in enumerate(self.finals):
-            if not item.notice:  # a notice is never dropped: it is the only trace
+            # A notice is never dropped (it is the only trace), nor a final being posted.
+            if not item.notice and item.id not in self._inflight:
                 del self.finals[i]
                 stream = _stream(item.event)
                 _, lost = self._lost.get(stream, (item.event, 0))
@@ -178,7 +180,9 @@ class Delivery:
                 self._partials.clear()
             else:
                 batch = []  # probe: is it back, and does it take our token?
+            self._inflight = {o.id for o in batch if o.event.is_final}
             status = await self._post(batch)
+            self._inflight = set()
             if status is None or status >= 500:
                 self._unreachable(status)
                 await asyncio.sleep(backoff)
