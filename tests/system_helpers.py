@@ -1,0 +1,185 @@
+"""Pieces of the system test (tests/test_system_event.py) that are not the test itself.
+
+- ``render_jicofo_url_template``: the jitsi role's jicofo.conf rendered by Ansible with the
+  converge's variables, and its ``transcription.url-template`` read back;
+- ``Prometheus``: Debian's prometheus binary on 127.0.0.1 with a copy of a rendered
+  config (only the storage folder and listen address are its own), queried over HTTP;
+- ``web_login`` and ``join_token``: the attendee's path through the login form and the
+  join button, with the session cookie and CSRF field a browser would carry;
+- ``eventually``: a bounded wait that fails with what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from tests.ansible_harness import ANSIBLE_DIR, run_playbook
+from tests.netutil import free_port
+from tests.web_helpers import csrf_of
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, every: float = 0.5
+) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = await probe()
+        except (aiohttp.ClientError, OSError, AssertionError, KeyError, ValueError) as exc:
+            value, last = None, exc
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what} (last: {last!r})"
+            )
+        await asyncio.sleep(every)
+
+
+# --- Jicofo's url-template, as the jitsi role renders it ---
+
+RENDER_PLAY = """
+- name: Render jicofo.conf from the jitsi role with the converge's variables
+  hosts: localhost
+  gather_facts: false
+  vars_files: {files}
+  tasks:
+    - name: Render jicofo.conf
+      ansible.builtin.template:
+        src: {template}
+        dest: {dest}
+        mode: "0600"
+"""
+
+
+def render_jicofo_url_template(folder: Path, variables: dict[str, Any]) -> str:
+    """``jicofo.transcription.url-template`` from jicofo.conf.j2, rendered by Ansible.
+
+    The role's defaults, then the site's group_vars, then the role's vars/ (Ansible's
+    precedence) are loaded, and ``variables`` are passed as extra vars, as the converge
+    passes them.
+    """
+    role = ANSIBLE_DIR / "roles" / "jitsi"
+    group_vars = ANSIBLE_DIR / "group_vars"
+    site = sorted((group_vars / "all").glob("*.yml")) if (group_vars / "all").is_dir() else []
+    if (group_vars / "all.yml").is_file():
+        site = [group_vars / "all.yml"]
+    site = [p for p in site if "vault" not in p.name]  # secrets come as extra vars here
+    files = [role / "defaults" / "main.yml", *site, role / "vars" / "main.yml"]
+    dest = folder / "jicofo.conf"
+    play = folder / "render-jicofo.yml"
+    play.write_text(
+        RENDER_PLAY.format(
+            files=json.dumps([str(f) for f in files]),
+            template=json.dumps(str(role / "templates" / "jicofo.conf.j2")),
+            dest=json.dumps(str(dest)),
+        ),
+        encoding="utf-8",
+    )
+    extra = folder / "render-vars.json"
+    extra.write_text(json.dumps(variables), encoding="utf-8")
+    run = run_playbook(str(play), "-e", f"@{extra}", timeout=180)
+    assert run.returncode == 0, f"rendering jicofo.conf failed: {run.explain()}"
+    match = re.search(r"^\s*url-template\s*=\s*(\".*\")\s*$", dest.read_text(), re.MULTILINE)
+    assert match, f"the rendered jicofo.conf has no transcription url-template:\n{dest.read_text()}"
+    template: str = json.loads(match.group(1))
+    return template
+
+
+# --- Prometheus ---
+
+
+class Prometheus:
+    """Debian's prometheus with a copy of a rendered config; storage and address are its own."""
+
+    def __init__(self, config: Path, folder: Path) -> None:
+        self.folder = folder
+        self.config = folder / "prometheus.yml"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(config, self.config)
+        self.port = free_port()
+        self.log = folder / "prometheus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is not installed"
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary, f"--config.file={self.config}",
+                 f"--storage.tsdb.path={self.folder / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def log_tail(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{self.url}/api/v1/query", params={"query": expr}) as response,
+        ):
+            body = await response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --- the attendee's web path ---
+
+
+async def web_login(http: aiohttp.ClientSession, base: str, username: str, password: str) -> None:
+    """Log in through the login form (CSRF field, session cookie), as a browser does."""
+    async with http.get(f"{base}/login") as page:
+        assert page.status == 200, f"GET /login: {page.status}"
+        csrf = csrf_of(await page.text())
+    form = {"username": username, "password": password, "csrf_token": csrf, "next": "/"}
+    async with http.post(f"{base}/login/ldap", data=form, allow_redirects=False) as answer:
+        body = await answer.text()
+        assert answer.status in (302, 303), f"LDAP login of {username}: {answer.status} {body}"
+
+
+async def join_token(http: aiohttp.ClientSession, base: str, slug: str) -> tuple[str, str]:
+    """Press the room page's join button; (the Jitsi URL it redirects to, its jwt)."""
+    async with http.get(f"{base}/r/{slug}") as page:
+        assert page.status == 200, f"GET /r/{slug}: {page.status}"
+        csrf = csrf_of(await page.text())
+    async with http.post(
+        f"{base}/r/{slug}/join", data={"csrf_token": csrf, "mode": "video"}, allow_redirects=False
+    ) as answer:
+        body = await answer.text()
+        assert answer.status == 303, f"join {slug}: {answer.status} {body[:500]}"
+        location = answer.headers["Location"]
+    jwt = parse_qs(urlsplit(location).query).get("jwt", [""])[0]
+    assert jwt, f"the join redirect carries no jwt: {location}"
+    return location, jwt
