@@ -263,6 +263,16 @@ class CaptionsSettings(BaseModel):
         description="Caption producers and their bearer tokens, e.g. {captioner-1 = '<token>'}; "
         "each captioner host gets its own, so one can be revoked alone.",
     )
+    service_readers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Services that read every room's captions and channel keys, and their "
+        "bearer tokens, e.g. {irc-relay = '<token>'}; `plenary serve` adds its own relay's.",
+    )
+    accept_unknown_rooms: bool = Field(
+        False,
+        description="Accept captions for a room that does not exist (else 404); Jitsi "
+        "meetings whose room Plenary does not know are then captioned under their name.",
+    )
     event_sync_secret: str = Field(
         "",
         description="Bearer secret of Prosody's meeting and occupant posts (event_sync's "
@@ -394,6 +404,11 @@ class IrcSettings(BaseModel):
     transcript_url: str = Field(
         "http://127.0.0.1:8080/rooms/{room}/transcript",
         description="Transcript link answered by !transcript; {room} is replaced.",
+    )
+    orchestrator_token: str = Field(
+        "",
+        description="Bearer token the relay sends to the orchestrator (one of "
+        "captions.service_readers): it reads restricted rooms' captions and their channel keys.",
     )
 
     @model_validator(mode="after")
