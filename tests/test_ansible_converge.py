@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,6 +194,20 @@ def _get_json(url: str) -> dict[str, object]:
         return dict(json.load(response))
 
 
+def _status(url: str, request: urllib.request.Request | None = None) -> int:
+    try:
+        with urllib.request.urlopen(request or url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _post(url: str, token: str) -> int:
+    body = json.dumps({"events": []}).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return _status(url, urllib.request.Request(url, body, headers, method="POST"))
+
+
 @pytest.mark.skipif(systemd_running(), reason="systemd runs here: the role started the units")
 def test_installed_units_serve_healthz(ok: Converged, tmp_path: Path) -> None:
     """systemd is not running: start each installed unit's ExecStart under the harness."""
@@ -209,6 +224,13 @@ def test_installed_units_serve_healthz(ok: Converged, tmp_path: Path) -> None:
         assert {"ci", "ko"} <= set(languages["languages"])  # type: ignore[arg-type]
         # The database went where the unit may write: the data folder.
         assert (ok.prefix / "data" / "plenary.sqlite3").exists()
+        # Delivery is wired: the orchestrator takes the captioner's producer token (an
+        # empty batch checks it) and no other; the captioner wants its access token.
+        env = _env(ok.prefix / "etc" / "plenary" / "captioner.env")
+        url = env["PLENARY_CAPTIONER__ORCHESTRATOR_URL"] + "/api/v1/captions"
+        assert _post(url, env["PLENARY_CAPTIONER__ORCHESTRATOR_TOKEN"]) == 200
+        assert _post(url, "not-a-producer-token") in (401, 403)
+        assert _status(f"http://127.0.0.1:{ok.ports['captioner']}/") == 401
     finally:
         orchestrator.stop()
         captioner.stop()
