@@ -176,6 +176,52 @@ class CaptionerSettings(BaseModel):
     )
 
 
+class LoginSettings(BaseModel):
+    """Limits on failed LDAP logins (orchestrator/access/ratelimit.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds over which failed logins are counted; also the quiet time "
+        "after which an address's delay is forgotten.",
+    )
+    per_account: int = Field(
+        10,
+        ge=1,
+        description="Failed logins for one account, from any address, before it is "
+        "refused everywhere until the window slides.",
+    )
+    per_address_account: int = Field(
+        5,
+        ge=1,
+        description="Failed logins for one account from one address before that "
+        "address is refused for that account.",
+    )
+    per_address: int = Field(
+        100,
+        ge=1,
+        description="Failed logins from one address answered at once; each further "
+        "one delays that address's next attempt (never a lockout).",
+    )
+    address_delay: float = Field(
+        1.0,
+        gt=0,
+        description="First delay (seconds) once an address is past per_address; "
+        "it doubles with each further failure.",
+    )
+    address_delay_max: float = Field(
+        30.0, gt=0, description="Longest delay (seconds) an address waits between attempts."
+    )
+
+    @model_validator(mode="after")
+    def _delays(self) -> LoginSettings:
+        if self.address_delay_max < self.address_delay:
+            raise ValueError("address_delay_max must be at least address_delay")
+        return self
+
+
 class OrchestratorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -219,6 +265,9 @@ class OrchestratorSettings(BaseModel):
     )
     join_early_minutes: int = Field(
         15, ge=0, le=1440, description="Minutes before a session starts that its room opens."
+    )
+    login: LoginSettings = Field(
+        default_factory=LoginSettings, description="Limits on failed LDAP logins."
     )
 
     @field_validator("trusted_proxies")

@@ -2,8 +2,8 @@
 
 The test client connects from 127.0.0.1, so with trusted_proxies = ["127.0.0.0/8"] it
 plays nginx: two attendees behind it, told apart by X-Forwarded-For, are rate limited
-separately on LDAP logins against a real slapd. With no trusted proxy the header is
-ignored and every request counts against 127.0.0.1.
+separately on LDAP logins against a real slapd (the per-address delay). With no trusted
+proxy the header is ignored and every request counts against 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from orchestrator.web.proxy import ClientAccessLogger, client_address, parse_tru
 from tests.slapd import Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, token
 
-PER_ADDRESS = 20  # LoginLimiter's default failures per address in its window
+PER_ADDRESS = 20  # failures from one address before its (here 30 s) delay starts
+LOGIN = {"per_address": PER_ADDRESS, "address_delay": 30, "address_delay_max": 60}
 
 
 def test_client_address_walks_from_the_right() -> None:
@@ -54,7 +55,11 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 def _settings(tmp_path: Path, slapd: Slapd, trusted: list[str]) -> Settings:
     return load_settings(
-        orchestrator={"database": tmp_path / "proxy.sqlite3", "trusted_proxies": trusted},
+        orchestrator={
+            "database": tmp_path / "proxy.sqlite3",
+            "trusted_proxies": trusted,
+            "login": LOGIN,
+        },  # fmt: skip
         ldap=slapd.settings().model_dump(mode="json"),
         jitsi={"domain": "meet.example.org", "app_secret": JITSI_SECRET},
     )

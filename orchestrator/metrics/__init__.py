@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 ROOM_STATES = ("scheduled", "open", "live", "closed")
 IDENTITY_SOURCES = ("ldap", "wiki", "event")
 SUBSCRIBER_KINDS = ("sse", "text", "json", "irc")
+LOGIN_LIMITS = ("account", "address_account", "address")
 
 ROOMS = Gauge(
     "plenary_rooms",
@@ -73,6 +74,13 @@ LOGIN_SECONDS = Histogram(
     "Time to check a login with its identity source (LDAP bind, wiki OAuth exchange).",
     ["source"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=None,
+)
+LOGINS_LIMITED = Counter(
+    "plenary_logins_limited",
+    "LDAP login attempts refused by a login limit (orchestrator.login), by limit: account, "
+    "address_account, address (the growing delay of one address).",
+    ["limit"],
     registry=None,
 )
 JWTS_ISSUED = Counter("plenary_jwts_issued", "Jitsi JWTs issued.", registry=None)
@@ -103,6 +111,7 @@ METRICS: tuple[Collector, ...] = (
     ATTENDEES_ADMITTED,
     ATTENDEES_DENIED,
     LOGIN_SECONDS,
+    LOGINS_LIMITED,
     JWTS_ISSUED,
     TEXT_SUBSCRIBERS,
     TEXT_SENT_BYTES,
@@ -115,6 +124,8 @@ for _state in ROOM_STATES:
 for _source in IDENTITY_SOURCES:
     ATTENDEES_ADMITTED.labels(source=_source)
     LOGIN_SECONDS.labels(source=_source)
+for _limit in LOGIN_LIMITS:
+    LOGINS_LIMITED.labels(limit=_limit)
 for _kind in SUBSCRIBER_KINDS:
     TEXT_SUBSCRIBERS.labels(kind=_kind)
     TEXT_SENT_BYTES.labels(kind=_kind)

@@ -20,7 +20,15 @@ from orchestrator.web.keys import directory_key, limiter_key, wiki_key
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     if limiter_key not in app:
-        app[limiter_key] = LoginLimiter()
+        limits = settings.orchestrator.login
+        app[limiter_key] = LoginLimiter(
+            per_account=limits.per_account,
+            per_address_account=limits.per_address_account,
+            per_address=limits.per_address,
+            window=limits.window,
+            address_delay=limits.address_delay,
+            address_delay_max=limits.address_delay_max,
+        )
     directory: LdapDirectory | None = None
     if settings.ldap.enabled and directory_key not in app:
         directory = LdapDirectory(settings.ldap)
