@@ -136,10 +136,11 @@ def test_check_diff_prints_no_secret(ok: Converged) -> None:
     """--check --diff, as the README recommends, with every secret rotated: the env files
     would change, and neither the old nor the new values are printed."""
     rotated = {key: value + "-rotated" for key, value in ok.secrets.items()}
-    run = ok.run("--check", "--diff", ci_secrets=rotated)
+    operator = {"name": "ci-oper", "password": "ci-oper-password-4711"}
+    run = ok.run("--check", "--diff", ci_secrets=rotated, irc_ngircd_operators=[operator])
     assert run.returncode == 0, run.explain()
     assert run.recap.get("changed", 0) > 0, run.explain()  # the env files would change
-    for secret in [*ok.secrets.values(), *rotated.values()]:
+    for secret in [*ok.secrets.values(), *rotated.values(), operator["password"]]:
         assert secret not in run.output, f"--diff printed a secret: {secret[:12]}…"
 
 
