@@ -20,7 +20,7 @@ STAMPS := .stamps
 # axe-core, the checker they inject, comes from npm into tests/.node (gitignored).
 # The packaged servers (slapd, ngircd, inspircd, prometheus) must not start as system
 # services on install: tests start their own on 127.0.0.1, so policy-rc.d forbids it.
-APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd openssl \
+APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd atheme-services openssl \
 	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium \
 	nginx lua5.4 nodejs
 

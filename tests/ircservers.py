@@ -6,6 +6,12 @@ servers' own flood limits are left at their defaults.
 
     with start_server("ngircd", tmp_path) as server:
         observer = await RawClient.connect(server.port, "watcher")
+
+``start_server("inspircd", tmp_path, services=True)`` also starts Atheme services
+(Debian's atheme-services) linked to InspIRCd over a loopback server port: NickServ,
+ChanServ and SaslServ (SASL PLAIN), so accounts, SASL and registered-only channels
+are real. With ``tls=True`` InspIRCd (ssl_gnutls) and Ergo also listen on ``tls_port``
+with a self-signed certificate (``folder/cert.pem``).
 """
 
 from __future__ import annotations
@@ -50,7 +56,10 @@ class IrcServer:
     folder: Path
     port: int = field(default_factory=free_port)
     tls_port: int = 0
+    services: bool = False  # InspIRCd only: link Atheme services
+    link_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    atheme: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         exe = binary(self.kind)
@@ -68,6 +77,8 @@ class IrcServer:
         writer = {"ngircd": _ngircd, "inspircd": _inspircd, "ergo": _ergo}[self.kind]
         name, text = writer(self)
         (self.folder / name).write_text(text)
+        if self.services:
+            (self.folder / "atheme.conf").write_text(_atheme(self))
 
     def start(self) -> None:
         self.write_config()
@@ -81,12 +92,42 @@ class IrcServer:
                 raise RuntimeError(f"{self.kind} exited: {self.log_tail()}")
             try:
                 with socket.create_connection((HOST, self.port), timeout=0.2):
+                    if self.services:
+                        self._start_services()
                     return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.kind} did not listen on {self.port}: {self.log_tail()}")
 
+    def _start_services(self) -> None:
+        exe = binary("atheme-services")
+        assert exe, "atheme-services is not installed"
+        out = self.folder / "atheme.out"
+        out.unlink(missing_ok=True)
+        self.atheme = subprocess.Popen(
+            [exe, "-n", "-c", str(self.folder / "atheme.conf"), "-D", str(self.folder),
+             "-l", str(self.folder / "atheme.log"), "-p", str(self.folder / "atheme.pid")],
+            cwd=self.folder, stdout=out.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            text = out.read_text(errors="replace") if out.exists() else ""
+            if "finished synching with uplink" in text:
+                return
+            if self.atheme.poll() is not None:
+                raise RuntimeError(f"atheme exited: {text[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"atheme did not link to InspIRCd: {out.read_text()[-2000:]}")
+
     def stop(self) -> None:
+        if self.atheme is not None and self.atheme.poll() is None:
+            self.atheme.send_signal(signal.SIGTERM)
+            try:
+                self.atheme.wait(5)
+            except subprocess.TimeoutExpired:
+                self.atheme.kill()
+                self.atheme.wait()
+        self.atheme = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -107,8 +148,10 @@ class IrcServer:
 
 
 @contextlib.contextmanager
-def start_server(kind: str, folder: Path, *, tls: bool = False) -> Iterator[IrcServer]:
-    server = IrcServer(kind, folder / kind)
+def start_server(
+    kind: str, folder: Path, *, tls: bool = False, services: bool = False
+) -> Iterator[IrcServer]:
+    server = IrcServer(kind, folder / kind, services=services)
     if tls:
         server.tls_port = free_port()
     server.start()
@@ -141,14 +184,42 @@ def _ngircd(server: IrcServer) -> tuple[str, str]:
     )
 
 
+LINK_PASSWORD = "plenary-link-secret"
+
+
 def _inspircd(server: IrcServer) -> tuple[str, str]:
+    tls = services = ""
+    if server.tls_port:
+        cert, key = make_certificate(server.folder)
+        tls = f"""
+<module name="ssl_gnutls">
+<sslprofile name="tls" provider="gnutls" certfile="{cert}" keyfile="{key}">
+<bind address="{HOST}" port="{server.tls_port}" type="clients" sslprofile="tls">"""
+    if server.services:
+        # The modules Atheme's inspircd protocol module needs, and the link to it.
+        services = f"""
+<bind address="{HOST}" port="{server.link_port}" type="servers">
+<module name="spanningtree">
+<module name="services_account">
+<module name="sasl">
+<module name="hidechans">
+<module name="chghost">
+<module name="svshold">
+<module name="globops">
+<module name="servprotect">
+<module name="deaf">
+<link name="services.plenary.test" ipaddr="{HOST}" port="{server.link_port}"
+      allowmask="127.0.0.0/8" sendpass="{LINK_PASSWORD}" recvpass="{LINK_PASSWORD}">
+<uline server="services.plenary.test" silent="yes">
+<sasl target="services.plenary.test">"""
     return (
         "inspircd.conf",
         f"""
-<server name="irc.plenary.test" description="Plenary test server" network="PlenaryTest">
+<server name="irc.plenary.test" description="Plenary test server" network="PlenaryTest"
+        id="0AA">
 <admin name="test" nick="test" email="test@example.org">
 <bind address="{HOST}" port="{server.port}" type="clients">
-<connect name="main" allow="*" localmax="100" globalmax="100">
+<connect name="main" allow="*" localmax="100" globalmax="100" resolvehostnames="no">
 <files motd="{server.folder}/motd.txt">
 <performance nouserdns="yes">
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default"
@@ -159,8 +230,44 @@ def _inspircd(server: IrcServer) -> tuple[str, str]:
 <module name="ircv3_msgid">
 <module name="ircv3_ctctags">
 <module name="botmode">
+{tls}{services}
 """,
     )
+
+
+def _atheme(server: IrcServer) -> str:
+    """Atheme's config: InspIRCd protocol, NickServ, ChanServ, SaslServ (PLAIN)."""
+    modules = [
+        "protocol/inspircd", "backend/opensex", "crypto/pbkdf2v2",
+        "nickserv/main", "nickserv/register", "nickserv/identify", "nickserv/info",
+        "chanserv/main", "chanserv/register", "chanserv/op", "chanserv/flags",
+        "chanserv/set_core", "chanserv/set_mlock", "saslserv/main", "saslserv/plain",
+    ]  # fmt: skip
+    loads = "".join(f'loadmodule "modules/{m}";\n' for m in modules)
+    bot = 'host = "services.plenary.test"; real = "Plenary test services";'
+    return f"""{loads}
+serverinfo {{
+    name = "services.plenary.test"; desc = "Atheme IRC Services"; numeric = "00A";
+    recontime = 1; netname = "PlenaryTest"; hidehostsuffix = "users.plenary.test";
+    adminname = "test"; adminemail = "test@example.org";
+    registeremail = "noreply@example.org"; mta = "/bin/true";
+    loglevel = {{ error; info; admin; network; }};
+    maxlogins = 5; maxusers = 50; mdlimit = 30; emaillimit = 10; emailtime = 300;
+    auth = none; casemapping = rfc1459;
+}};
+uplink "irc.plenary.test" {{
+    host = "{HOST}"; password = "{LINK_PASSWORD}"; port = {server.link_port};
+}};
+nickserv {{ nick = "NickServ"; user = "NickServ"; {bot} }};
+chanserv {{ nick = "ChanServ"; user = "ChanServ"; {bot} }};
+saslserv {{ nick = "SaslServ"; user = "SaslServ"; {bot} }};
+general {{
+    chan = "#services"; uflags = {{ hidemail; }}; cflags = {{ verbose; }};
+    flood_msgs = 0; flood_time = 10; commit_interval = 5;
+    default_clone_allowed = 500; default_clone_warn = 500;
+    uplink_sendq_limit = 1048576; immune_level = immune;
+}};
+"""
 
 
 def _ergo(server: IrcServer) -> tuple[str, str]:
@@ -259,9 +366,10 @@ history:
 class RawClient:
     """An independent IRC client for assertions: it records every line as received."""
 
-    def __init__(self, port: int, nick: str) -> None:
+    def __init__(self, port: int, nick: str, caps: tuple[str, ...] = ()) -> None:
         self.port = port
         self.nick = nick
+        self.caps = caps  # IRCv3 capabilities to ask for (server-time, message-tags)
         self.raw: list[bytes] = []  # every line received, CR LF included
         self.privmsgs: list[protocol.Message] = []
         self.privmsg_raw: list[bytes] = []  # PRIVMSG lines exactly as received
@@ -273,8 +381,10 @@ class RawClient:
         self._joined: set[str] = set()
 
     @classmethod
-    async def connect(cls, port: int, nick: str, *channels: str) -> RawClient:
-        client = cls(port, nick)
+    async def connect(
+        cls, port: int, nick: str, *channels: str, caps: tuple[str, ...] = ()
+    ) -> RawClient:
+        client = cls(port, nick, caps)
         await client.open()
         for channel in channels:
             await client.join(channel)
@@ -284,6 +394,9 @@ class RawClient:
         self._welcome = asyncio.Event()
         self._reader, self._writer = await asyncio.open_connection(HOST, self.port)
         self._task = asyncio.create_task(self._read())
+        if self.caps:
+            self.send(f"CAP REQ :{' '.join(self.caps)}")
+            self.send("CAP END")
         self.send(f"NICK {self.nick}")
         self.send(f"USER {self.nick} 0 * :observer")
         await asyncio.wait_for(self._welcome.wait(), 10)
@@ -325,6 +438,11 @@ class RawClient:
     def connected(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def numerics(self, code: str) -> list[protocol.Message]:
+        """Every reply with this numeric (e.g. "475"), parsed."""
+        out = [protocol.parse(r.decode("utf-8", "replace")) for r in self.raw]
+        return [m for m in out if m.command == code]
+
     def texts(self, sender: str | None = None) -> list[str]:
         return [m.param(-1) for m in self.privmsgs if sender is None or m.nick == sender]
 
@@ -346,6 +464,21 @@ class RawClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+async def register_account(port: int, account: str, password: str, email: str = "") -> None:
+    """An account made the way a user makes one: NickServ REGISTER over IRC (Ergo
+    takes the password alone, Atheme also wants an e-mail address)."""
+    registrar = await RawClient.connect(port, account)
+    registrar.send(f"PRIVMSG NickServ :REGISTER {password} {email}".rstrip())
+
+    def done() -> bool:
+        said = " ".join(n.param(-1).lower() for n in registrar.notices)
+        return "created" in said or "registered to" in said
+
+    await until(done, 10, f"account {account} registered")
+    await registrar.close()
+    await asyncio.sleep(0.2)
 
 
 async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:

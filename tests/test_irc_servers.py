@@ -23,6 +23,7 @@ from tests.ircservers import (
     RawClient,
     binary,
     joined,
+    register_account,
     relay_running,
     start_server,
     until,
@@ -188,16 +189,6 @@ async def test_many_rooms_one_connection_and_a_keyed_channel(tmp_path: Path) -> 
             }
             assert "B" in relay.clients["default"].user_modes  # InspIRCd offers BOT=B
         await observer.close()
-
-
-async def register_account(port: int, account: str, password: str) -> None:
-    registrar = await RawClient.connect(port, account)
-    registrar.send(f"PRIVMSG NickServ :REGISTER {password}")
-    await until(
-        lambda: any("created" in n.param(-1).lower() for n in registrar.notices), 10, "account"
-    )
-    await registrar.close()
-    await asyncio.sleep(0.2)
 
 
 async def test_ergo_sasl_tags_and_bot_mode(tmp_path: Path) -> None:
