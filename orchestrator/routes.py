@@ -8,6 +8,7 @@ from aiohttp import web
 
 from orchestrator import views
 from orchestrator.captions.routes import routes as caption_routes
+from orchestrator.irc_channels import routes as irc_routes
 from orchestrator.rooms.api import api_routes
 from orchestrator.web.routes import web_routes
 
@@ -21,4 +22,5 @@ def routes() -> list[web.AbstractRouteDef]:
         *api_routes(),
         *web_routes(),
         *caption_routes(),
+        *irc_routes(),
     ]

@@ -18,14 +18,17 @@ import secrets
 import signal
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from bots.captioner.app import RedactingAccessLogger
 from bots.captioner.app import create_app as create_captioner
+from bots.irc.keys import OrchestratorChannels
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
+from orchestrator.irc_channels import with_relay_reader
 from orchestrator.metrics.exposition import registry_key
 from orchestrator.settings import Settings
 from orchestrator.web.proxy import ClientAccessLogger
@@ -58,6 +61,7 @@ def embedded(settings: Settings) -> Settings:
 async def serve(settings: Settings, *, captioner: bool = True) -> None:
     if captioner:
         settings = embedded(settings)
+    settings = with_relay_reader(settings)  # the relay reads restricted rooms too
     runners: list[web.AppRunner] = []
     o = settings.orchestrator
     app = create_app(settings)
@@ -104,7 +108,9 @@ def loopback_url(host: str, port: int) -> str:
 
 async def _relay(settings: Settings, app: web.Application) -> None:
     url = loopback_url(settings.orchestrator.host, settings.orchestrator.port)
-    async with SseCaptionSource(url) as source:
-        relay = Relay(settings.irc, source)
+    token = settings.irc.orchestrator_token
+    async with aiohttp.ClientSession() as http:
+        source = SseCaptionSource(url, http, token=token)
+        relay = Relay(settings.irc, source, channels=OrchestratorChannels(url, token, http))
         app[registry_key].register(RelayCollector(relay))  # on the orchestrator's /metrics
         await relay.run()

@@ -30,6 +30,8 @@ from orchestrator.settings import (
     load_settings,
 )
 from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
+from tests.rooms_helpers import AUTH, room_json
+from tests.rooms_helpers import TOKEN as ADMIN
 
 TOKEN = "t"
 ROOM = "talk"
@@ -66,9 +68,17 @@ def test_caption_shape_of_the_orchestrator() -> None:
 
 def orchestrator_settings(tmp_path: Path) -> Settings:
     return load_settings(
-        orchestrator={"database": tmp_path / "db.sqlite3"},
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
         captions={"producer_token": TOKEN, "heartbeat_seconds": 1.0},
     )
+
+
+async def create_room(base: str) -> None:
+    """The public room ``talk``, made through the rooms API as an organizer would."""
+    body = room_json(ROOM, policy={"access": [{"kind": "anyone"}], "moderators": []})
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)
+        assert r.status == 201, await r.text()
 
 
 def irc_settings(port: int) -> IrcSettings:
@@ -116,6 +126,7 @@ async def test_relay_reads_the_stream_and_resumes_without_loss_or_repeat(tmp_pat
     await server.start_server()
     port = server.port
     base = f"http://{HOST}:{port}"
+    await create_room(base)
 
     def hub() -> Hub:  # the app changes on restart
         return app[captions_key].hub
@@ -175,13 +186,20 @@ async def test_plenary_serve_relays_captions_posted_over_http(tmp_path: Path) ->
         observer = await RawClient.connect(irc.port, "watcher", "#room")
         port = free_port()
         settings = load_settings(
-            orchestrator={"database": tmp_path / "db.sqlite3", "host": HOST, "port": port},
+            orchestrator={
+                "database": tmp_path / "db.sqlite3",
+                "host": HOST,
+                "port": port,
+                "admin_token": ADMIN,
+            },
             captions={"producer_token": TOKEN},
             irc=irc_settings(irc.port).model_dump(),
         )
         task = asyncio.create_task(serve(settings, captioner=False))
         base = f"http://{HOST}:{port}"
         try:
+            await until_up(base)
+            await create_room(base)
             async with aiohttp.ClientSession() as http:
                 # A fresh relay starts at each room's newest caption; until its stream
                 # is open a caption counts as history. Probe until one is relayed.
@@ -200,3 +218,14 @@ async def test_plenary_serve_relays_captions_posted_over_http(tmp_path: Path) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await observer.close()
+
+
+async def until_up(base: str) -> None:
+    deadline = time.monotonic() + 15
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                if (await http.get(f"{base}/healthz")).status == 200:
+                    return
+            assert time.monotonic() < deadline, "plenary serve did not start"
+            await asyncio.sleep(0.1)

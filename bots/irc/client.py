@@ -9,6 +9,11 @@ Delivery: a line counts as delivered when the server has answered a PING sent af
 it (servers handle a client's lines in order), so lines written into a dying
 connection are sent again after the reconnect instead of being lost. ``on_delivered``
 is then called with the room and the caption event id to resume after.
+
+Protection: ``protect(channel, key, restricted=True)`` makes the client set the key
+(+k, and ``modes`` such as +R) on the channel whenever it joins it, and watch that
+they stay; ``on_protection(channel, protected, detail)`` hears whether that worked and,
+if not, why (not a channel operator, a mode the server lacks, someone else's key).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class Channel:
     joined: bool = False
     failures: int = 0
     paused_until: float = 0.0
+    protect: bool = False  # set key (and modes) and keep them set
+    modes: str = ""  # modes without argument to set besides +k, e.g. "R"
+    current: dict[str, str] | None = None  # its modes as last seen; None: not asked yet
+    reported: tuple[bool, str] | None = None  # last (protected, detail) told
 
 
 class IrcClient:
@@ -61,10 +70,12 @@ class IrcClient:
         *,
         on_delivered: Callable[[str, int], None] | None = None,
         on_command: Callable[[str, str, str], list[str]] | None = None,
+        on_protection: Callable[[str, bool, str], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.on_delivered = on_delivered
+        self.on_protection = on_protection
         self.on_command = on_command  # (channel or our nick, sender, text) → reply lines
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self.channels: dict[str, Channel] = {}
@@ -107,6 +118,17 @@ class IrcClient:
         queue.budget = self._budget(channel)
         self.queues.append(queue)
         return queue
+
+    def protect(self, channel: str, key: str, *, restricted: bool, modes: str = "") -> None:
+        """Join ``channel`` with ``key``; if ``restricted``, also set the key and ``modes``
+        on it (as channel operator) and report through ``on_protection``."""
+        found = self.channels.get(self._fold(channel))
+        if found is None:
+            return
+        changed = (found.key, found.protect, found.modes) != (key, restricted, modes)
+        found.key, found.protect, found.modes = key, restricted, modes
+        if changed and found.joined and restricted and self._writer is not None:
+            self._ask_modes(found)
 
     def post(self, queue: MergeQueue, speaker: str, text: str, position: int) -> None:
         text = sanitize(text, formatting=self.settings.formatting)
@@ -212,6 +234,7 @@ class IrcClient:
         self._cap_ls.clear()
         for channel in self.channels.values():
             channel.joined = False
+            channel.current = None
         self.nick = self.settings.nick
         self._set_hostmask(protocol.worst_case_hostmask(self.nick, self.settings.username))
         self._nick_tries = 0
@@ -471,9 +494,15 @@ class IrcClient:
             channel.joined = True
             channel.failures = 0
             log.info("irc: joined %s", channel.name)
+            if channel.protect:
+                self._ask_modes(channel)
             self._wake.set()
 
     def _on_mode(self, msg: Message) -> None:
+        channel = self.channels.get(self._fold(msg.param(0)))
+        if channel is not None:
+            self._channel_mode(channel, msg.nick, msg.param(1), msg.params[2:])
+            return
         if self._fold(msg.param(0)) != self._fold(self.nick):
             return
         adding = True
@@ -526,7 +555,10 @@ class IrcClient:
         channel = self.channels.get(self._fold(name))
         if channel is None:
             return
+        if channel.protect:
+            self._report(channel, False, f"the relay cannot join {channel.name}: {reason}")
         channel.joined = False
+        channel.current = None
         self._pause(channel, reason)
 
     def _pause(self, channel: Channel, reason: str) -> None:
@@ -537,6 +569,95 @@ class IrcClient:
         if channel.joined:  # can no longer send, but still in it: rejoin does nothing
             channel.joined = False
             self._send(format_line("PART", channel.name, "cannot send"))
+
+    # -- keeping a restricted room's channel closed ------------------------------------
+
+    def _ask_modes(self, channel: Channel) -> None:
+        channel.current = None
+        self._control.append(format_line("MODE", channel.name))  # → RPL_CHANNELMODEIS
+        self._wake.set()
+
+    def _changes(self, modes: str, args: list[str]) -> list[tuple[bool, str, str]]:
+        return protocol.mode_changes(
+            modes, args, self.isupport.get("CHANMODES"), self.isupport.get("PREFIX")
+        )
+
+    def _on_324(self, msg: Message) -> None:  # RPL_CHANNELMODEIS
+        channel = self.channels.get(self._fold(msg.param(1)))
+        if channel is None or not channel.protect:
+            return
+        channel.current = {m: arg for _, m, arg in self._changes(msg.param(2), msg.params[3:])}
+        if self._is_protected(channel):
+            self._report(channel, True, "")
+            return
+        known = self.isupport.get("CHANMODES")
+        lacking = [m for m in channel.modes if known is not None and m not in known]
+        if lacking:
+            self._report(channel, False, f"the server has no channel mode +{''.join(lacking)}")
+        # Setting the key again changes nothing; replacing another key needs it removed.
+        old = channel.current.get("k")
+        removes, adds, args = "", "", []
+        if old is not None and old != channel.key:
+            removes, args = "k", [old]
+        if old != channel.key:
+            adds, args = "k", [*args, channel.key]
+        adds += "".join(m for m in channel.modes if m not in channel.current and m not in lacking)
+        change = (f"-{removes}" if removes else "") + (f"+{adds}" if adds else "")
+        if change:
+            self._control.append(format_line("MODE", channel.name, change, *args))
+            self._wake.set()
+
+    def _channel_mode(self, channel: Channel, by: str, modes: str, args: list[str]) -> None:
+        if channel.current is None:
+            return  # not asked yet: RPL_CHANNELMODEIS will tell the whole state
+        for adding, mode, arg in self._changes(modes, args):
+            if adding:
+                channel.current[mode] = arg
+            else:
+                channel.current.pop(mode, None)
+        if not channel.protect:
+            return
+        if self._is_protected(channel):
+            self._report(channel, True, "")
+        elif channel.reported == (True, "") and self._fold(by) != self._fold(self.nick):
+            self._report(channel, False, f"{by} changed the channel's modes ({modes})")
+            self._ask_modes(channel)  # and set them again
+
+    def _is_protected(self, channel: Channel) -> bool:
+        current = channel.current or {}
+        return current.get("k") == channel.key and all(m in current for m in channel.modes)
+
+    def _on_482(self, msg: Message) -> None:  # ERR_CHANOPRIVSNEEDED
+        channel = self.channels.get(self._fold(msg.param(1)))
+        if channel is not None and channel.protect:
+            self._report(
+                channel,
+                False,
+                f"the relay is not a channel operator of {channel.name}, so it cannot set "
+                "the key: the channel existed before with other operators; give the relay "
+                "+o (or channel services access), or use a channel nobody holds",
+            )
+
+    def _on_472(self, msg: Message) -> None:  # ERR_UNKNOWNMODE: which channel is not said
+        for channel in self.channels.values():
+            if channel.protect and channel.joined and not self._is_protected(channel):
+                self._report(channel, False, f"the server has no channel mode +{msg.param(1)}")
+
+    def _on_467(self, msg: Message) -> None:  # ERR_KEYSET
+        channel = self.channels.get(self._fold(msg.param(1)))
+        if channel is not None and channel.protect:
+            self._report(channel, False, f"{channel.name} already has another key")
+
+    def _report(self, channel: Channel, protected: bool, detail: str) -> None:
+        if channel.reported == (protected, detail):
+            return
+        channel.reported = (protected, detail)
+        if protected:
+            log.info("irc: %s is protected: key set (+k%s)", channel.name, channel.modes)
+        else:
+            log.warning("irc: %s of a restricted room is NOT protected: %s", channel.name, detail)
+        if self.on_protection is not None:
+            self.on_protection(channel.name, protected, detail)
 
     # -- sizes -----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 With ``--orchestrator URL`` the relay reads each room's numbered caption stream from
 that orchestrator (``GET URL/r/<room>/captions/stream``, Server-Sent Events) and
 reconnects with ``Last-Event-ID`` after any break, so it loses and repeats nothing;
-a freshly started relay begins with each room's next caption.
+a freshly started relay begins with each room's next caption. It sends
+``irc.orchestrator_token`` (one of the orchestrator's ``captions.service_readers``),
+reads restricted rooms' channel keys there and sets them on their channels.
 
 Without it the relay reads the in-process caption bus. Without ``--with-captioner``
 that bus has no producer: the bot connects to every network in ``irc.networks``,
@@ -20,8 +22,11 @@ import asyncio
 import logging
 import sys
 
+import aiohttp
+
 from bots.captioner.bus import CaptionBus
 from bots.irc.client import SaslError
+from bots.irc.keys import OrchestratorChannels
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource, SseCaptionSource
 from orchestrator.settings import Settings
@@ -32,8 +37,16 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings, with_captioner: bool, orchestrator: str | None = None) -> None:
     if orchestrator:
         log.info("irc: reading captions from %s", orchestrator)
-        async with SseCaptionSource(orchestrator) as sse:
-            await Relay(settings.irc, sse).run()
+        token = settings.irc.orchestrator_token
+        if not token:
+            log.warning(
+                "irc.orchestrator_token is not set: restricted rooms' captions and channel "
+                "keys will be refused (give the relay one of captions.service_readers)"
+            )
+        async with aiohttp.ClientSession() as http:
+            sse = SseCaptionSource(orchestrator, http, token=token)
+            keys = OrchestratorChannels(orchestrator, token, http)
+            await Relay(settings.irc, sse, channels=keys).run()
         return
     bus = CaptionBus()
     runner = None

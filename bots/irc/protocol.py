@@ -194,3 +194,31 @@ def irc_lower(name: str, casemapping: str = "rfc1459") -> str:
     if casemapping == "strict-rfc1459":
         return lowered.translate(str.maketrans("[]\\", "{}|"))
     return lowered
+
+
+def mode_changes(
+    modes: str, args: list[str], chanmodes: str | None, prefix: str | None = None
+) -> list[tuple[bool, str, str]]:
+    """[(adding, mode, argument or "")] of a channel MODE line or RPL_CHANNELMODEIS.
+
+    ``chanmodes`` is ISUPPORT CHANMODES (A,B,C,D): A and B take an argument always, C
+    only when set; ``prefix`` is ISUPPORT PREFIX, whose modes (o, v) take a nick.
+    Without ISUPPORT the RFC 2811 defaults apply.
+    """
+    groups = [*(chanmodes or "beI,k,l,imnpst").split(","), "", "", ""]
+    always = set(groups[0] + groups[1])
+    when_set = set(groups[2])
+    if prefix and prefix.startswith("(") and ")" in prefix:
+        always |= set(prefix[1 : prefix.index(")")])
+    else:
+        always |= {"o", "v"}
+    out: list[tuple[bool, str, str]] = []
+    adding = True
+    rest = list(args)
+    for ch in modes:
+        if ch in "+-":
+            adding = ch == "+"
+            continue
+        takes = ch in always or (adding and ch in when_set)
+        out.append((adding, ch, rest.pop(0) if takes and rest else ""))
+    return out

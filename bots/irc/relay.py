@@ -8,16 +8,25 @@ losing or repeating a caption.
     async with BusCaptionSource(bus) as source:
         relay = Relay(settings.irc, source)
         await relay.run()
+
+Restricted rooms: with ``channels`` (the orchestrator's channel table, bots/irc/keys.py)
+the relay reads at start and every ``refresh`` seconds which rooms are restricted and
+their keys, sets the key on their channels (a key in ``irc.rooms[].key`` wins) and
+reports back whether it could (``protection[room]`` holds the last word).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+
+import aiohttp
 
 from bots.irc.client import IrcClient
 from bots.irc.flood import MergeQueue
+from bots.irc.keys import ChannelDirectory, KeysError
 from bots.irc.source import CaptionSource
 from orchestrator.settings import IrcRoomSettings, IrcSettings
 
@@ -49,9 +58,15 @@ class Relay:
         source: CaptionSource,
         *,
         positions: dict[str, int] | None = None,
+        channels: ChannelDirectory | None = None,
+        refresh: float = 60.0,
     ) -> None:
         self.settings = settings
         self.source = source
+        self.channels = channels
+        self.refresh = refresh
+        self.protection: dict[str, tuple[bool, str]] = {}  # room → (protected, why not)
+        self._reports: set[asyncio.Task[None]] = set()
         self.delivered: dict[str, int] = dict(positions or {})
         self.clients: dict[str, IrcClient] = {}
         self.queues: dict[str, MergeQueue] = {}
@@ -66,6 +81,7 @@ class Relay:
                 self.settings.networks[entry.network],
                 on_delivered=self._delivered,
                 on_command=self._command,
+                on_protection=functools.partial(self._protected, entry.network),
             )
             self.clients[entry.network] = client
         link = entry.transcript_url or self.settings.transcript_url.replace("{room}", entry.room)
@@ -92,9 +108,50 @@ class Relay:
         log.info("irc: %s asked %s: %s", sender, target, text[:40])
         return answer_command(text, rooms)
 
+    async def refresh_keys(self) -> bool:
+        """Read the orchestrator's channel table and apply it; False if it failed."""
+        if self.channels is None:
+            return True
+        try:
+            table = await self.channels.fetch()
+        except (aiohttp.ClientError, OSError, TimeoutError, KeysError, ValueError) as exc:
+            log.warning("irc: cannot read the channel keys: %s", exc)
+            return False
+        for entry in self.settings.rooms:
+            known = table.get(entry.room)
+            restricted = known is not None and known.restricted
+            key = entry.key or (known.key if known is not None else "")
+            self.clients[entry.network].protect(entry.channel, key, restricted=restricted)
+        return True
+
+    def _protected(self, network: str, channel: str, ok: bool, why: str) -> None:
+        for entry in self.settings.rooms:
+            if entry.network == network and entry.channel.lower() == channel.lower():
+                self.protection[entry.room] = (ok, why)
+                if self.channels is not None:
+                    task = asyncio.create_task(self._report(entry.room, ok, why))
+                    self._reports.add(task)
+                    task.add_done_callback(self._reports.discard)
+
+    async def _report(self, room: str, ok: bool, why: str) -> None:
+        assert self.channels is not None
+        try:
+            await self.channels.report(room, ok, why)
+        except (aiohttp.ClientError, OSError, TimeoutError, KeysError) as exc:
+            log.warning("irc: cannot tell the orchestrator about %s's channel: %s", room, exc)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh)
+            await self.refresh_keys()
+
     async def run(self) -> None:
         """Serve until cancelled; raises SaslError when a network refuses our account."""
+        if self.channels is not None:
+            await self.refresh_keys()  # join with the keys from the start
         tasks = [asyncio.create_task(client.run()) for client in self.clients.values()]
+        if self.channels is not None:
+            tasks.append(asyncio.create_task(self._refresh_loop()))
         tasks += [asyncio.create_task(self._pump(room)) for room in self.queues]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

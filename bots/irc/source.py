@@ -220,7 +220,7 @@ class SseCaptionSource:
     then starts at its newest stored caption (asked for once, over the JSON API), so a
     fresh relay does not post a room's whole history into the channel.
 
-        async with SseCaptionSource("http://127.0.0.1:8080") as source:
+        async with SseCaptionSource("http://127.0.0.1:8080", token=reader_token) as source:
             await Relay(settings.irc, source, positions=saved).run()
     """
 
@@ -230,12 +230,16 @@ class SseCaptionSource:
         session: aiohttp.ClientSession | None = None,
         *,
         replay: bool = False,
+        token: str = "",
         reconnect_min: float = 1.0,
         reconnect_max: float = 30.0,
         read_timeout: float = 90.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.replay = replay
+        # A service reader's bearer (irc.orchestrator_token): restricted rooms' captions
+        # are refused without it.
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         # The server sends a keepalive comment every heartbeat (15 s by default); a
@@ -277,7 +281,8 @@ class SseCaptionSource:
         url = self._url(room, "/api/v1/rooms/{room}/captions")
         timeout = aiohttp.ClientTimeout(total=self.read_timeout)
         params = {"after": "0", "limit": "1"}
-        async with self._http().get(url, params=params, timeout=timeout) as response:
+        get = self._http().get(url, params=params, headers=self._auth, timeout=timeout)
+        async with get as response:
             if response.status != 200:
                 raise StreamError(f"{url}: HTTP {response.status}")
             body = await response.json()
@@ -302,6 +307,7 @@ class SseCaptionSource:
                     "Accept": "text/event-stream",
                     "Cache-Control": "no-cache",
                     "Last-Event-ID": str(after),
+                    **self._auth,
                 }
                 async with self._http().get(url, headers=headers, timeout=timeout) as response:
                     kind = response.headers.get("Content-Type", "")

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp_session import get_session
 
+from orchestrator.irc_channels import page_data as irc_page_data
 from orchestrator.keys import settings_key
 from orchestrator.render import render
 from orchestrator.rooms.api import repository
@@ -25,6 +26,7 @@ from orchestrator.rooms.model import Room, zone
 from orchestrator.rooms.policy import parse
 from orchestrator.rooms.repository import RoomNotFound
 from orchestrator.rooms.schedule import upcoming
+from orchestrator.web.keys import wiki_key
 from orchestrator.web.organizers import is_organizer
 from orchestrator.web.sessions import csrf_token, current_identity
 
@@ -195,9 +197,11 @@ async def room_page(request: web.Request) -> web.Response:
     tz, tz_error = await viewer_zone(request)
     early = request.app[settings_key].orchestrator.join_early_minutes
     facts = room_facts(room, tz, datetime.now(UTC), early)
+    irc = await irc_page_data(request, room, await current_identity(request),
+                              request.app.get(wiki_key))  # fmt: skip
     return await page(
         request,
         "room.html",
         {"room": room, "facts": facts, "tz": tz, "tz_error": tz_error,
-         "ask": whom_to_ask(room)},
+         "ask": whom_to_ask(room), "irc": irc},
     )  # fmt: skip

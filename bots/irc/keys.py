@@ -1,0 +1,79 @@
+"""Channel keys of restricted rooms, from the orchestrator (orchestrator/irc_channels.py).
+
+    channels = OrchestratorChannels("http://127.0.0.1:8080", token, session)
+    table = await channels.fetch()        # {room: RoomChannel(restricted, key)}
+    await channels.report("devroom", False, "not a channel operator")
+
+Both calls send ``Authorization: Bearer <irc.orchestrator_token>`` (one of the
+orchestrator's ``captions.service_readers``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChannel:
+    restricted: bool
+    key: str
+
+
+class ChannelDirectory(Protocol):
+    async def fetch(self) -> dict[str, RoomChannel]: ...
+
+    async def report(self, room: str, protected: bool, detail: str) -> None: ...
+
+
+class KeysError(Exception):
+    """The orchestrator did not answer with the channel table."""
+
+
+def parse_table(body: Any) -> dict[str, RoomChannel]:
+    """{room: RoomChannel} from ``GET /api/v1/irc/channels``; KeysError if malformed."""
+    rows = body.get("channels") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise KeysError("the answer has no list 'channels'")
+    table: dict[str, RoomChannel] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            raise KeysError(f"not a channel: {row!r}")
+        room, restricted, key = row.get("room"), row.get("restricted"), row.get("key", "")
+        if not isinstance(room, str) or not isinstance(restricted, bool):
+            raise KeysError(f"a channel without room or restricted: {row!r}")
+        if not isinstance(key, str) or any(c in key for c in " ,:\r\n\0"):
+            raise KeysError(f"room {room!r}: a key IRC cannot carry")
+        table[room] = RoomChannel(restricted, key)
+    return table
+
+
+class OrchestratorChannels:
+    def __init__(self, base_url: str, token: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.session = session
+        self.timeout = aiohttp.ClientTimeout(total=15)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def fetch(self) -> dict[str, RoomChannel]:
+        url = f"{self.base_url}/api/v1/irc/channels"
+        async with self.session.get(url, headers=self._headers(), timeout=self.timeout) as r:
+            if r.status != 200:
+                detail = (await r.text())[:300]
+                raise KeysError(f"{url}: HTTP {r.status}: {detail}")
+            return parse_table(await r.json())
+
+    async def report(self, room: str, protected: bool, detail: str) -> None:
+        url = f"{self.base_url}/api/v1/irc/channels/{quote(room, safe='')}/state"
+        body = {"protected": protected, "detail": detail}
+        async with self.session.put(
+            url, json=body, headers=self._headers(), timeout=self.timeout
+        ) as r:
+            if r.status >= 300:
+                raise KeysError(f"{url}: HTTP {r.status}: {(await r.text())[:300]}")

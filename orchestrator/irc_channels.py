@@ -1,0 +1,273 @@
+"""IRC channels of restricted rooms: one random key per room, the relay's report.
+
+A room is restricted when neither its policy nor its caption readers hold an
+``anyone`` rule. The orchestrator is the one source of truth for its channel key:
+
+- ``GET /api/v1/irc/channels`` (bearer: one of ``captions.service_readers``) lists
+  every room with its channel, whether it is restricted and, if so, its key; the
+  relay sets that key (+k) on the channel and joins with it after a restart.
+- ``PUT /api/v1/irc/channels/{room}/state`` (same bearer) is where the relay says
+  whether it could protect the channel, and why not (not a channel operator, the
+  server lacks the mode, the channel has someone else's key).
+- ``POST /api/v1/irc/channels/{room}/key`` (admin token) makes a new key; the relay
+  picks it up at its next refresh and sets it.
+
+An ``irc.rooms[].key`` set by the admin wins over the generated key, here and in the
+relay. The room page shows the key only to attendees the room admits (``page_data``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.access.identity import Identity
+from orchestrator.access.policy import decide
+from orchestrator.db import Database
+from orchestrator.keys import db_key, settings_key
+from orchestrator.rooms.model import Room
+from orchestrator.rooms.policy import parse
+from orchestrator.rooms.repository import RoomNotFound, RoomRepository
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_LENGTH = 16  # ngircd and InspIRCd both take keys of 23+ characters
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    key: str
+    protected: bool | None  # None: the relay has not reported yet
+    detail: str
+    reported_at_ms: int | None
+
+
+def restricted(room: Room) -> bool:
+    """Whether the room's captions are for some people only (no ``anyone`` rule)."""
+    rules = list(room.policy.get("access", [])) + list(getattr(room, "caption_readers", []))
+    return not any(isinstance(rule, dict) and rule.get("kind") == "anyone" for rule in rules)
+
+
+def new_key() -> str:
+    # Letters and digits only: no space, comma or colon that IRC would split on.
+    alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(KEY_LENGTH))
+
+
+def configured(settings: Settings, room: Room) -> tuple[str, str]:
+    """(channel, admin key) of the room: irc.rooms wins over the room's irc_channel."""
+    for entry in settings.irc.rooms:
+        if entry.room == room.slug:
+            return entry.channel, entry.key
+    return room.irc_channel or "", ""
+
+
+class ChannelKeys:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def state(self, room: str) -> ChannelState | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT channel_key, protected, detail, reported_at_ms FROM irc_channel_keys"
+                " WHERE room = ?",
+                (room,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        protected = None if row[1] is None else bool(row[1])
+        return ChannelState(row[0], protected, row[2], row[3])
+
+    async def key(self, room: str) -> str:
+        """The room's key, made on first use."""
+
+        def get_or_make(c: sqlite3.Connection) -> str:
+            c.execute(
+                "INSERT OR IGNORE INTO irc_channel_keys (room, channel_key, created_at_ms)"
+                " VALUES (?, ?, ?)",
+                (room, new_key(), _now_ms()),
+            )
+            row = c.execute(
+                "SELECT channel_key FROM irc_channel_keys WHERE room = ?", (room,)
+            ).fetchone()
+            return str(row[0])
+
+        return await self.db.write(get_or_make)
+
+    async def rotate(self, room: str) -> str:
+        key = new_key()
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO irc_channel_keys (room, channel_key, created_at_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (room) DO UPDATE SET channel_key = excluded.channel_key,"
+                " created_at_ms = excluded.created_at_ms, protected = NULL, detail = '',"
+                " reported_at_ms = NULL",
+                (room, key, _now_ms()),
+            )
+        )
+        log.info("irc: new channel key for room %s", room)
+        return key
+
+    async def report(self, room: str, protected: bool, detail: str) -> None:
+        await self.key(room)  # a public room's channel can be reported too
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE irc_channel_keys SET protected = ?, detail = ?, reported_at_ms = ?"
+                " WHERE room = ?",
+                (int(protected), detail[:500], _now_ms(), room),
+            )
+        )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _keys(request: web.Request) -> ChannelKeys:
+    return ChannelKeys(request.app[db_key])
+
+
+def _problem(status: int, detail: str) -> web.HTTPException:
+    body = json.dumps({"type": "about:blank", "status": status, "detail": detail})
+    headers = {"WWW-Authenticate": 'Bearer realm="plenary"'} if status == 401 else None
+    cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
+           400: web.HTTPBadRequest}[status]  # fmt: skip
+    return cls(text=body, content_type="application/problem+json", headers=headers)
+
+
+def _check(request: web.Request, tokens: dict[str, str], what: str, hint: str) -> str:
+    tokens = {name: token for name, token in tokens.items() if token}
+    if not tokens:
+        raise _problem(403, f"{what} is not enabled on this server: set {hint}")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
+    if not given:
+        raise _problem(401, f"{what} needs 'Authorization: Bearer <token>' ({hint})")
+    found = ""
+    for name, token in tokens.items():
+        if hmac.compare_digest(given.encode(), token.encode()):
+            found = name
+    if not found:
+        raise _problem(403, f"the bearer token is not valid for {what} ({hint})")
+    return found
+
+
+def _reader(request: web.Request) -> str:
+    readers = request.app[settings_key].captions.service_readers
+    return _check(request, readers, "reading IRC channel keys", "captions.service_readers")
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    """Every room's channel, whether it is restricted, and its key if so."""
+    _reader(request)
+    settings = request.app[settings_key]
+    keys = _keys(request)
+    out: list[dict[str, Any]] = []
+    for room in await RoomRepository(request.app[db_key]).list():
+        channel, admin_key = configured(settings, room)
+        closed = restricted(room)
+        key = (admin_key or await keys.key(room.slug)) if closed else admin_key
+        out.append({"room": room.slug, "channel": channel, "restricted": closed, "key": key})
+    return web.json_response({"channels": out})
+
+
+async def put_state(request: web.Request) -> web.Response:
+    """The relay's report: ``{"protected": bool, "detail": "why not"}``."""
+    name = _reader(request)
+    slug = request.match_info["room"]
+    try:
+        await RoomRepository(request.app[db_key]).get(slug)
+    except RoomNotFound:
+        raise _problem(404, f"no room named {slug!r}") from None
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _problem(400, "the body must be JSON") from None
+    protected = body.get("protected") if isinstance(body, dict) else None
+    detail = body.get("detail", "") if isinstance(body, dict) else None
+    if not isinstance(protected, bool) or not isinstance(detail, str):
+        raise _problem(400, 'send {"protected": true|false, "detail": "…"}')
+    await _keys(request).report(slug, protected, detail)
+    level = logging.INFO if protected else logging.WARNING
+    said = "protected" if protected else f"NOT protected: {detail}"
+    log.log(level, "irc: %s reports the channel of %s %s", name, slug, said)
+    return web.Response(status=204)
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    """A new key for a room (admin token); the relay sets it at its next refresh."""
+    admin = request.app[settings_key].orchestrator.admin_token
+    _check(request, {"admin": admin}, "changing IRC channel keys", "orchestrator.admin_token")
+    slug = request.match_info["room"]
+    try:
+        await RoomRepository(request.app[db_key]).get(slug)
+    except RoomNotFound:
+        raise _problem(404, f"no room named {slug!r}") from None
+    return web.json_response({"room": slug, "key": await _keys(request).rotate(slug)})
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/api/v1/irc/channels", list_channels),
+        web.put("/api/v1/irc/channels/{room}/state", put_state),
+        web.post("/api/v1/irc/channels/{room}/key", rotate_key),
+    ]
+
+
+async def page_data(
+    request: web.Request, room: Room, who: Identity | None, wiki: Any = None
+) -> dict[str, Any]:
+    """What the room page says about the room's IRC channel (templates/_irc.html).
+
+    ``key`` is set only for an attendee the room's policy (or its caption readers)
+    admits; ``state`` is the relay's last report: protected, not protected (``detail``
+    says why) or not reported yet.
+    """
+    settings = request.app[settings_key]
+    channel, admin_key = configured(settings, room)
+    if not channel:
+        return {"channel": ""}
+    closed = restricted(room)
+    data: dict[str, Any] = {"channel": channel, "restricted": closed, "key": "",
+                            "admitted": False, "state": None}  # fmt: skip
+    keys = ChannelKeys(request.app[db_key])
+    state = await keys.state(room.slug)
+    data["state"] = state
+    if not closed or who is None:
+        return data
+    admitted = (await decide(parse(room.policy), who, wiki, room=room.slug)).allowed
+    readers = getattr(room, "caption_readers", [])
+    if not admitted and readers:
+        admitted = (await decide(parse({"access": readers}), who, wiki, room=room.slug)).allowed
+    data["admitted"] = admitted
+    if admitted:
+        data["key"] = admin_key or await keys.key(room.slug)
+    return data
+
+
+EMBEDDED_RELAY = "embedded-irc-relay"  # the service reader name of plenary serve's relay
+
+
+def with_relay_reader(settings: Settings) -> Settings:
+    """Settings where the in-process relay has a service reader token (made up here,
+    living as long as the process) unless irc.orchestrator_token is set already."""
+    if not settings.irc.rooms or settings.irc.orchestrator_token:
+        return settings
+    token = secrets.token_urlsafe(32)
+    readers = {**settings.captions.service_readers, EMBEDDED_RELAY: token}
+    return settings.model_copy(
+        update={
+            "irc": settings.irc.model_copy(update={"orchestrator_token": token}),
+            "captions": settings.captions.model_copy(update={"service_readers": readers}),
+        }
+    )
