@@ -271,3 +271,50 @@ def with_relay_reader(settings: Settings) -> Settings:
             "captions": settings.captions.model_copy(update={"service_readers": readers}),
         }
     )
+
+
+def openapi_paths() -> dict[str, Any]:
+    """This module's paths for the OpenAPI document (orchestrator/rooms/openapi.py)."""
+    problem = {"application/problem+json": {"schema": {"type": "object"}}}
+    errors = {str(c): {"description": d, "content": problem} for c, d in (
+        (401, "No bearer token"), (403, "Not a valid token, or not enabled"),
+        (404, "No room by that name"))}  # fmt: skip
+    row = {
+        "type": "object",
+        "required": ["room", "channel", "restricted", "key"],
+        "properties": {
+            "room": {"type": "string"},
+            "channel": {"type": "string", "description": "'' when the room has none"},
+            "restricted": {"type": "boolean"},
+            "key": {"type": "string", "description": "'' for a public room's channel"},
+        },
+    }
+    table = {"type": "object", "properties": {"channels": {"type": "array", "items": row}}}
+    state = {
+        "type": "object",
+        "required": ["protected"],
+        "properties": {"protected": {"type": "boolean"}, "detail": {"type": "string"}},
+    }
+    key = {"type": "object", "properties": {"room": {"type": "string"},
+                                            "key": {"type": "string"}}}  # fmt: skip
+    room = [{"name": "room", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+    def body(schema: dict[str, Any], text: str) -> dict[str, Any]:
+        return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+    reader: list[dict[str, list[str]]] = [{"service_reader": []}]
+    return {
+        "/api/v1/irc/channels": {"get": {
+            "summary": "Every room's IRC channel, restricted or not, and its key",
+            "security": reader, "responses": {"200": body(table, "The table"), **errors}}},
+        "/api/v1/irc/channels/{room}/state": {"put": {
+            "summary": "The relay says whether it could protect the room's channel",
+            "security": reader, "parameters": room,
+            "requestBody": {"required": True, **body(state, "What the relay saw")},
+            "responses": {"204": {"description": "Recorded"}, **errors,
+                          "400": body({"type": "object"}, "Not such a body")}}},
+        "/api/v1/irc/channels/{room}/key": {"post": {
+            "summary": "Make a new channel key (admin token)",
+            "security": [{"admin": []}], "parameters": room,
+            "responses": {"200": body(key, "The new key"), **errors}}},
+    }  # fmt: skip

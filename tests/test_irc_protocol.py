@@ -273,3 +273,29 @@ def test_commands_are_read_only() -> None:
     assert "!transcript" in answer_command("!help", rooms)[0]
     for other in ("!quit", "!join #x", "!raw QUIT", "hello", ""):
         assert answer_command(other, rooms) == []
+
+
+def test_mode_changes_follow_chanmodes_and_prefix() -> None:
+    from bots.irc.protocol import mode_changes
+
+    # RPL_CHANNELMODEIS of InspIRCd: +knt key; a MODE line with ops and a ban.
+    assert mode_changes("+knt", ["sesame"], "b,k,l,MRimnprst", "(ov)@+") == [
+        (True, "k", "sesame"), (True, "n", ""), (True, "t", "")]  # fmt: skip
+    assert mode_changes("-k+ob-l", ["old", "relay", "*!*@x"], "b,k,l,imnpst", "(ov)@+") == [
+        (False, "k", "old"), (True, "o", "relay"),
+        (True, "b", "*!*@x"), (False, "l", "")]  # fmt: skip
+    # Without ISUPPORT: RFC 2811 defaults; a missing argument is "".
+    assert mode_changes("+lk", ["5"], None) == [(True, "l", "5"), (True, "k", "")]
+
+
+def test_channel_table_of_the_orchestrator_is_checked() -> None:
+    from bots.irc.keys import KeysError, RoomChannel, parse_table
+
+    body = {"channels": [{"room": "dev", "channel": "#dev", "restricted": True, "key": "Ab3"},
+                         {"room": "open", "channel": "", "restricted": False,
+                          "key": ""}]}  # fmt: skip
+    assert parse_table(body) == {"dev": RoomChannel(True, "Ab3"), "open": RoomChannel(False, "")}
+    for bad in ({}, {"channels": [1]}, {"channels": [{"room": "x"}]},
+                {"channels": [{"room": "x", "restricted": True, "key": "a b"}]}):  # fmt: skip
+        with pytest.raises(KeysError):
+            parse_table(bad)
