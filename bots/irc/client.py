@@ -322,7 +322,11 @@ class IrcClient:
 
     def _sendable(self, target: str, now: float) -> bool:
         channel = self.channels.get(self._fold(target))
-        return channel is not None and channel.joined and now >= channel.paused_until
+        if channel is None or not channel.joined or now < channel.paused_until:
+            return False
+        # A restricted room's channel gets captions once the relay knows whether its key
+        # is set (if it cannot be, the log and the room page say so).
+        return not channel.protect or channel.reported is not None
 
     async def _write_loop(self) -> None:
         assert self._writer is not None
@@ -495,6 +499,7 @@ class IrcClient:
             channel.failures = 0
             log.info("irc: joined %s", channel.name)
             if channel.protect:
+                channel.reported = None  # no caption until the key is known to be set
                 self._ask_modes(channel)
             self._wake.set()
 

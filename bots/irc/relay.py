@@ -66,6 +66,8 @@ class Relay:
         self.channels = channels
         self.refresh = refresh
         self.protection: dict[str, tuple[bool, str]] = {}  # room → (protected, why not)
+        self._listed: set[str] = set()  # rooms in the last channel table
+        self._last_refresh = 0.0
         self._reports: set[asyncio.Task[None]] = set()
         self.delivered: dict[str, int] = dict(positions or {})
         self.clients: dict[str, IrcClient] = {}
@@ -117,6 +119,7 @@ class Relay:
         except (aiohttp.ClientError, OSError, TimeoutError, KeysError, ValueError) as exc:
             log.warning("irc: cannot read the channel keys: %s", exc)
             return False
+        self._listed = set(table)
         for entry in self.settings.rooms:
             known = table.get(entry.room)
             restricted = known is not None and known.restricted
@@ -139,6 +142,15 @@ class Relay:
             await self.channels.report(room, ok, why)
         except (aiohttp.ClientError, OSError, TimeoutError, KeysError) as exc:
             log.warning("irc: cannot tell the orchestrator about %s's channel: %s", room, exc)
+
+    async def _refresh_soon(self) -> None:
+        """Read the table now unless that was done in the last two seconds, so that a
+        restricted room created after the last refresh gets its key before its first
+        caption goes out (the MODE line is sent before any caption)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_refresh >= 2.0:
+            self._last_refresh = now
+            await self.refresh_keys()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -175,6 +187,8 @@ class Relay:
                 async for position, event in self.source.events(room, after=after):
                     after = position
                     failures = 0
+                    if room not in self._listed and self.channels is not None:
+                        await self._refresh_soon()  # a room made after the last refresh
                     if event.is_final and event.text.strip():
                         client.post(queue, event.speaker, event.text, position)
             except (OSError, ConnectionError, TimeoutError) as exc:
