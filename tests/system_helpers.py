@@ -1,7 +1,7 @@
 """Pieces of the system test (tests/test_system_event.py) that are not the test itself.
 
-- ``render_jicofo_url_template``: the jitsi role's jicofo.conf rendered by Ansible with the
-  converge's variables, and its ``transcription.url-template`` read back;
+- ``render_jitsi`` and ``setting``: the jitsi role's templates (jicofo.conf, the prosody
+  site) rendered by Ansible with a site's variables, and a setting read back;
 - ``Prometheus``: Debian's prometheus binary on 127.0.0.1 with a copy of a rendered
   config (only the storage folder and listen address are its own), queried over HTTP;
 - ``web_login`` and ``join_token``: the attendee's path through the login form and the
@@ -51,54 +51,59 @@ async def eventually(
         await asyncio.sleep(every)
 
 
-# --- Jicofo's url-template, as the jitsi role renders it ---
+# --- the jitsi role's files, rendered with a site's variables ---
 
 RENDER_PLAY = """
-- name: Render jicofo.conf from the jitsi role with the converge's variables
+- name: Render the jitsi role's templates with the site's variables
   hosts: localhost
   gather_facts: false
   vars_files: {files}
   tasks:
-    - name: Render jicofo.conf
+    - name: Render the templates
       ansible.builtin.template:
-        src: {template}
-        dest: {dest}
+        src: "{template_dir}/{{{{ item }}}}.j2"
+        dest: "{dest}/{{{{ item }}}}"
         mode: "0600"
+      loop: {names}
 """
 
 
-def render_jicofo_url_template(folder: Path, variables: dict[str, Any]) -> str:
-    """``jicofo.transcription.url-template`` from jicofo.conf.j2, rendered by Ansible.
+def render_jitsi(folder: Path, names: list[str], variables: dict[str, Any]) -> dict[str, str]:
+    """The jitsi role's templates (e.g. ``jicofo.conf``), rendered by Ansible.
 
     The role's defaults, then the site's group_vars, then the role's vars/ (Ansible's
-    precedence) are loaded, and ``variables`` are passed as extra vars, as the converge
-    passes them.
+    precedence) are loaded, and ``variables`` are passed as extra vars, as a site's
+    inventory and vault would give them.
     """
     role = ANSIBLE_DIR / "roles" / "jitsi"
     group_vars = ANSIBLE_DIR / "group_vars"
-    site = sorted((group_vars / "all").glob("*.yml")) if (group_vars / "all").is_dir() else []
-    if (group_vars / "all.yml").is_file():
-        site = [group_vars / "all.yml"]
-    site = [p for p in site if "vault" not in p.name]  # secrets come as extra vars here
+    site = [group_vars / "all.yml"] if (group_vars / "all.yml").is_file() else []
+    if (group_vars / "all").is_dir():
+        site = sorted(p for p in (group_vars / "all").glob("*.yml") if "vault" not in p.name)
     files = [role / "defaults" / "main.yml", *site, role / "vars" / "main.yml"]
-    dest = folder / "jicofo.conf"
-    play = folder / "render-jicofo.yml"
+    play = folder / "render-jitsi.yml"
     play.write_text(
         RENDER_PLAY.format(
             files=json.dumps([str(f) for f in files]),
-            template=json.dumps(str(role / "templates" / "jicofo.conf.j2")),
-            dest=json.dumps(str(dest)),
+            template_dir=role / "templates",
+            dest=folder,
+            names=json.dumps(names),
         ),
         encoding="utf-8",
     )
-    extra = folder / "render-vars.json"
+    extra = folder / "render-jitsi-vars.json"
     extra.write_text(json.dumps(variables), encoding="utf-8")
     run = run_playbook(str(play), "-e", f"@{extra}", timeout=180)
-    assert run.returncode == 0, f"rendering jicofo.conf failed: {run.explain()}"
-    match = re.search(r"^\s*url-template\s*=\s*(\".*\")\s*$", dest.read_text(), re.MULTILINE)
-    assert match, f"the rendered jicofo.conf has no transcription url-template:\n{dest.read_text()}"
-    template: str = json.loads(match.group(1))
-    return template
+    assert run.returncode == 0, f"rendering {names} failed: {run.explain()}"
+    return {name: (folder / name).read_text(encoding="utf-8") for name in names}
+
+
+def setting(text: str, key: str) -> str:
+    """A quoted string setting (HOCON ``key = "…"``, Lua ``key = "…";``) of a rendered file."""
+    match = re.search(rf'^\s*{re.escape(key)}\s*=\s*(".*?(?<!\\)")\s*;?\s*$', text, re.M)
+    assert match, f"the rendered file sets no {key}:\n{text}"
+    value: str = json.loads(match.group(1))
+    return value
 
 
 # --- Prometheus ---

@@ -16,7 +16,7 @@ Then one event, through real interfaces only:
 3. Alice and Bob log in through the login form and press Join: the 303 to Jitsi carries
    their JWT (``context.user.name``, ``room``);
 4. a fake Prosody posts the meeting and both occupants (endpoint id = MUC nick, name from
-   the JWT) to ``/api/v1/events/…`` as the rendered prosody config would;
+   the JWT) where and with the secret the jitsi role's rendered prosody site names;
 5. a fake videobridge streams real Korean speech of both, Opus in MediaJson at real
    pace, to the URL Jicofo's rendered ``url-template`` yields for the meeting;
 6. the orchestrator is killed with SIGKILL mid-speech and started again.
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -78,7 +79,8 @@ from tests.system_helpers import (
     Prometheus,
     eventually,
     join_token,
-    render_jicofo_url_template,
+    render_jitsi,
+    setting,
     web_login,
 )
 
@@ -148,12 +150,15 @@ class Deployment:
     def unit(self, name: str) -> Path:
         return self.prefix / "systemd" / name
 
-    def jicofo_variables(self) -> dict[str, Any]:
-        """What the jitsi role gets on the same site: the captioner's port and token."""
+    def jitsi_variables(self) -> dict[str, Any]:
+        """What the jitsi role gets on the same site: where Plenary and its captioner are,
+        and the secrets they share with Prosody and the videobridge."""
         return {
             "jitsi_meet_server_name": "meet.ci.test",
+            "plenary_public_url": self.base,
             "plenary_captioner_port": self.ports["captioner"],
             "plenary_captioner_access_token": self.secrets["captioner_access_token"],
+            "plenary_event_sync_secret": self.secrets["event_sync_secret"],
         }
 
 
@@ -320,11 +325,13 @@ def _room_body() -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _prosody(dep: Deployment, meeting: str, tokens: dict[str, dict[str, Any]]) -> None:
-    """The meeting and its occupants, posted as the rendered prosody config would."""
+async def _prosody(prosody_cfg: str, meeting: str, tokens: dict[str, dict[str, Any]]) -> None:
+    """The meeting and its occupants, posted where and how the rendered prosody site
+    tells mod_plenary_occupants to (``plenary_api_prefix``, ``plenary_api_secret``)."""
+    prefix = urlsplit(setting(prosody_cfg, "plenary_api_prefix"))
     room = Room(SLUG, meeting_id=meeting)
-    async with aiohttp.ClientSession(base_url=dep.base) as http:
-        prosody = FakeProsody(http, dep.secrets["event_sync_secret"])
+    async with aiohttp.ClientSession(base_url=f"{prefix.scheme}://{prefix.netloc}") as http:
+        prosody = FakeProsody(http, setting(prosody_cfg, "plenary_api_secret"), prefix.path)
         answers = [await prosody.room_created(room)]
         for n, (uid, endpoint) in enumerate(MEMBERS.items(), start=1):
             user = tokens[uid]["context"]["user"]
@@ -341,14 +348,16 @@ async def run_event(dep: Deployment, speech: dict[str, list[Utterance]], tmp: Pa
         seen.mark("units listening")
         await _create_room(dep)
         members = {uid: await _member_joins(dep, uid, seen, stack) for uid in MEMBERS}
+        jitsi = await asyncio.to_thread(
+            render_jitsi, tmp, ["jicofo.conf", "prosody.cfg.lua"], dep.jitsi_variables()
+        )
         meeting = str(uuid.uuid4())
-        await _prosody(dep, meeting, seen.tokens)
+        await _prosody(jitsi["prosody.cfg.lua"], meeting, seen.tokens)
         seen.mark("logged in, joined, prosody posted")
         irc = await RawClient.connect(dep.ports["irc"], "watcher", CHANNEL)
         stack.push_async_callback(irc.close)
 
-        template = await asyncio.to_thread(render_jicofo_url_template, tmp, dep.jicofo_variables())
-        seen.url_template = template
+        seen.url_template = template = setting(jitsi["jicofo.conf"], "url-template")
         url = template.replace("{{MEETING_ID}}", meeting)
         access = dep.secrets["captioner_access_token"]
         if access not in url:  # its own test fails on this; the rest can still be seen
