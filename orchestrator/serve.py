@@ -6,7 +6,8 @@ made up at start-up (unless captioner.orchestrator_token names a configured one)
 there is one path, with its queue, retries and deduplication, in both topologies. The
 IRC relay (when rooms are configured) reads the orchestrator's own caption stream over
 loopback HTTP, like any other consumer, so captions posted over HTTP or by Jigasi reach
-IRC too and its positions are the orchestrator's caption numbers.
+IRC too and its positions are the orchestrator's caption numbers; it reads restricted
+rooms as a service reader (irc.orchestrator_token, made up at start-up unless set).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
 
 from bots.captioner.app import RedactingAccessLogger
 from bots.captioner.app import create_app as create_captioner
@@ -37,6 +39,16 @@ log = logging.getLogger(__name__)
 
 
 EMBEDDED = "embedded-captioner"  # the producer name of serve's own captioner
+
+
+class OrchestratorAccessLogger(ClientAccessLogger):
+    """The client's address (behind nginx) and ``?token=`` blanked: read tokens and
+    captioner tokens never reach a log in full."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if "token" in request.query:
+            request = request.clone(rel_url=request.rel_url.update_query({"token": "redacted"}))
+        super().log(request, response, time)
 
 
 def embedded(settings: Settings) -> Settings:
@@ -65,7 +77,7 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
     runners: list[web.AppRunner] = []
     o = settings.orchestrator
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log_class=ClientAccessLogger)  # client behind nginx
+    runner = web.AppRunner(app, access_log_class=OrchestratorAccessLogger)
     await runner.setup()
     await web.TCPSite(runner, o.host, o.port).start()
     runners.append(runner)

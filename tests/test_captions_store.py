@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
 from orchestrator.settings import Settings, load_settings
+from tests.captions_helpers import cli_rooms
 
 TOKEN = "producer-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -32,7 +33,9 @@ def make_settings(db: Path, **captions: Any) -> Settings:
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "plenary.sqlite3"
+    path = tmp_path / "plenary.sqlite3"
+    cli_rooms(path, "a", "live", "r", "t", "k", "w", "s")  # public rooms, made with the CLI
+    return path
 
 
 async def post(client: Any, room: str, *texts: str, speaker: str = "Kim") -> list[int]:
@@ -74,7 +77,8 @@ async def test_producer_needs_the_token(aiohttp_client: Any, db_path: Path) -> N
     bad = await client.post(
         "/api/v1/rooms/a/captions", json={"events": [{"text": 3}]}, headers=AUTH
     )
-    assert bad.status == 400 and "events[0].text" in (await bad.json())["error"]
+    assert bad.status == 400 and "events[0].text" in (await bad.json())["detail"]
+    assert bad.content_type == "application/problem+json"
     assert await post(client, "a", "one", "two") == [1, 2]
     poll = await (await client.get("/api/v1/rooms/a/captions?after=0")).json()
     assert [e["text"] for e in poll["events"]] == ["one", "two"]
@@ -112,7 +116,9 @@ async def test_batch_finals_are_stored_and_partials_are_live_only(
     )
     assert response.status == 200, await response.text()
     body = await response.json()
-    assert body["accepted"][1] == {"id": "cap-1", "room": "live", "seq": 1, "duplicate": False}
+    assert body["accepted"][1] == {
+        "id": "cap-1", "status": 200, "room": "live", "seq": 1, "duplicate": False
+    }  # fmt: skip
     seen = []
     while len(seen) < 2:
         line = (await asyncio.wait_for(stream.content.readline(), 5)).decode()
@@ -127,7 +133,8 @@ async def test_batch_finals_are_stored_and_partials_are_live_only(
 
 
 async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
-    """A retried final (same event id) gets its first number back, also after a restart."""
+    """A retried final (same event id) gets its first number back, also after a restart.
+    An event for a meeting no room is known for is refused alone (404 in its result)."""
     settings = make_settings(db_path, producers={"cap-a": "token-a"})
     auth = {"Authorization": "Bearer token-a"}
     for attempt in range(2):
@@ -139,15 +146,18 @@ async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
                 events.append(batch_event(4))
             response = await http.post("/api/v1/captions", json={"events": events}, headers=auth)
             body = await response.json()
+            assert response.status == 200
             poll = await (await http.get("/api/v1/rooms/live/captions")).json()
-            filed = await (await http.get("/api/v1/rooms/m-7/captions")).json()
+            unknown = await http.get("/api/v1/rooms/m-7/captions")
+            assert unknown.status == 404
         await server.close()
         accepted = body["accepted"]
-        assert [a["duplicate"] for a in accepted] == [bool(attempt)] * 3 + [False] * attempt
-        assert [a["seq"] for a in accepted] == [1, 2, 1, 3][: 3 + attempt]
-        assert body["duplicates"] == 3 * attempt
+        assert [a["status"] for a in accepted] == [200, 200, 404] + [200] * attempt
+        assert "m-7" in accepted[2]["error"]
+        assert [a["duplicate"] for a in accepted] == [bool(attempt)] * 2 + [False] * (1 + attempt)
+        assert [a["seq"] for a in accepted] == [1, 2, None, 3][: 3 + attempt]
+        assert body["duplicates"] == 2 * attempt and body["refused"] == 1
     assert [e["text"] for e in poll["events"]] == ["caption 1", "caption 2", "caption 4"]
-    assert [e["text"] for e in filed["events"]] == ["caption 3"]  # no room: its meeting id
 
 
 @pytest.mark.parametrize(
@@ -170,7 +180,7 @@ async def test_batch_with_a_bad_event_is_refused_whole(
     events = [batch_event(1), batch_event(2, **bad)]
     response = await client.post("/api/v1/captions", json={"events": events}, headers=auth)
     assert response.status == 400
-    assert field in (await response.json())["error"]
+    assert field in (await response.json())["detail"]
     poll = await (await client.get("/api/v1/rooms/live/captions")).json()
     assert poll["events"] == []  # the good event before it was not taken either
     response = await client.post(

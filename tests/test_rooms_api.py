@@ -56,7 +56,7 @@ async def test_crud_round_trip(client: Any) -> None:
     assert (await client.delete("/api/v1/rooms/keynote", headers=AUTH)).status == 204
     missing = await client.get("/api/v1/rooms/keynote")
     assert missing.status == 404
-    assert (await missing.json())["error"] == "no room named 'keynote'"
+    assert (await missing.json())["detail"] == "no room named 'keynote'"
     assert (await client.delete("/api/v1/rooms/keynote", headers=AUTH)).status == 404
 
 
@@ -64,7 +64,7 @@ async def test_duplicate_is_409(client: Any) -> None:
     assert (await client.post("/api/v1/rooms", json=room_json(), headers=AUTH)).status == 201
     again = await client.post("/api/v1/rooms", json=room_json(), headers=AUTH)
     assert again.status == 409
-    assert "exists" in (await again.json())["error"]
+    assert "exists" in (await again.json())["detail"]
 
 
 @pytest.mark.parametrize(
@@ -97,8 +97,8 @@ async def test_invalid_rooms_are_400_naming_the_field(
     response = await client.post("/api/v1/rooms", json=room_json(**change), headers=AUTH)
     assert response.status == 400
     body = await response.json()
-    assert body["error"] == "the room is not valid"
-    assert any(d["field"] == field for d in body["detail"]), body
+    assert body["detail"] == "the room is not valid"
+    assert any(d["field"] == field for d in body["errors"]), body
     assert (await client.get("/api/v1/rooms")).status == 200
     assert await (await client.get("/api/v1/rooms")).json() == []
 
@@ -106,7 +106,7 @@ async def test_invalid_rooms_are_400_naming_the_field(
 async def test_not_json_is_400(client: Any) -> None:
     r = await client.post("/api/v1/rooms", data=b"{nope", headers=AUTH)
     assert r.status == 400
-    assert (await r.json())["error"] == "the request body is not JSON"
+    assert (await r.json())["detail"] == "the request body is not JSON"
 
 
 async def test_patch_is_validated_as_a_whole(client: Any) -> None:
@@ -124,7 +124,7 @@ async def test_writes_need_the_token(client: Any) -> None:
     r = await client.post(
         "/api/v1/rooms", json=room_json(), headers={"Authorization": "Bearer wrong"}
     )
-    assert r.status == 401
+    assert r.status == 403 and r.content_type == "application/problem+json"
     assert await (await client.get("/api/v1/rooms")).json() == []
 
 
@@ -133,7 +133,7 @@ async def test_no_token_configured_disables_writes(aiohttp_client: Any, tmp_path
     client = await aiohttp_client(create_app(settings))
     r = await client.post("/api/v1/rooms", json=room_json(), headers={"Authorization": "Bearer "})
     assert r.status == 403
-    assert "orchestrator.admin_token" in (await r.json())["error"]
+    assert "orchestrator.admin_token" in (await r.json())["detail"]
 
 
 async def test_schedule_filters_and_zone(client: Any) -> None:
@@ -148,7 +148,7 @@ async def test_schedule_filters_and_zone(client: Any) -> None:
     seoul = await (await client.get("/api/v1/rooms/keynote/schedule?tz=Asia/Seoul")).json()
     assert seoul[0]["start"].endswith("T10:00:00+09:00")
     bad = await client.get("/api/v1/schedule?tz=Nowhere/City")
-    assert bad.status == 400 and "unknown time zone" in (await bad.json())["error"]
+    assert bad.status == 400 and "unknown time zone" in (await bad.json())["detail"]
 
 
 async def test_weekly_series(client: Any) -> None:

@@ -11,22 +11,29 @@ import pytest
 
 from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
-from orchestrator.captions import captions_key, retention_notice
+from orchestrator.captions import captions_key, recording_notice
 from orchestrator.captions.pages import negotiate
 from orchestrator.captions.pid import ALPHABET, new_pid, normalize
 from orchestrator.captions.store import DAY_MS, now_ms
 from orchestrator.settings import load_settings
+from tests.captions_helpers import make_room
+from tests.rooms_helpers import AUTH
+from tests.rooms_helpers import TOKEN as ADMIN
 
 TOKEN = "t"
+ROOMS = ("a", "old-name", "new-name", "w", "quiet", "other")
 
 
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
     settings = load_settings(
-        orchestrator={"database": tmp_path / "db.sqlite3"},
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
         captions={"producer_token": TOKEN, "retention_days": 30, "live_only_rooms": ["quiet"]},
     )
-    return await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings))
+    for slug in ROOMS:  # public rooms (their policy admits anyone) that keep 30 days
+        await make_room(client, slug)
+    return client
 
 
 def event(room: str, text: str) -> CaptionEvent:
@@ -84,8 +91,9 @@ async def test_retention_removes_exactly_the_expired_sessions(client: Any) -> No
     captions = client.app[captions_key]
     store = captions.store
     now = now_ms()
-    await store.set_policy("short", retention_days=7)
-    await store.set_policy("forever", retention_days=0)
+    await make_room(client, "default")
+    await make_room(client, "short", transcript_retention_days=7)
+    await make_room(client, "forever", transcript_retention_days=36500)
     ages = {  # room → days since its session's last caption
         ("default", 31): "expired",
         ("default", 29): "kept",
@@ -99,14 +107,14 @@ async def test_retention_removes_exactly_the_expired_sessions(client: Any) -> No
         pids[(room, days)] = (
             await captions.accept(event(room, f"{days}d"), now - days * DAY_MS)
         ).session
-    expired = set(await store.expire(now))
+    expired = set(await store.expire(await captions.retention(), now))
     assert expired == {pids[k] for k, v in ages.items() if v == "expired"}
     for key, fate in ages.items():
         response = await client.get(f"/pid/{pids[key]}")
         assert response.status == (410 if fate == "expired" else 200), key
     gone = await client.get(f"/pid/{pids[('short', 8)]}")
     assert "7 days" in await gone.text() and "withdrawn" in await gone.text()
-    assert await store.expire(now) == []  # nothing twice
+    assert await store.expire(await captions.retention(), now) == []  # nothing twice
 
 
 async def test_withdrawn_transcript_leaves_a_stub(client: Any) -> None:
@@ -114,9 +122,12 @@ async def test_withdrawn_transcript_leaves_a_stub(client: Any) -> None:
     pid = (await captions.accept(event("w", "said"))).session
     denied = await client.delete(f"/api/v1/transcripts/{pid}")
     assert denied.status == 401
-    done = await client.delete(
-        f"/api/v1/transcripts/{pid}?reason=Speaker+asked", headers={"Authorization": "Bearer t"}
+    assert denied.content_type == "application/problem+json"
+    producer = await client.delete(
+        f"/api/v1/transcripts/{pid}", headers={"Authorization": f"Bearer {TOKEN}"}
     )
+    assert producer.status == 403  # withdrawing is the administrators' act
+    done = await client.delete(f"/api/v1/transcripts/{pid}?reason=Speaker+asked", headers=AUTH)
     assert done.status == 204
     for suffix, accept in (("", "text/html"), ("", "application/json"), (".vtt", "")):
         response = await client.get(f"/pid/{pid}{suffix}", headers={"Accept": accept})
@@ -135,24 +146,7 @@ async def test_live_only_rooms_store_nothing_but_still_stream(client: Any) -> No
     assert (await sub.next()) == caption
     assert (await captions.store.after("quiet", 0)) == []
     assert (await captions.store.sessions("quiet")) == []
-    assert "not recorded" in await retention_notice(client.app, "quiet")
-    assert "kept for 30 days" in await retention_notice(client.app, "other")
+    assert "not recorded" in await recording_notice(client.app, "quiet")
+    assert "kept for 30 days" in await recording_notice(client.app, "other")
     page = await (await client.get("/r/quiet/captions")).text()
     assert "not recorded" in page
-
-
-async def test_room_policy_from_the_rooms_table_is_read_defensively(client: Any) -> None:
-    store = client.app[captions_key].store
-    body = json.dumps({"captions": {"keep_transcript": False}})
-    try:
-        await store.db.write(
-            lambda c: c.execute(
-                "INSERT INTO rooms (slug, title, body, created_at, updated_at)"
-                " VALUES ('secret', 't', ?, '', '')",
-                (body,),
-            )
-        )
-    except Exception as exc:  # the rooms table is another concern's and may differ
-        pytest.skip(f"rooms table not as expected: {exc}")
-    assert (await store.policy("secret")).keep_transcript is False
-    assert (await store.policy("elsewhere")).keep_transcript is True

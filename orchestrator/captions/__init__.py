@@ -2,8 +2,8 @@
 
 Other concerns use:
 
-    await retention_notice(request.app, "keynote")
-    # 'Captions in this room are recorded: … kept for 90 days …'
+    await recording_notice(request.app, "keynote")
+    # 'Captions in this room are recorded: the transcript is kept for 90 days, …'
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aiohttp import web
 
 from orchestrator.captions.service import Captions, captions_ctx, captions_key, close_streams
 
-__all__ = ["Captions", "captions_ctx", "captions_key", "close_streams", "retention_notice"]
+__all__ = ["Captions", "captions_ctx", "captions_key", "close_streams", "recording_notice"]
 
 
-async def retention_notice(app: web.Application, room: str) -> str:
-    """One plain sentence for a room page: whether captions are recorded and for how long."""
-    return await app[captions_key].retention_notice(room)
+async def recording_notice(app: web.Application, room: str) -> str:
+    """One plain sentence for a page: whether captions are recorded and for how long."""
+    return (await app[captions_key].recording(room)).notice

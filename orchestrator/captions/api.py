@@ -1,8 +1,13 @@
-"""Caption producers and machine readers: authenticated POSTs, Jigasi posts, JSON polling."""
+"""Caption producers and machine readers: authenticated POSTs, Jigasi posts, JSON polling.
+
+Errors are problem documents (orchestrator/problems.py). Captions for a room Plenary does
+not know are refused with 404 unless captions.accept_unknown_rooms: a batch
+(``POST /api/v1/captions``) still stores its other events and answers 200 with a
+per-event ``status`` (docs/delivery.md), so one stray meeting never costs good captions.
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -12,9 +17,11 @@ from aiohttp import web
 from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.captions import jigasi
-from orchestrator.captions.service import captions_key
+from orchestrator.captions.readers import admit
+from orchestrator.captions.service import UnknownRoom, captions_key, main_room
 from orchestrator.captions.store import Duplicate
 from orchestrator.keys import settings_key
+from orchestrator.problems import bearer, check_bearer, check_token, problem
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +32,8 @@ STRING_FIELDS = ("id", "room", "meeting_id", "endpoint", "speaker", "language", 
 _seen_producers: set[str] = set()  # producers already named in the log
 
 
-def bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+def bad_request(message: str) -> web.HTTPException:
+    return problem(400, message)
 
 
 def after_param(request: web.Request) -> int | None:
@@ -43,25 +50,9 @@ def after_param(request: web.Request) -> int | None:
     return value
 
 
-def _check_secret(given: str, expected: str, what: str) -> None:
-    if not expected:
-        raise web.HTTPForbidden(text=f"{what} is not enabled on this server")
-    if not given:
-        raise web.HTTPUnauthorized(
-            text=f"{what} needs a secret", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise web.HTTPForbidden(text=f"wrong secret for {what}")
-
-
-def _bearer(request: web.Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 def _producer(request: web.Request) -> str:
     """The name of the producer whose bearer token came (captions.producers, or
-    ``producer_token`` for the older single token); 401/403 otherwise. The Jitsi
+    ``producer_token`` for the older single token); a problem otherwise. The Jitsi
     signing secret is never a producer credential, whatever the settings say."""
     settings = request.app[settings_key]
     jwt_secret = settings.jitsi.app_secret
@@ -69,22 +60,12 @@ def _producer(request: web.Request) -> str:
     if settings.captions.producer_token:
         tokens.setdefault("producer_token", settings.captions.producer_token)
     tokens = {name: t for name, t in tokens.items() if t and t != jwt_secret}
-    if not tokens:
-        raise web.HTTPForbidden(text="posting captions over HTTP is not enabled on this server")
-    given = _bearer(request)
-    if not given:
-        raise web.HTTPUnauthorized(
-            text="posting captions needs a producer token (Authorization: Bearer)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    found = ""
-    for name, token in tokens.items():  # every one compared, in constant time
-        if hmac.compare_digest(given.encode(), token.encode()):
-            found = name
-    if not found:
-        log.warning("refused captions from %s: unknown producer token", request.remote)
-        raise web.HTTPForbidden(text="unknown producer token")
-    return found
+    try:
+        return check_bearer(request, tokens, "posting captions over HTTP", "captions.producers")
+    except web.HTTPForbidden:
+        if tokens:
+            log.warning("refused captions from %s: unknown producer token", request.remote)
+        raise
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -113,19 +94,31 @@ async def post_batch(request: web.Request) -> web.Response:
     captions = request.app[captions_key]
     results: list[dict[str, Any]] = []
     for event, at_ms in parsed:
-        caption = await captions.accept(event, at_ms)
+        try:
+            caption = await captions.accept(event, at_ms)
+        except UnknownRoom as exc:
+            results.append(
+                {"id": event.event_id, "status": 404, "room": exc.room, "seq": None,
+                 "duplicate": False, "error": str(exc)}
+            )  # fmt: skip
+            continue
         final = caption is not None and caption.is_final
         results.append(
             {
                 "id": event.event_id,
+                "status": 200,
                 "room": caption.room if caption is not None else "",
                 "seq": caption.seq if final and caption is not None else None,
                 "duplicate": isinstance(caption, Duplicate),
             }
         )
     duplicates = sum(1 for r in results if r["duplicate"])
+    refused = sum(1 for r in results if r["status"] != 200)
+    if refused:
+        log.warning("producer %r: %d of %d events for unknown rooms refused", producer,
+                    refused, len(results))  # fmt: skip
     log.debug("producer %r posted %d events (%d duplicates)", producer, len(results), duplicates)
-    return web.json_response({"accepted": results, "duplicates": duplicates})
+    return web.json_response({"accepted": results, "duplicates": duplicates, "refused": refused})
 
 
 async def post_captions(request: web.Request) -> web.Response:
@@ -140,7 +133,10 @@ async def post_captions(request: web.Request) -> web.Response:
     captions = request.app[captions_key]
     seqs = []
     for event, at_ms in parsed:
-        caption = await captions.accept(event, at_ms)
+        try:
+            caption = await captions.accept(event, at_ms)
+        except UnknownRoom as exc:
+            raise problem(404, str(exc)) from None
         seqs.append(caption.seq if caption is not None and caption.is_final else None)
     return web.json_response({"accepted": seqs}, status=202)
 
@@ -204,17 +200,21 @@ async def jigasi_post(request: web.Request) -> web.Response:
     given = (
         request.match_info.get("secret")
         or request.headers.get("X-Plenary-Secret", "")
-        or _bearer(request)
+        or bearer(request)
     )
     captions = request.app[captions_key]
-    _check_secret(given, captions.settings.jigasi_secret, "Jigasi posting")
+    check_token(given, {"jigasi": captions.settings.jigasi_secret}, "Jigasi posting",
+                "captions.jigasi_secret")  # fmt: skip
     if request.content_type != "application/json":
         raise bad_request(f"Content-Type must be application/json, not {request.content_type!r}")
     try:
         post = jigasi.parse(await request.read())
     except jigasi.JigasiError as exc:
         raise bad_request(str(exc)) from None
-    caption = await captions.jigasi(post)
+    try:
+        caption = await captions.jigasi(post)
+    except UnknownRoom as exc:
+        raise problem(404, str(exc)) from None
     body: dict[str, Any] = {"event": post.event, "room": post.room}
     if caption is not None and caption.is_final:
         body["seq"] = caption.seq
@@ -224,6 +224,7 @@ async def jigasi_post(request: web.Request) -> web.Response:
 async def poll(request: web.Request) -> web.Response:
     """``GET /api/v1/rooms/<room>/captions?after=N&limit=M``: finals after N, oldest first."""
     room = request.match_info["room"]
+    await admit(request, main_room(room))
     after = after_param(request) or 0
     try:
         limit = int(request.query.get("limit", "100"))
@@ -231,8 +232,9 @@ async def poll(request: web.Request) -> web.Response:
         raise bad_request("limit must be a number") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}")
-    store = request.app[captions_key].store
-    captions = await store.after(room, after, limit)
+    service = request.app[captions_key]
+    store = service.store
+    captions = await service.after(room, after, limit)
     response = web.json_response(
         {
             "room": room,
@@ -250,10 +252,11 @@ async def poll(request: web.Request) -> web.Response:
 
 async def withdraw(request: web.Request) -> web.Response:
     """``DELETE /api/v1/transcripts/<pid>``: remove a transcript, leaving a withdrawn stub.
-    Only the older captions.producer_token may: a captioner's token posts captions only."""
-    token = request.app[captions_key].settings.producer_token
-    _check_secret(_bearer(request), token, "withdrawing transcripts over HTTP")
+    An administrator's act: the admin token (orchestrator.admin_token)."""
+    settings = request.app[settings_key]
+    check_bearer(request, {"admin": settings.orchestrator.admin_token},
+                 "withdrawing transcripts", "orchestrator.admin_token")  # fmt: skip
     reason = request.query.get("reason") or "Withdrawn by the organizers."
     if not await request.app[captions_key].store.withdraw(request.match_info["pid"], reason):
-        raise web.HTTPNotFound(text="no such transcript")
+        raise problem(404, "no such transcript")
     return web.Response(status=204)

@@ -8,48 +8,30 @@ small write, then 202 (event_sync retries on 5xx only).
 
 from __future__ import annotations
 
-import hmac
-import json
-
 from aiohttp import web
 
 from orchestrator.captions import event_sync
 from orchestrator.captions.service import captions_key
+from orchestrator.problems import check_bearer, problem
 
 PATH = "/api/v1/events/{kind:(?:room|occupant)/[a-z]+}"
 
 
-def _refuse(status: type[web.HTTPException], message: str) -> web.HTTPException:
-    headers = {"WWW-Authenticate": "Bearer"} if status is web.HTTPUnauthorized else None
-    return status(
-        text=json.dumps({"error": message}), content_type="application/json", headers=headers
-    )
-
-
 def _authorize(request: web.Request) -> None:
     expected = request.app[captions_key].settings.event_sync_secret
-    if not expected:
-        raise _refuse(
-            web.HTTPForbidden,
-            "Prosody event posts are not enabled on this server: set "
-            "captions.event_sync_secret and send it as 'Authorization: Bearer <secret>'",
-        )
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise _refuse(web.HTTPUnauthorized, "send 'Authorization: Bearer <event_sync_secret>'")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise _refuse(web.HTTPForbidden, "wrong secret for Prosody event posts")
+    check_bearer(request, {"prosody": expected}, "Prosody event posts",
+                 "captions.event_sync_secret")  # fmt: skip
 
 
 async def post_event(request: web.Request) -> web.Response:
     _authorize(request)
     kind = request.match_info["kind"]
     if kind not in event_sync.KINDS:
-        raise web.HTTPNotFound(text=f"no event path {kind!r}")
+        raise problem(404, f"no event path {kind!r}")
     try:
         post = event_sync.parse(kind, await request.read())
     except event_sync.EventSyncError as exc:
-        raise _refuse(web.HTTPBadRequest, str(exc)) from None
+        raise problem(400, str(exc)) from None
     recorded = await request.app[captions_key].meetings.record(post)
     body: dict[str, object] = {"event": post.event_name, "recorded": recorded}
     if recorded:

@@ -10,7 +10,8 @@ from aiohttp import web
 from bots.captioner import formats
 from orchestrator.captions.model import Session
 from orchestrator.captions.pid import normalize
-from orchestrator.captions.service import captions_key
+from orchestrator.captions.readers import admit
+from orchestrator.captions.service import captions_key, main_room
 from orchestrator.render import render
 
 SIZES = (1, 2, 3, 4, 5)
@@ -27,13 +28,14 @@ NEGOTIATED = {"text/html": "html", "application/json": "json", "text/vtt": "vtt"
 
 async def captions_page(request: web.Request) -> web.Response:
     room = request.match_info["room"]
+    reader = await admit(request, main_room(room))
     captions = request.app[captions_key]
     try:
         size = int(request.query.get("size", DEFAULT_SIZE))
     except ValueError:
         size = DEFAULT_SIZE
     size = min(max(size, SIZES[0]), SIZES[-1])
-    lines = await captions.store.latest(room, captions.settings.page_lines)
+    lines = await captions.latest(room, captions.settings.page_lines)
     after = lines[-1].seq if lines else await captions.store.last_seq(room)
     return render(
         request,
@@ -44,15 +46,28 @@ async def captions_page(request: web.Request) -> web.Response:
             "after": after,
             "size": size,
             "sizes": SIZES,
-            "notice": await captions.retention_notice(room),
+            "notice": (await captions.recording(room)).notice,
+            # A reader who came with ?token= keeps it in the page's stream and links.
+            "token": request.query.get("token", "") if reader.kind == "token" else "",
         },
     )
 
 
 async def transcripts_page(request: web.Request) -> web.Response:
+    """The room's transcripts; a room that keeps none and never kept one answers 404
+    with the same sentence as its other pages."""
     room = request.match_info["room"]
-    sessions = await request.app[captions_key].store.sessions(room)
-    return render(request, "transcripts.html", {"room": room, "sessions": sessions, "when": _when})
+    reader = await admit(request, main_room(room))
+    captions = request.app[captions_key]
+    sessions = await captions.store.sessions(room)
+    recording = await captions.recording(room)
+    return render(
+        request,
+        "transcripts.html",
+        {"room": room, "sessions": sessions, "when": _when, "notice": recording.notice,
+         "token": request.query.get("token", "") if reader.kind == "token" else ""},
+        status=200 if sessions or recording.keep_transcript else 404,
+    )  # fmt: skip
 
 
 def _when(ms: int | None) -> str:
@@ -119,8 +134,9 @@ async def pid(request: web.Request) -> web.Response:
             "(or /pid/<id>.txt, .vtt, .srt, .json)"
         )
     vary = {} if ext else {"Vary": "Accept"}
-    if session.withdrawn:
+    if session.withdrawn:  # the stub is public and says only that it was withdrawn
         return _withdrawn(request, session, kind, vary)
+    await admit(request, main_room(session.room), transcript=True)
     captions = await store.transcript(session)
     if kind == "html":
         response = render(

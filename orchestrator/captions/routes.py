@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator.captions import api, events_api, pages, streams
+from orchestrator.web import read_tokens
 
 PID = r"{pid:[^/.]+}"
 
@@ -24,4 +25,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/api/v1/jigasi", api.jigasi_post),
         web.post("/api/v1/jigasi/{secret}", api.jigasi_post),
         web.post(events_api.PATH, events_api.post_event),  # Prosody: docs/jitsi-events.md
+        # Personal read tokens, made and revoked on the room page (forms, CSRF-checked).
+        web.post("/r/{slug}/read-tokens", read_tokens.create, name="read_token_new"),
+        web.post(r"/r/{slug}/read-tokens/{token_id:\d+}/revoke", read_tokens.revoke),
     ]

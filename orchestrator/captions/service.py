@@ -5,6 +5,14 @@ beside us under ``plenary serve``, over loopback), the older per-room endpoint a
 Jigasi posts; all call ``Captions.accept``. A room's finals are numbered and published
 under one lock, so subscribers see them in order; a final whose event id was stored
 before comes back as a ``Duplicate`` and is neither stored nor published again.
+
+Rooms own the caption policy: every final asks the rooms repository whether its room
+records (``transcript_retention_days``; ``captions.live_only_rooms`` forces live only),
+so a change takes effect with the next caption. A room that keeps no transcript has its
+finals in memory only, the last ``LIVE_WINDOW`` per room, so live readers can resume
+(SSE Last-Event-ID, JSON poll ``after``); turning recording on drops that window, so
+what was said before is never shown as part of a transcript. Captions for a room
+Plenary does not know raise ``UnknownRoom`` unless ``captions.accept_unknown_rooms``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -23,12 +32,29 @@ from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
 from orchestrator.captions.meetings import Meetings
-from orchestrator.captions.model import Caption
+from orchestrator.captions.model import Caption, Recording
 from orchestrator.captions.store import CaptionStore, Duplicate, now_ms
 from orchestrator.keys import bus_key, db_key, settings_key
+from orchestrator.rooms.model import Room
+from orchestrator.rooms.repository import RoomNotFound, RoomRepository
 from orchestrator.settings import CaptionsSettings
 
 log = logging.getLogger(__name__)
+
+LIVE_WINDOW = 1000  # finals of a room without transcript kept in memory for resuming
+
+
+class UnknownRoom(Exception):
+    """Captions for a room Plenary does not know (and captions.accept_unknown_rooms is off)."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"no room named {room!r}" if room else "the caption names no room")
+        self.room = room
+
+
+def main_room(key: str) -> str:
+    """The room whose policy governs a caption key (a breakout key is ``<slug>.breakout-…``)."""
+    return key.split(".", 1)[0]
 
 
 class Captions:
@@ -40,17 +66,59 @@ class Captions:
         self.settings = settings
         self.hub = Hub(settings.subscriber_queue)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._live: dict[str, deque[Caption]] = {}  # rooms keeping no transcript
         # Meeting id → room, endpoint → name (Prosody posts, Jigasi JOINs), in the database.
         self.meetings = Meetings(store.db)
+        self.rooms = RoomRepository(store.db)
+
+    async def room(self, key: str) -> Room | None:
+        """The room governing a caption key; None when Plenary has no such room."""
+        try:
+            return await self.rooms.get(main_room(key))
+        except RoomNotFound:
+            return None
+
+    async def recording(self, key: str, room: Room | None = None) -> Recording:
+        """Whether the room records, as it says now (``room`` when already looked up)."""
+        if main_room(key) in self.settings.live_only_rooms:
+            return Recording(keep_transcript=False, retention_days=0)
+        room = room or await self.room(key)
+        if room is None:  # only kept with captions.accept_unknown_rooms
+            return Recording(keep_transcript=True, retention_days=self.settings.retention_days)
+        days = room.transcript_retention_days
+        return Recording(keep_transcript=days is not None, retention_days=days or 0)
+
+    async def _known(self, key: str) -> Room | None:
+        room = await self.room(key) if key else None
+        if room is None and not (key and self.settings.accept_unknown_rooms):
+            raise UnknownRoom(key)
+        return room
+
+    # ---- reads that follow the room's recording ---------------------------------
+
+    async def after(self, room: str, after: int, limit: int) -> list[Caption]:
+        """Finals numbered after ``after``: stored ones, or the live window of a room
+        that keeps no transcript."""
+        if (await self.recording(room)).keep_transcript:
+            return await self.store.after(room, after, limit)
+        return [c for c in self._live.get(room, ()) if c.seq > after][:limit]
+
+    async def latest(self, room: str, count: int) -> list[Caption]:
+        if (await self.recording(room)).keep_transcript:
+            return await self.store.latest(room, count)
+        return list(self._live.get(room, ()))[-count:] if count > 0 else []
 
     async def accept(self, event: CaptionEvent, at_ms: int | None = None) -> Caption | None:
         """Number, store and publish a final; publish a partial live only.
 
-        An event with no room but a meeting id is filed under the meeting id.
+        An event with no room but a meeting id is filed under the meeting id (only with
+        captions.accept_unknown_rooms: else it is an ``UnknownRoom``, like any caption for
+        a room Plenary does not know).
         """
         event = await self.meetings.resolve(event)
         at = at_ms if at_ms is not None else now_ms()
         room = event.room or event.meeting_id
+        known = await self._known(room)
         if not event.is_final:
             duration = max(0, round((event.end - event.start) * 1000))
             partial = Caption(
@@ -64,9 +132,14 @@ class Captions:
             return None
         started = time.perf_counter()  # waits for the room's lock and the writer count
         async with self._locks.setdefault(room, asyncio.Lock()):
-            caption = await self.store.append(room, event, at)
+            keep = (await self.recording(room, known)).keep_transcript
+            caption = await self.store.append(room, event, at, keep)
             if isinstance(caption, Duplicate):
                 return caption
+            if keep:
+                self._live.pop(room, None)  # recording on: the live-only past stays unsaid
+            else:
+                self._live.setdefault(room, deque(maxlen=LIVE_WINDOW)).append(caption)
             self.hub.publish(caption)
         self.bus.publish(event)
         metrics.CAPTION_STORE_SECONDS.observe(time.perf_counter() - started)
@@ -75,6 +148,7 @@ class Captions:
     async def jigasi(self, post: jigasi.JigasiPost) -> Caption | None:
         # A breakout room's JID is known from Prosody's posts: file it under its own key.
         room = await self.meetings.room_of_jid(post.room_jid) or post.room
+        known = await self._known(room)
         at = post.timestamp_ms or now_ms()
         who = post.participant
         if post.event == "JOIN" and who is not None and who.name != jigasi.FALLBACK_NAME:
@@ -83,7 +157,8 @@ class Captions:
             await self.meetings.jigasi_left(room, who.id, at)
         elif post.event == "START":
             async with self._locks.setdefault(room, asyncio.Lock()):
-                await self.store.start_session(room, at)
+                keep = (await self.recording(room, known)).keep_transcript
+                await self.store.start_session(room, at, keep)
         elif post.event == "END":
             async with self._locks.setdefault(room, asyncio.Lock()):
                 await self.store.end_session(room, at)
@@ -108,26 +183,20 @@ class Captions:
     async def retention_loop(self) -> None:
         while True:
             try:
-                expired = await self.store.expire()
+                expired = await self.store.expire(await self.retention())
                 if expired:
                     log.info("retention removed %d caption sessions", len(expired))
             except Exception:
                 log.exception("caption retention run failed")
             await asyncio.sleep(self.settings.retention_interval_seconds)
 
-    async def retention_notice(self, room: str) -> str:
-        policy = await self.store.policy(room)
-        if not policy.keep_transcript:
-            return "Captions in this room are shown live only; they are not recorded."
-        kept = (
-            f"kept for {policy.retention_days} days"
-            if policy.retention_days
-            else "kept with no time limit"
-        )
-        return (
-            "Captions in this room are recorded: what is said is transcribed and the "
-            f"transcript is {kept}, under a link anyone with it can read."
-        )
+    async def retention(self) -> dict[str, int]:
+        """Days each room's transcripts are kept; a room that records no more keeps what
+        it recorded before for captions.retention_days."""
+        return {
+            r.slug: r.transcript_retention_days or self.settings.retention_days
+            for r in await self.rooms.list()
+        }
 
 
 captions_key = web.AppKey("captions", Captions)

@@ -5,22 +5,25 @@ caption and storing it happen in one transaction and never race. Rooms are slug
 text; sessions are kept forever as tombstones once their events are removed, so a
 persistent identifier is never reused and keeps answering (410 when withdrawn).
 
+The store never decides whether a room records: its caller (``Captions``, which asks
+the rooms) says so with every write. A room that keeps no transcript gets a number for
+each final (its counter row, which holds no text) and nothing else: no text of it is
+ever written to the database.
+
     store = CaptionStore(db, settings.captions)
-    caption = await store.append("keynote", event, at_ms=now_ms())
+    caption = await store.append("keynote", event, at_ms=now_ms(), keep=True)
     isinstance(caption, Duplicate)  # True: event.event_id was stored before, as caption.seq
     await store.after("keynote", 41, limit=100)  # captions 42, 43, …
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from bots.captioner.events import CaptionEvent
-from orchestrator.captions.model import Caption, Policy, Session
+from orchestrator.captions.model import Caption, Session
 from orchestrator.captions.pid import new_pid
 from orchestrator.db import Database
 from orchestrator.settings import CaptionsSettings
@@ -45,8 +48,8 @@ class CaptionStore:
 
     # ---- writes ---------------------------------------------------------------
 
-    async def append(self, room: str, event: CaptionEvent, at_ms: int) -> Caption:
-        """Number a final caption; store it in the room's open session unless live only.
+    async def append(self, room: str, event: CaptionEvent, at_ms: int, keep: bool) -> Caption:
+        """Number a final caption; store it in the room's open session when ``keep``.
 
         A final whose ``event_id`` is already known is not stored again: a ``Duplicate``
         with the number it got the first time comes back.
@@ -71,7 +74,7 @@ class CaptionStore:
                     "INSERT INTO caption_event_ids VALUES (?, ?, ?)", (event.event_id, room, seq)
                 )
             session_id, pid = None, ""
-            if _policy(conn, room, self.settings).keep_transcript:
+            if keep:
                 session_id, pid = _open_session(conn, room, at_ms, gap_ms)
             caption = Caption(
                 room,
@@ -108,12 +111,13 @@ class CaptionStore:
 
         return await self.db.write(run)
 
-    async def start_session(self, room: str, at_ms: int) -> str | None:
-        """End the room's open session and begin a new one (Jigasi START); its pid."""
+    async def start_session(self, room: str, at_ms: int, keep: bool) -> str | None:
+        """End the room's open session and begin a new one (Jigasi START) when ``keep``;
+        its pid."""
 
         def run(conn: sqlite3.Connection) -> str | None:
             _end_open(conn, room, at_ms)
-            if not _policy(conn, room, self.settings).keep_transcript:
+            if not keep:
                 return None
             return _create_session(conn, room, at_ms)[1]
 
@@ -135,8 +139,9 @@ class CaptionStore:
 
         return await self.db.write(run)
 
-    async def expire(self, at_ms: int | None = None) -> list[str]:
-        """Withdraw every session older than its room's retention; their pids."""
+    async def expire(self, retention: dict[str, int], at_ms: int | None = None) -> list[str]:
+        """Withdraw every session older than its room's retention (``retention[room]``
+        days, else ``captions.retention_days``; 0: forever); their pids."""
         now = at_ms or now_ms()
 
         def run(conn: sqlite3.Connection) -> list[str]:
@@ -148,7 +153,7 @@ class CaptionStore:
             expired = []
             for session_id, pid, room, last_at in rows:
                 if room not in days:
-                    days[room] = _policy(conn, room, self.settings).retention_days
+                    days[room] = retention.get(room.split(".", 1)[0], self.settings.retention_days)
                 if days[room] and last_at < now - days[room] * DAY_MS:
                     reason = f"Removed after {days[room]} days under the room's retention policy."
                     _withdraw(conn, session_id, reason, now)
@@ -156,18 +161,6 @@ class CaptionStore:
             return expired
 
         return await self.db.write(run)
-
-    async def set_policy(
-        self, room: str, *, keep_transcript: bool = True, retention_days: int | None = None
-    ) -> None:
-        await self.db.write(
-            lambda conn: conn.execute(
-                "INSERT INTO caption_policies VALUES (?, ?, ?) ON CONFLICT (room) DO UPDATE"
-                " SET keep_transcript = excluded.keep_transcript,"
-                " retention_days = excluded.retention_days",
-                (room, int(keep_transcript), retention_days),
-            )
-        )
 
     async def rename_room(self, old: str, new: str) -> None:
         """Move a room's captions to its new slug; identifiers are unaffected."""
@@ -179,16 +172,10 @@ class CaptionStore:
             conn.execute("UPDATE caption_sessions SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_events SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_event_ids SET room = ? WHERE room = ?", (new, old))
-            conn.execute(
-                "UPDATE OR REPLACE caption_policies SET room = ? WHERE room = ?", (new, old)
-            )
 
         await self.db.write(run)
 
     # ---- reads ----------------------------------------------------------------
-
-    async def policy(self, room: str) -> Policy:
-        return await self.db.read(lambda conn: _policy(conn, room, self.settings))
 
     async def last_seq(self, room: str) -> int:
         row = await self.db.read(
@@ -320,53 +307,3 @@ def _withdraw(conn: sqlite3.Connection, session_id: int, reason: str, at_ms: int
         " ended_at_ms = coalesce(ended_at_ms, last_at_ms) WHERE id = ?",
         (at_ms, reason, session_id),
     )
-
-
-def _policy(conn: sqlite3.Connection, room: str, settings: CaptionsSettings) -> Policy:
-    """Caption policy of a room: its caption_policies row, else the rooms table, else settings."""
-    keep = room not in settings.live_only_rooms
-    days = settings.retention_days
-    from_rooms = _rooms_table_policy(conn, room)
-    keep = from_rooms.get("keep", keep)
-    days = from_rooms.get("days", days)
-    row = conn.execute(
-        "SELECT keep_transcript, retention_days FROM caption_policies WHERE room = ?", (room,)
-    ).fetchone()
-    if row is not None:
-        keep = bool(row[0])
-        if row[1] is not None:
-            days = int(row[1])
-    return Policy(keep_transcript=bool(keep), retention_days=int(days))
-
-
-def _rooms_table_policy(conn: sqlite3.Connection, room: str) -> dict[str, Any]:
-    """What the rooms table says, if it exists and says anything; read defensively.
-
-    The rooms concern owns that table; a room's JSON body may carry
-    ``keep_transcript``/``record_captions`` and ``transcript_retention_days``/
-    ``retention_days``, at the top level or under ``captions``.
-    """
-    try:
-        row = conn.execute("SELECT body FROM rooms WHERE slug = ?", (room,)).fetchone()
-    except sqlite3.Error:
-        return {}
-    if row is None:
-        return {}
-    try:
-        body = json.loads(row[0])
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(body, dict):
-        return {}
-    found: dict[str, Any] = {}
-    for scope in (body, body.get("captions")):
-        if not isinstance(scope, dict):
-            continue
-        for key in ("keep_transcript", "record_captions"):
-            if isinstance(scope.get(key), bool):
-                found["keep"] = scope[key]
-        for key in ("transcript_retention_days", "retention_days"):
-            value = scope.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                found["days"] = value
-    return found

@@ -15,7 +15,8 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.captions.api import after_param
 from orchestrator.captions.model import Caption
-from orchestrator.captions.service import Captions, captions_key
+from orchestrator.captions.readers import admit
+from orchestrator.captions.service import Captions, captions_key, main_room
 
 PAGE = 500
 RETRY = b"retry: 2000\n\n"
@@ -23,6 +24,7 @@ RETRY = b"retry: 2000\n\n"
 
 async def sse(request: web.Request) -> web.StreamResponse:
     """Event id = caption number; ``?partials=1`` adds live partials (no id)."""
+    await admit(request, main_room(request.match_info["room"]))
     captions = request.app[captions_key]
     after = after_param(request)
     if after is None:
@@ -57,6 +59,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 async def text(request: web.Request) -> web.StreamResponse:
     """``[HH:MM:SS] <Speaker> text`` per line, as each caption comes (``curl -N``)."""
+    await admit(request, main_room(request.match_info["room"]))
     captions = request.app[captions_key]
     room = request.match_info["room"]
     after = after_param(request)
@@ -110,7 +113,7 @@ async def _relay(
     last = after
     try:
         while True:
-            page = await captions.store.after(room, last, PAGE)
+            page = await captions.after(room, last, PAGE)
             if page:
                 await write(b"".join(encode(c) for c in page))
                 last = page[-1].seq

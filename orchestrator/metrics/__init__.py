@@ -13,6 +13,7 @@ a decision records it with one call:
     metrics.ROOMS.labels(state="live").set(3)
     metrics.TEXT_SUBSCRIBERS.labels(kind="sse").inc()  # .dec() when it leaves
     metrics.TEXT_SENT_BYTES.labels(kind="sse").inc(len(chunk))
+    metrics.READ_TOKENS.labels(event="used").inc()
     with metrics.CAPTION_STORE_SECONDS.time(): ...  # a final numbered, stored, published
 
 ``ROOMS`` is the one series nobody records: ``metrics_ctx`` refreshes it from the rooms
@@ -105,6 +106,13 @@ CAPTION_STORE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=None,
 )
+READ_TOKENS = Counter(
+    "plenary_read_tokens",
+    "Personal caption read tokens by event: issued, revoked, used (a request let in by one).",
+    ["event"],
+    registry=None,
+)
+READ_TOKEN_EVENTS = ("issued", "revoked", "used")
 
 METRICS: tuple[Collector, ...] = (
     ROOMS,
@@ -116,6 +124,7 @@ METRICS: tuple[Collector, ...] = (
     TEXT_SUBSCRIBERS,
     TEXT_SENT_BYTES,
     CAPTION_STORE_SECONDS,
+    READ_TOKENS,
 )
 
 # Known label values show as 0 before the first event, so rate() and alerts see them.
@@ -129,6 +138,8 @@ for _limit in LOGIN_LIMITS:
 for _kind in SUBSCRIBER_KINDS:
     TEXT_SUBSCRIBERS.labels(kind=_kind)
     TEXT_SENT_BYTES.labels(kind=_kind)
+for _event in READ_TOKEN_EVENTS:
+    READ_TOKENS.labels(event=_event)
 
 poller_key = web.AppKey("stats_poller", StatsPoller)
 

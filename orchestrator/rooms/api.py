@@ -1,13 +1,13 @@
 """The JSON REST API under /api/v1: rooms CRUD and schedules.
 
 Reads are public (the same facts the room pages show); writes need
-``Authorization: Bearer <orchestrator.admin_token>``. Errors are JSON
-``{"error": "...", "detail": [...]}`` with 400, 401, 403, 404 or 409.
+``Authorization: Bearer <orchestrator.admin_token>``. Errors are problem documents
+(orchestrator/problems.py: type, title, status, detail; ``errors`` per field when the
+room is not valid) with 400, 401, 403, 404 or 409.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.keys import db_key, settings_key
+from orchestrator.problems import check_bearer, problem_response
 from orchestrator.rooms.model import RoomCreate, RoomFields, RoomPatch, SessionOut, zone
 from orchestrator.rooms.openapi import document
 from orchestrator.rooms.repository import RoomExists, RoomNotFound, RoomRepository
@@ -31,24 +32,15 @@ def repository(request: web.Request) -> RoomRepository:
 
 
 def problem(status: int, error: str, detail: list[dict[str, Any]] | None = None) -> web.Response:
-    return web.json_response({"error": error, "detail": detail or []}, status=status)
+    """A problem document; ``detail`` (per-field errors) becomes its ``errors``."""
+    return problem_response(status, error, **({"errors": detail} if detail else {}))
 
 
 def admin_only(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         token = request.app[settings_key].orchestrator.admin_token
-        if not token:
-            return problem(
-                403, "API writes are disabled: no orchestrator.admin_token is configured"
-            )
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), token.encode()
-        ):
-            response = problem(401, "a valid admin bearer token is required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="plenary"'
-            return response
+        check_bearer(request, {"admin": token}, "changing rooms over the API",
+                     "orchestrator.admin_token")  # fmt: skip
         return await handler(request)
 
     return checked

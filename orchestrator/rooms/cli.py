@@ -43,9 +43,22 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--lang", action="append", help="caption language (repeatable)")
     create.add_argument("--policy", help="access policy as JSON")
     create.add_argument("--anyone", action="store_true", help="let any logged-in person in")
+    create.add_argument(
+        "--caption-readers",
+        help='who else reads captions and transcripts, as JSON rules, e.g. [{"kind": "anyone"}]',
+    )
+    create.add_argument(
+        "--public-captions",
+        action="store_true",
+        help="anyone may read the captions and transcripts, without logging in",
+    )
     create.add_argument("--contact", default="")
     create.add_argument("--irc-channel")
-    create.add_argument("--retention-days", type=int, help="keep transcripts this many days")
+    create.add_argument(
+        "--retention-days",
+        type=int,
+        help="keep transcripts this many days (omitted: no transcript is recorded)",
+    )
     create.add_argument("--no-low-bandwidth", action="store_true")
     create.set_defaults(func=run)
 
@@ -68,6 +81,9 @@ def _from_args(args: argparse.Namespace) -> dict[str, Any]:
     policy: dict[str, Any] = json.loads(args.policy) if args.policy else {"access": []}
     if args.anyone:
         policy.setdefault("access", []).append({"kind": "anyone"})
+    readers: list[Any] = json.loads(args.caption_readers) if args.caption_readers else []
+    if args.public_captions:
+        readers.append({"kind": "anyone"})
     schedule: dict[str, Any] = {"start": args.start, "end": args.end, "timezone": args.timezone}
     if args.weekly:
         schedule["recurrence"] = "weekly"
@@ -79,6 +95,7 @@ def _from_args(args: argparse.Namespace) -> dict[str, Any]:
         "languages": args.lang or ["ko"],
         "schedule": schedule,
         "policy": policy,
+        "caption_readers": readers,
         "contact": args.contact,
         "low_bandwidth": not args.no_low_bandwidth,
         "irc_channel": args.irc_channel,

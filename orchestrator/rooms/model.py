@@ -153,6 +153,12 @@ class RoomFields(BaseModel):
         description="Access policy and moderators as orchestrator.access.policy.Policy JSON; "
         "an empty object lets no one in.",
     )
+    caption_readers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Who else may read the room's captions and transcripts, as access rules "
+        '(the `access` rules of a policy); `[{"kind": "anyone"}]` makes them public, even '
+        "without logging in. Empty: only those the policy admits.",
+    )
     contact: str = Field(
         "", max_length=200, description="Whom a denied attendee should ask (name or address)."
     )
@@ -188,6 +194,13 @@ class RoomFields(BaseModel):
 
         return check_policy(value)
 
+    @field_validator("caption_readers")
+    @classmethod
+    def _readers(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from orchestrator.rooms.policy import check_readers
+
+        return check_readers(value)
+
 
 class RoomCreate(RoomFields):
     slug: str = Field(description="Room name, also the Jitsi room name.")
@@ -208,6 +221,7 @@ class RoomPatch(BaseModel):
     languages: list[str] | None = None
     schedule: Schedule | None = None
     policy: dict[str, Any] | None = None
+    caption_readers: list[dict[str, Any]] | None = None
     contact: str | None = None
     low_bandwidth: bool | None = None
     irc_channel: str | None = None

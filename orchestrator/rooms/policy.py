@@ -22,6 +22,24 @@ def check_policy(value: dict[str, Any]) -> dict[str, Any]:
     return policy_json(policy)
 
 
+def check_readers(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``value`` normalized if it is a valid list of access rules; ValueError otherwise."""
+    rules: list[dict[str, Any]] = check_policy({"access": value})["access"]
+    return rules
+
+
+def readers(value: list[dict[str, Any]]) -> Policy:
+    """Caption readers as a policy whose access rules are the list (and no moderators)."""
+    return Policy.model_validate({"access": value})
+
+
+def public_captions(policy: dict[str, Any], caption_readers: list[dict[str, Any]]) -> bool:
+    """Whether anyone, logged in or not, may read a room's captions: its policy or its
+    caption readers hold an ``anyone`` rule."""
+    rules = list(policy.get("access", [])) + list(caption_readers)
+    return any(isinstance(r, dict) and r.get("kind") == "anyone" for r in rules)
+
+
 def policy_json(policy: Policy) -> dict[str, Any]:
     dumped: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
     return dumped

@@ -29,7 +29,7 @@
     if (follow) window.scrollTo(0, document.body.scrollHeight);
   }
   function connect() {
-    source = new EventSource(url + "?after=" + encodeURIComponent(last));
+    source = new EventSource(url + (url.indexOf("?") < 0 ? "?" : "&") + "after=" + encodeURIComponent(last));
     source.addEventListener("caption", function (e) {
       var c = JSON.parse(e.data);
       if (Number(c.seq) <= Number(last)) return;

@@ -21,8 +21,8 @@ from orchestrator.web.sessions import current_identity
 log = logging.getLogger(__name__)
 
 FIELDS = ("slug", "title", "description", "languages", "start", "end", "timezone",
-          "recurrence", "until", "policy", "contact", "low_bandwidth", "irc_channel",
-          "retention_days")  # fmt: skip
+          "recurrence", "until", "policy", "caption_readers", "contact", "low_bandwidth",
+          "irc_channel", "retention_days")  # fmt: skip
 
 
 async def _organizer(request: web.Request) -> str:
@@ -38,7 +38,7 @@ def _values_of(room: Room | None) -> dict[str, str]:
     if room is None:
         return {"timezone": "UTC", "languages": "ko", "low_bandwidth": "on",
                 "policy": json.dumps({"access": [{"kind": "anyone"}], "moderators": []},
-                                     indent=1)}  # fmt: skip
+                                     indent=1), "caption_readers": "[]"}  # fmt: skip
     s = room.schedule
     return {
         "slug": room.slug, "title": room.title, "description": room.description,
@@ -46,6 +46,7 @@ def _values_of(room: Room | None) -> dict[str, str]:
         "end": s.end.isoformat(timespec="minutes"), "timezone": s.timezone,
         "recurrence": s.recurrence or "", "until": s.until.isoformat() if s.until else "",
         "policy": json.dumps(room.policy, indent=1, ensure_ascii=False),
+        "caption_readers": json.dumps(room.caption_readers, ensure_ascii=False),
         "contact": room.contact, "low_bandwidth": "on" if room.low_bandwidth else "",
         "irc_channel": room.irc_channel or "",
         "retention_days": str(room.transcript_retention_days or ""),
@@ -63,6 +64,15 @@ def _parse(form: MultiDictProxy[Any]) -> tuple[dict[str, str], dict[str, Any], d
     except ValueError:
         policy = {}
         errors["policy"] = "The access policy must be a JSON object."
+    try:
+        readers = json.loads(raw["caption_readers"].strip() or "[]")
+        if not isinstance(readers, list):
+            raise ValueError
+    except ValueError:
+        readers = []
+        errors["caption_readers"] = (
+            'Caption readers must be a JSON list of rules, e.g. [{"kind": "anyone"}], or [].'
+        )
     retention: int | None = None
     if raw["retention_days"].strip():
         try:
@@ -74,7 +84,7 @@ def _parse(form: MultiDictProxy[Any]) -> tuple[dict[str, str], dict[str, Any], d
         "languages": raw["languages"].replace(",", " ").split(),
         "schedule": {"start": raw["start"], "end": raw["end"], "timezone": raw["timezone"],
                      "recurrence": raw["recurrence"] or None, "until": raw["until"] or None},
-        "policy": policy, "contact": raw["contact"],
+        "policy": policy, "caption_readers": readers, "contact": raw["contact"],
         "low_bandwidth": raw["low_bandwidth"] == "on",
         "irc_channel": raw["irc_channel"].strip() or None,
         "transcript_retention_days": retention,

@@ -23,7 +23,7 @@ from orchestrator.render import render
 from orchestrator.rooms.api import repository
 from orchestrator.rooms.ical import calendar
 from orchestrator.rooms.model import Room, zone
-from orchestrator.rooms.policy import parse
+from orchestrator.rooms.policy import parse, public_captions
 from orchestrator.rooms.repository import RoomNotFound
 from orchestrator.rooms.schedule import upcoming
 from orchestrator.web.keys import wiki_key
@@ -189,19 +189,32 @@ def whom_to_ask(room: Room) -> list[str]:
     return people
 
 
-async def room_page(request: web.Request) -> web.Response:
+async def load_room(request: web.Request) -> Room:
     try:
-        room = await repository(request).get(request.match_info["slug"])
+        return await repository(request).get(request.match_info["slug"])
     except RoomNotFound as exc:
         raise web.HTTPNotFound(text="No such room.") from exc
+
+
+async def room_page(request: web.Request) -> web.Response:
+    return await render_room(request, await load_room(request))
+
+
+async def render_room(request: web.Request, room: Room, new_token: str = "") -> web.Response:
+    """The room page; ``new_token``: a read token just made, shown this once."""
+    from orchestrator.captions import recording_notice
+    from orchestrator.web.read_tokens import token_context
+
     tz, tz_error = await viewer_zone(request)
     early = request.app[settings_key].orchestrator.join_early_minutes
     facts = room_facts(room, tz, datetime.now(UTC), early)
-    irc = await irc_page_data(request, room, await current_identity(request),
-                              request.app.get(wiki_key))  # fmt: skip
     return await page(
         request,
         "room.html",
         {"room": room, "facts": facts, "tz": tz, "tz_error": tz_error,
-         "ask": whom_to_ask(room), "irc": irc},
+         "ask": whom_to_ask(room), "notice": await recording_notice(request.app, room.slug),
+         "public_captions": public_captions(room.policy, room.caption_readers),
+         "new_token": new_token, **await token_context(request, room),
+         "irc": await irc_page_data(request, room, await current_identity(request),
+                                    request.app.get(wiki_key))},
     )  # fmt: skip

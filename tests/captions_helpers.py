@@ -1,0 +1,54 @@
+"""Helpers for caption tests: rooms made through the admin API, the way an organizer does."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tests.rooms_helpers import AUTH, room_json
+
+DB_ENV = "PLENARY_ORCHESTRATOR__DATABASE"
+
+
+async def make_room(client: Any, slug: str, **over: Any) -> dict[str, Any]:
+    """Create room ``slug`` over ``POST /api/v1/rooms`` (public: its policy admits anyone,
+    unless ``policy`` says otherwise); its JSON."""
+    response = await client.post("/api/v1/rooms", json=room_json(slug, **over), headers=AUTH)
+    assert response.status == 201, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def patch_room(client: Any, slug: str, **fields: Any) -> dict[str, Any]:
+    response = await client.patch(f"/api/v1/rooms/{slug}", json=fields, headers=AUTH)
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def cli_rooms(database: Path, *slugs: str, retention_days: int | None = 90) -> None:
+    """Create public rooms the way an operator does, with ``plenary rooms create`` on the
+    database the app will open (in a thread of its own: the CLI runs its own loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_cli_rooms, database, slugs, retention_days).result()
+
+
+def _cli_rooms(database: Path, slugs: tuple[str, ...], retention_days: int | None) -> None:
+    from orchestrator.cli import main
+
+    old = os.environ.get(DB_ENV)
+    os.environ[DB_ENV] = str(database)
+    try:
+        for slug in slugs:
+            argv = ["rooms", "create", slug, "--title", slug, "--start", "2030-03-01T10:00",
+                    "--end", "2030-03-01T11:00", "--anyone"]  # fmt: skip
+            if retention_days is not None:
+                argv += ["--retention-days", str(retention_days)]
+            assert main(argv) == 0, slug
+    finally:
+        if old is None:
+            del os.environ[DB_ENV]
+        else:
+            os.environ[DB_ENV] = old
