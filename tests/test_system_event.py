@@ -583,7 +583,7 @@ async def _prometheus(prometheus: Prometheus, seen: Observed) -> dict[str, list[
     """Caption and videobridge figures as Prometheus scraped them (bounded wait)."""
     queries = {
         "captions": 'plenary_caption_events_total{job="plenary-orchestrator"} > 0',
-        "finals": 'plenary_captioner_delivered_total{job="plenary-captioner",kind="final"}',
+        "finals": 'plenary_captioner_delivered_total{job="plenary-captioner",kind="final"} > 0',
         "bridge_native": 'jitsi_jvb_bytes_received_total{job="jitsi-videobridge"}',
         "bridge_polled": 'plenary_jvb_received_bytes_total{job="plenary-orchestrator"}',
         "up": "up",
@@ -593,7 +593,7 @@ async def _prometheus(prometheus: Prometheus, seen: Observed) -> dict[str, list[
     async def probe() -> bool:
         for key, expr in queries.items():
             answers[key] = await prometheus.query(expr)
-        return all(answers[k] for k in ("captions", "bridge_native", "bridge_polled"))
+        return all(answers[k] for k in ("captions", "finals", "bridge_native", "bridge_polled"))
 
     try:
         await eventually(probe, 90, "Prometheus to scrape caption and bridge metrics", every=2)
@@ -651,9 +651,9 @@ def test_captions_are_stored_under_the_room_with_display_names(event: Observed) 
         expected = endpoint_name[speaker_of[caption["message_id"]]]
         assert caption["speaker"] == expected, caption
     # Real speech, recognized: the whole meeting's character error rate.
-    said = [(t.utterance.text, "") for t in event.script.turns]
+    said = " ".join(t.utterance.text for t in event.script.turns)
     heard = " ".join(c["text"] for c in event.stored)
-    rate = cer([(" ".join(r for r, _ in said), heard)])
+    rate = cer([(said, heard)])
     assert rate < 0.5, f"CER {rate:.2f}: {heard}"
 
 
@@ -709,8 +709,10 @@ def test_irc_channel_shows_names(event: Observed) -> None:
 def test_prometheus_answers_caption_and_bridge_queries(event: Observed) -> None:
     """Prometheus scrapes per the rendered config: Plenary's units and the bridge natively."""
     answers = event.prometheus
-    for key in ("captions", "bridge_native", "bridge_polled"):
+    for key in ("captions", "finals", "bridge_native", "bridge_polled"):
         assert answers.get(key), (key, answers, event.errors)
+    assert float(answers["captions"][0]["value"][1]) > 0
+    assert float(answers["finals"][0]["value"][1]) > 0  # the captioner delivered finals
     stats = load_fixture(CURRENT)
     for key in ("bridge_native", "bridge_polled"):
         assert float(answers[key][0]["value"][1]) == stats["total_bytes_received"], answers[key]
