@@ -414,6 +414,12 @@ class IrcNetworkSettings(BaseModel):
     formatting: bool = Field(
         False, description="Let IRC bold/colour codes through from caption text."
     )
+    registered_only: bool = Field(
+        False,
+        description="Also make restricted rooms' channels registered-only (+R): only users "
+        "logged in to a network account may join. For networks with services; the relay "
+        "should log in itself (SASL).",
+    )
 
 
 class IrcRoomSettings(BaseModel):

@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bots.captioner.bus import CaptionBus
 from bots.irc.client import IrcClient, SaslError
+from bots.irc.keys import OrchestratorChannels
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
+from bots.irc.source import BusCaptionSource, SseCaptionSource
+from orchestrator.app import create_app
+from orchestrator.settings import IrcRoomSettings, IrcSettings, load_settings
 from tests.ircservers import (
+    HOST,
     RawClient,
     binary,
     joined,
@@ -26,7 +32,11 @@ from tests.ircservers import (
     start_server,
     until,
 )
+from tests.rooms_helpers import AUTH, room_json
+from tests.rooms_helpers import TOKEN as ADMIN
 from tests.test_irc_servers import caption, irc_settings, network
+
+READER = "relay-reader-token"
 
 pytestmark = pytest.mark.skipif(
     binary("inspircd") is None or binary("atheme-services") is None,
@@ -92,3 +102,66 @@ async def test_sasl_tags_bot_mode_and_tls_on_inspircd_with_atheme(tmp_path: Path
         task.cancel()
         task2.cancel()
         await asyncio.gather(task, task2, return_exceptions=True)
+
+
+async def test_registered_only_channel_of_a_restricted_room(tmp_path: Path) -> None:
+    """With ``registered_only`` the relay sets +k and +R: the key alone is not enough,
+    an account logged in through SASL with the key is. The key comes from the
+    orchestrator's table (read with the relay's service reader token)."""
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+        captions={"producer_token": "p", "service_readers": {"relay": READER}},
+        irc={"networks": {"default": {"host": HOST, "port": 6667}},
+             "rooms": [{"room": "board", "channel": "#board"}]},
+    )  # fmt: skip
+    server = TestServer(create_app(settings), host=HOST)
+    await server.start_server()
+    base = f"http://{HOST}:{server.port}"
+    policy = {"access": [{"kind": "ldap_group", "group": "board"}], "moderators": []}
+    with start_server("inspircd", tmp_path, services=True) as srv:
+        await register_account(srv.port, "relay", "correct-horse", "relay@example.org")
+        await register_account(srv.port, "member", "member-pw", "member@example.org")
+        async with aiohttp.ClientSession() as http:
+            body = room_json("board", policy=policy, irc_channel="#board")
+            r = await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)
+            assert r.status == 201, await r.text()
+            keys = OrchestratorChannels(base, READER, http)
+            table = await keys.fetch()
+            assert table["board"].restricted and table["board"].key
+            key = table["board"].key
+            irc = IrcSettings(
+                networks={"default": network(srv.port, registered_only=True,
+                                             sasl_username="relay",
+                                             sasl_password="correct-horse")},
+                rooms=[IrcRoomSettings(room="board", channel="#board")],
+            )  # fmt: skip
+            source = SseCaptionSource(base, http, token=READER)
+            relay = Relay(irc, source, channels=keys)
+            async with relay_running(relay):
+                await until(lambda: relay.protection.get("board", (False,))[0], 10, "+kR")
+                assert "+R" in relay.protection["board"][1]
+                channel = relay.clients["default"].channels["#board"]
+                assert channel.current is not None and {"k", "R"} <= set(channel.current)
+
+                # The key without an account: refused (477 needs a registered nick).
+                anonymous = await RawClient.connect(srv.port, "anon")
+                anonymous.send(f"JOIN #board {key}")
+                await until(lambda: anonymous.numerics("477"), 10, "477")
+                await anonymous.close()
+
+                # An account logged in with SASL, with the key: in.
+                member = IrcClient(
+                    network(srv.port, nick="member", sasl_username="member",
+                            sasl_password="member-pw")
+                )  # fmt: skip
+                member.add_room("board", "#board", key=key)
+                task = asyncio.create_task(member.run())
+                await until(lambda: member.channels["#board"].joined, 10, "member in #board")
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await member.close()
+
+                # The room page says an account is needed (as the relay reported).
+                page = await (await http.get(f"{base}/r/board")).text()
+                assert "registered users only" in page
+    await server.close()

@@ -593,7 +593,7 @@ class IrcClient:
             return
         channel.current = {m: arg for _, m, arg in self._changes(msg.param(2), msg.params[3:])}
         if self._is_protected(channel):
-            self._report(channel, True, "")
+            self._report(channel, True, self._note(channel))
             return
         known = self.isupport.get("CHANMODES")
         lacking = [m for m in channel.modes if known is not None and m not in known]
@@ -623,10 +623,20 @@ class IrcClient:
         if not channel.protect:
             return
         if self._is_protected(channel):
-            self._report(channel, True, "")
-        elif channel.reported == (True, "") and self._fold(by) != self._fold(self.nick):
+            self._report(channel, True, self._note(channel))
+        elif channel.reported == (True, self._note(channel)) and not self._is_me(by):
             self._report(channel, False, f"{by} changed the channel's modes ({modes})")
             self._ask_modes(channel)  # and set them again
+
+    def _is_me(self, nick: str) -> bool:
+        return self._fold(nick) == self._fold(self.nick)
+
+    @staticmethod
+    def _note(channel: Channel) -> str:
+        """What a protected channel asks of those who join, beyond the key."""
+        if "R" in channel.modes:
+            return "registered users only (+R): log in to your account on the network first"
+        return ""
 
     def _is_protected(self, channel: Channel) -> bool:
         current = channel.current or {}

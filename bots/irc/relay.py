@@ -124,7 +124,9 @@ class Relay:
             known = table.get(entry.room)
             restricted = known is not None and known.restricted
             key = entry.key or (known.key if known is not None else "")
-            self.clients[entry.network].protect(entry.channel, key, restricted=restricted)
+            modes = "R" if self.settings.networks[entry.network].registered_only else ""
+            client = self.clients[entry.network]
+            client.protect(entry.channel, key, restricted=restricted, modes=modes)
         return True
 
     def _protected(self, network: str, channel: str, ok: bool, why: str) -> None:
