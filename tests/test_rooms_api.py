@@ -181,6 +181,7 @@ async def test_policy_is_stored_normalized(client: Any) -> None:
     }
     r = await client.post("/api/v1/rooms", json=room_json(policy=policy), headers=AUTH)
     assert r.status == 201, await r.text()
-    stored = (await (await client.get("/api/v1/rooms/keynote")).json())["policy"]
+    # a restricted room: only those it admits (here the admin token) see it
+    stored = (await (await client.get("/api/v1/rooms/keynote", headers=AUTH)).json())["policy"]
     assert stored["access"] == [{"kind": "wiki_group", "group": "sysop", "global": True}]
     assert stored["moderators"][0]["name"] == "alice"

@@ -1,6 +1,7 @@
 """The JSON REST API under /api/v1: rooms CRUD and schedules.
 
-Reads are public (the same facts the room pages show); writes need
+Reads show the rooms the caller may see (orchestrator/rooms/visibility.py: public
+rooms to everyone, more to attendees, all to organizers and the admin token); writes need
 ``Authorization: Bearer <orchestrator.admin_token>``. Errors are problem documents
 (orchestrator/problems.py: type, title, status, detail; ``errors`` per field when the
 room is not valid) with 400, 401, 403, 404 or 409.
@@ -18,10 +19,11 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.keys import db_key, settings_key
 from orchestrator.problems import check_bearer, problem_response
-from orchestrator.rooms.model import RoomCreate, RoomFields, RoomPatch, SessionOut, zone
+from orchestrator.rooms.model import Room, RoomCreate, RoomFields, RoomPatch, SessionOut, zone
 from orchestrator.rooms.openapi import document
 from orchestrator.rooms.repository import RoomExists, RoomNotFound, RoomRepository
 from orchestrator.rooms.schedule import upcoming
+from orchestrator.rooms.visibility import listing_viewer, may_see, visible
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -81,15 +83,29 @@ def _slug(request: web.Request) -> str:
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    rooms = await repository(request).list()
+    """The rooms this caller may see (orchestrator/rooms/visibility.py)."""
+    viewer = await listing_viewer(request)
+    rooms = await visible(request, viewer, await repository(request).list())
     return web.json_response([json.loads(r.model_dump_json()) for r in rooms])
+
+
+async def _visible_room(request: web.Request) -> Room:
+    """The room of the URL if this caller may see it; 404 alike for the rest."""
+    viewer = await listing_viewer(request)
+    try:
+        room = await repository(request).get(_slug(request))
+    except RoomNotFound:
+        room = None
+    if room is None or not await may_see(request, viewer, room):
+        raise _Problem(problem(404, f"no room named {_slug(request)!r}"))
+    return room
 
 
 async def get_room(request: web.Request) -> web.Response:
     try:
-        return _json(await repository(request).get(_slug(request)))
-    except RoomNotFound:
-        return problem(404, f"no room named {_slug(request)!r}")
+        return _json(await _visible_room(request))
+    except _Problem as p:
+        return p.response
 
 
 @admin_only
@@ -146,14 +162,17 @@ async def delete_room(request: web.Request) -> web.Response:
 
 async def room_schedule(request: web.Request) -> web.Response:
     try:
-        room = await repository(request).get(_slug(request))
-    except RoomNotFound:
-        return problem(404, f"no room named {_slug(request)!r}")
+        room = await _visible_room(request)
+    except _Problem as p:
+        return p.response
     return await _schedule(request, [room])
 
 
 async def schedule(request: web.Request) -> web.Response:
-    return await _schedule(request, await repository(request).list())
+    viewer = await listing_viewer(request)
+    return await _schedule(
+        request, await visible(request, viewer, await repository(request).list())
+    )
 
 
 async def _schedule(request: web.Request, rooms: list[Any]) -> web.Response:

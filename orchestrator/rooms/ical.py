@@ -2,7 +2,9 @@
 
 Each session of a weekly series is its own event, so an attendee's calendar shows
 exactly the sessions Plenary will open, in the zone they asked for (``?tz=``) with
-its VTIMEZONE included.
+its VTIMEZONE included. The caller passes only the sessions of rooms the requester may
+see (orchestrator/rooms/visibility.py): a calendar app fetches the feed without a
+login, so it gets the public rooms.
 """
 
 from __future__ import annotations

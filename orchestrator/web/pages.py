@@ -26,6 +26,7 @@ from orchestrator.rooms.model import Room, zone
 from orchestrator.rooms.policy import parse, public_captions
 from orchestrator.rooms.repository import RoomNotFound
 from orchestrator.rooms.schedule import upcoming
+from orchestrator.rooms.visibility import listing_viewer, visible
 from orchestrator.web.keys import wiki_key
 from orchestrator.web.organizers import is_organizer
 from orchestrator.web.sessions import csrf_token, current_identity
@@ -98,11 +99,19 @@ async def index(request: web.Request) -> web.Response:
     return await page(request, "index.html", {})
 
 
+async def listed_rooms(request: web.Request) -> tuple[list[Room], bool]:
+    """The rooms this visitor may see (orchestrator/rooms/visibility.py), and whether
+    the list is theirs alone (more than the public rooms)."""
+    viewer = await listing_viewer(request)
+    rooms = await visible(request, viewer, await repository(request).list())
+    return rooms, viewer.everything or viewer.who is not None
+
+
 async def room_list(request: web.Request) -> web.Response:
     tz, tz_error = await viewer_zone(request)
     now = datetime.now(UTC)
     rows = []
-    for room in await repository(request).list():
+    for room in (await listed_rooms(request))[0]:
         occ = room.next_occurrence(now)
         nxt = None
         if occ is not None:
@@ -116,7 +125,7 @@ async def room_list(request: web.Request) -> web.Response:
 async def schedule_page(request: web.Request) -> web.Response:
     tz, tz_error = await viewer_zone(request)
     lang = request.query.get("lang", "").strip() or None
-    rooms = await repository(request).list()
+    rooms = (await listed_rooms(request))[0]
     sessions = [
         {"room": u.room, "text": when(u.start, u.end), "iso": u.start.isoformat()}
         for u in upcoming(rooms, datetime.now(UTC), lang=lang, tz=tz)
@@ -148,16 +157,16 @@ async def calendar_feed(request: web.Request) -> web.Response:
     lang = request.query.get("lang", "").strip() or None
     settings = request.app[settings_key].orchestrator
     base = settings.public_url.rstrip("/")
-    sessions = upcoming(await repository(request).list(), datetime.now(UTC), lang=lang, tz=tz)
+    rooms, personal = await listed_rooms(request)
+    sessions = upcoming(rooms, datetime.now(UTC), lang=lang, tz=tz)
     name = "Plenary sessions" + (f" ({lang})" if lang else "")
     body = calendar(sessions, base_url=base, host=urlsplit(base).hostname or "plenary",
                     name=name)  # fmt: skip
-    return web.Response(
-        body=body,
-        content_type="text/calendar",
-        charset="utf-8",
-        headers={"Content-Disposition": 'inline; filename="plenary.ics"'},
-    )
+    headers = {"Content-Disposition": 'inline; filename="plenary.ics"'}
+    if personal:  # restricted rooms of this visitor: for nobody else's cache
+        headers["Cache-Control"] = "private, no-store"
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8",
+                        headers=headers)  # fmt: skip
 
 
 def room_facts(
