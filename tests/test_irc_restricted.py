@@ -11,8 +11,10 @@ replaces the old one on the channel.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,42 @@ async def until_relay_in(relay: Relay, room: str) -> bool:
     client = relay.clients["default"]
     await until(lambda: client.channels[queue.target.lower()].joined, 10, f"relay in {room}")
     return True
+
+
+async def test_a_room_created_after_the_relay_started_is_keyed_before_its_first_caption(
+    irc: IrcServer, orchestrator: str
+) -> None:
+    """The relay reads the table at start and every ``refresh`` seconds (here: never
+    again); a caption of a room missing from its table makes it read the table at once,
+    and it posts nothing into the channel until the key is set."""
+    base = orchestrator
+    settings = irc_settings(irc.port)
+    settings.rooms.append(IrcRoomSettings(room="late", channel="#late"))
+    async with aiohttp.ClientSession() as http:
+        source = SseCaptionSource(base, http, token=READER, reconnect_min=0.2, reconnect_max=1)
+        keys = OrchestratorChannels(base, READER, http)
+        relay = Relay(settings, source, channels=keys, refresh=3600)
+        async with relay_running(relay):
+            await until(lambda: relay.protection.get("devroom") == (True, ""), 15, "#dev keyed")
+            body = room_json("late", policy=DEVS, irc_channel="#late")
+            r = await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)
+            assert r.status == 201, await r.text()
+            channel = relay.clients["default"].channels["#late"]
+            assert not channel.protect  # not in the table read at start
+            # Until the relay's stream of the new room is open a caption counts as
+            # history: post until one is relayed.
+            events = [{"speaker": "Alice", "text": "first words", "language": "en"}]
+            deadline = time.monotonic() + 20
+            while relay.delivered.get("late", 0) == 0:
+                assert time.monotonic() < deadline, "no caption of the late room relayed"
+                r = await http.post(
+                    f"{base}/api/v1/rooms/late/captions",
+                    json={"events": events},
+                    headers={"Authorization": f"Bearer {PRODUCER}"},
+                )
+                assert r.status == 202, await r.text()
+                await asyncio.sleep(0.5)
+            key = channel.key
+            assert key and relay.protection["late"] == (True, "")
+            answer = await refused(irc.port, "intruder", "#late")
+            assert answer and answer[0].param(1) == "#late"
