@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orchestrator.irc_channels import openapi_paths as irc_paths
 from orchestrator.rooms.model import Problem, Room, RoomCreate, RoomFields, RoomPatch, SessionOut
 
 REF = "#/components/schemas/{model}"
@@ -57,7 +58,10 @@ def document(server: str) -> dict[str, Any]:
         "servers": [{"url": server.rstrip("/")}],
         "components": {
             "schemas": defs["$defs"],
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+                "service_reader": {"type": "http", "scheme": "bearer"},  # service_readers
+            },
         },
         "paths": {
             "/api/v1/openapi.json": {
@@ -116,5 +120,6 @@ def document(server: str) -> dict[str, Any]:
                     "responses": {"200": sessions, **_errors(400)},
                 }
             },
+            **irc_paths(),
         },
     }
