@@ -237,3 +237,45 @@ async def test_a_room_created_after_the_relay_started_is_keyed_before_its_first_
             assert key and relay.protection["late"] == (True, "")
             answer = await refused(irc.port, "intruder", "#late")
             assert answer and answer[0].param(1) == "#late"
+
+
+async def test_channel_table_admin_key_and_relay_reports(slapd: Slapd, tmp_path: Path) -> None:
+    """An irc.rooms key set by the admin wins over the generated one (table and page);
+    the relay's reports are checked; public rooms have no key."""
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+        ldap=slapd.settings().model_dump(mode="json"),
+        jitsi={"domain": "meet.example.org", "app_secret": JITSI_SECRET},
+        captions={"service_readers": {"relay": READER}},
+        irc={"networks": {"default": {"host": HOST}},
+             "rooms": [{"room": "devroom", "channel": "#dev", "key": "AdminKey1"}]},
+    )  # fmt: skip
+    server = TestServer(create_app(settings), host=HOST)
+    await server.start_server()
+    base = f"http://{HOST}:{server.port}"
+    reader = {"Authorization": f"Bearer {READER}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            for slug, policy in (("devroom", DEVS), ("openroom", ANYONE), ("taken", DEVS)):
+                body = room_json(slug, policy=policy, irc_channel=CHANNELS[slug])
+                assert (await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)).ok
+            r = await http.get(f"{base}/api/v1/irc/channels", headers=reader)
+            rows = {row["room"]: row for row in (await r.json())["channels"]}
+            assert rows["devroom"] == {"room": "devroom", "channel": "#dev",
+                                       "restricted": True, "key": "AdminKey1"}  # fmt: skip
+            assert rows["openroom"]["restricted"] is False and rows["openroom"]["key"] == ""
+            assert re.fullmatch(r"[A-Za-z0-9]{16}", rows["taken"]["key"])
+            again = await (await http.get(f"{base}/api/v1/irc/channels", headers=reader)).json()
+            assert {r["room"]: r for r in again["channels"]}["taken"] == rows["taken"]  # kept
+            assert key_on(await room_page(base, "devroom", "alice"), "#dev") == "AdminKey1"
+
+            state = f"{base}/api/v1/irc/channels/devroom/state"
+            bad = await http.put(state, json={"protected": "yes"}, headers=reader)
+            assert bad.status == 400
+            assert (await http.put(state, json={"protected": True})).status == 401
+            missing = f"{base}/api/v1/irc/channels/nosuch/state"
+            assert (await http.put(missing, json={"protected": True}, headers=reader)).status == 404
+            rotate = f"{base}/api/v1/irc/channels/taken/key"
+            assert (await http.post(rotate, headers=reader)).status == 403  # not the admin
+    finally:
+        await server.close()
