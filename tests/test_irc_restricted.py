@@ -22,8 +22,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry, generate_latest
 
 from bots.irc.keys import OrchestratorChannels
+from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
@@ -134,6 +136,11 @@ async def test_restricted_channel_needs_the_key_from_the_room_page(
             assert relay.protection["taken"][0] is False
             assert "not a channel operator" in relay.protection["taken"][1]
             assert "openroom" not in relay.protection  # public: nothing to protect
+            registry = CollectorRegistry()
+            registry.register(RelayCollector(relay))
+            scraped = generate_latest(registry).decode()
+            assert 'plenary_irc_channel_protected{room="devroom"} 1.0' in scraped
+            assert 'plenary_irc_channel_protected{room="taken"} 0.0' in scraped
 
             # Without the key: refused. The public room's channel stays open.
             answer = await refused(irc.port, "intruder", "#dev")

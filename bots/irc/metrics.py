@@ -53,6 +53,14 @@ class RelayCollector(Collector):
             "Lines dropped because the channel fell too far behind, by room.",
             labels=["room"],
         )
+        protected = GaugeMetricFamily(
+            "plenary_irc_channel_protected",
+            "Restricted rooms' channels: 1 when the relay has set the key, 0 when it could "
+            "not (the log and the room page say why).",
+            labels=["room"],
+        )
+        for room, (ok, _) in sorted(self._relay.protection.items()):
+            protected.add_metric([room], 1.0 if ok else 0.0)
         for network, client in self._relay.clients.items():
             connected.add_metric([network], 1.0 if client.registered.is_set() else 0.0)
             sent.add_metric([network], float(client.lines_sent))
@@ -63,3 +71,4 @@ class RelayCollector(Collector):
             merged.add_metric([room], float(queue.merged))
             skipped.add_metric([room], float(queue.skipped_lines))
         yield from (connected, sent, reconnects, registrations, backlog, merged, skipped)
+        yield protected
