@@ -117,18 +117,16 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
     participants, turns = plan_meeting(corpus, speakers, utterances)
     workdir = tempfile.TemporaryDirectory(prefix="plenary-demo-")
     token = secrets.token_urlsafe(16)
+    admin = secrets.token_urlsafe(16)
     orchestrator = settings.model_copy(
         update={
             "orchestrator": settings.orchestrator.model_copy(
-                update={"database": Path(workdir.name) / "demo.sqlite3"}
+                update={"database": Path(workdir.name) / "demo.sqlite3", "admin_token": admin}
             ),
             "captions": settings.captions.model_copy(update={"producers": {"demo": token}}),
         }
     )
-    orunner = web.AppRunner(create_orchestrator(orchestrator), access_log=None)
-    await orunner.setup()
-    await web.TCPSite(orunner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{orunner.addresses[0][1]}"
+    orunner, base = await start_orchestrator(orchestrator)
     # The captioner delivers to the orchestrator over HTTP, as it does in production.
     captioner = settings.model_copy(
         update={
@@ -191,6 +189,34 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         file=sys.stderr,
     )
     return 0 if printer.finals else 1
+
+
+async def start_orchestrator(settings: Settings) -> tuple[web.AppRunner, str]:
+    """The orchestrator on a free loopback port, with the room ``demo``; its runner and URL."""
+    runner = web.AppRunner(create_orchestrator(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await create_room(base, settings.orchestrator.admin_token)
+    return runner, base
+
+
+async def create_room(base: str, admin: str) -> None:
+    """The public room ``demo`` (captions for rooms it does not know the orchestrator
+    refuses), recorded for a day, made over the rooms API as an organizer would."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    room = {
+        "slug": "demo", "title": "Plenary demo", "languages": ["ko"],
+        "schedule": {"start": now.isoformat(), "end": (now + dt.timedelta(hours=2)).isoformat(),
+                     "timezone": "UTC"},
+        "policy": {"access": [{"kind": "anyone"}], "moderators": []},
+        "transcript_retention_days": 1,
+    }  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with http.post(f"{base}/api/v1/rooms", json=room, headers=headers) as response:
+            if response.status != 201:
+                raise RuntimeError(f"the demo room was refused: {await response.text()}")
 
 
 def _event(data: dict[str, object], started: dt.datetime) -> CaptionEvent:

@@ -28,14 +28,19 @@ async def patch_room(client: Any, slug: str, **fields: Any) -> dict[str, Any]:
     return body
 
 
-def cli_rooms(database: Path, *slugs: str, retention_days: int | None = 90) -> None:
-    """Create public rooms the way an operator does, with ``plenary rooms create`` on the
-    database the app will open (in a thread of its own: the CLI runs its own loop)."""
+def cli_rooms(
+    database: Path, *slugs: str, retention_days: int | None = 90, policy: str = ""
+) -> None:
+    """Create rooms the way an operator does, with ``plenary rooms create`` on the
+    database the app will open (in a thread of its own: the CLI runs its own loop);
+    public unless ``policy`` (JSON) says otherwise."""
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(_cli_rooms, database, slugs, retention_days).result()
+        pool.submit(_cli_rooms, database, slugs, retention_days, policy).result()
 
 
-def _cli_rooms(database: Path, slugs: tuple[str, ...], retention_days: int | None) -> None:
+def _cli_rooms(
+    database: Path, slugs: tuple[str, ...], retention_days: int | None, policy: str
+) -> None:
     from orchestrator.cli import main
 
     old = os.environ.get(DB_ENV)
@@ -43,7 +48,8 @@ def _cli_rooms(database: Path, slugs: tuple[str, ...], retention_days: int | Non
     try:
         for slug in slugs:
             argv = ["rooms", "create", slug, "--title", slug, "--start", "2030-03-01T10:00",
-                    "--end", "2030-03-01T11:00", "--anyone"]  # fmt: skip
+                    "--end", "2030-03-01T11:00"]  # fmt: skip
+            argv += ["--policy", policy] if policy else ["--anyone"]
             if retention_days is not None:
                 argv += ["--retention-days", str(retention_days)]
             assert main(argv) == 0, slug

@@ -179,7 +179,10 @@ async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
     app[directory_key] = FakeDirectory()
 
     async def seed(app: web.Application) -> None:
-        await RoomRepository(app[db_key]).create(RoomCreate.model_validate(ROOM))
+        devs = {"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}
+        await RoomRepository(app[db_key]).create(
+            RoomCreate.model_validate({**ROOM, "policy": devs})
+        )
         lines = ["안녕하세요, 여러분.", "Welcome <everyone> & thanks 🎉", "다음 발표를 시작합니다."]
         for n, text in enumerate(lines):
             await app[captions_key].accept(
@@ -193,25 +196,19 @@ async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
 
 
 async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> None:
-    import asyncio
-
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        url = f"{captioned_site}/api/v1/rooms/keynote/captions?after=0"
-        for _ in range(100):  # stored at start-up; checked before the pages are read
-            body = await (await http.get(url)).json()
-            if len(body.get("captions", body if isinstance(body, list) else [])) >= 3:
-                break
-            await asyncio.sleep(0.05)
-        html = await (await http.get(f"{captioned_site}/r/keynote/transcripts")).text()
-    await page.goto(f"{captioned_site}/r/keynote/captions")
+    # The room's captions are for its attendees (LDAP group devs): alice logs in first.
+    await log_in(page, captioned_site, "alice", "alice-pw", "/r/keynote/captions")
+    assert await page.evaluate("location.pathname") == "/r/keynote/captions"
     await assert_accessible(page, "captions page")
     text = await page.evaluate("document.body.innerText")
     assert "다음 발표를 시작합니다." in text and "Welcome <everyone> & thanks" in text
     await page.goto(f"{captioned_site}/r/keynote/transcripts")
     await assert_accessible(page, "transcripts list")
+    html = await page.evaluate("document.documentElement.outerHTML")
     pids = [part.split('"')[0] for part in html.split('href="/pid/')[1:]]
     assert pids, "no transcript linked from the transcripts list"
     await page.goto(f"{captioned_site}/pid/{pids[0]}")
     await assert_accessible(page, "transcript page")
+    await page.goto(f"{captioned_site}/r/keynote")
+    assert "Make a read token" in await page.evaluate("document.body.innerText")
+    await assert_accessible(page, "room page with the read token form")

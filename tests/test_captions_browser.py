@@ -18,9 +18,11 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.app import create_app
 from orchestrator.settings import load_settings
+from tests.captions_helpers import cli_rooms
 from tests.netutil import free_port
 
 TOKEN = "browser-test"
+READER = "screen-reader-service-token"
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +111,25 @@ async def _post(http: aiohttp.ClientSession, room: str, speaker: str, text: str)
 
 
 async def test_live_captions_reach_the_accessibility_tree(browser: str, tmp_path: Path) -> None:
+    # A restricted room, read in the browser with a token link (as a read token is used).
+    devs = '{"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}'
+    cli_rooms(tmp_path / "db.sqlite3", "hall", policy=devs)
     settings = load_settings(
         orchestrator={"database": tmp_path / "db.sqlite3"},
-        captions={"producer_token": TOKEN},
+        captions={"producer_token": TOKEN, "service_readers": {"screen": READER}},
     )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"
     async with aiohttp.ClientSession(base) as http:
+        assert (await http.get("/r/hall/captions")).status == 401  # not without the token
         await _post(http, "hall", "Ana", "Before the page opened")
         async with aiohttp.ClientSession() as devtools:
             target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
             async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 page = Page(ws)
                 await page.send("Page.enable")
-                await page.send("Page.navigate", url=f"{base}/r/hall/captions")
+                await page.send("Page.navigate", url=f"{base}/r/hall/captions?token={READER}")
                 await page.wait_for("document.getElementById('status').textContent === 'Live.'")
                 await _post(http, "hall", "김민지", "안녕하세요 <script>x</script> & 반갑습니다")
                 await _post(http, "hall", "Bo", "Second live line")

@@ -33,12 +33,14 @@ from bots.captioner.engine import Engine
 from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key
 from orchestrator.settings import Settings
+from tests.captions_helpers import cli_rooms
 from tests.conftest import read_pcm
 from tests.netutil import free_port
 from tests.opus_frames import FakeBridge
 
 TOKEN = "producer-token-for-tests"
 ACCESS = "captioner-access-token"
+READER = "service-reader-token"
 ROOM = "talk"
 
 
@@ -50,6 +52,8 @@ class Orchestrator:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}  # more settings for the next start
+        cli_rooms(tmp / "plenary.sqlite3", ROOM)  # captions for unknown rooms are refused
 
     def start(self) -> None:
         env = {
@@ -57,7 +61,9 @@ class Orchestrator:
             "PLENARY_ORCHESTRATOR__DATABASE": str(self.tmp / "plenary.sqlite3"),
             "PLENARY_ORCHESTRATOR__PORT": str(self.port),
             "PLENARY_CAPTIONS__PRODUCERS": json.dumps({"captioner-1": TOKEN}),
+            "PLENARY_CAPTIONS__SERVICE_READERS": json.dumps({"test": READER}),
             "PLENARY_LOG_LEVEL": "WARNING",
+            **self.env,
         }
         plenary = Path(sys.executable).with_name("plenary")
         self.proc = subprocess.Popen(
@@ -92,7 +98,10 @@ class Orchestrator:
     async def captions(self, room: str) -> list[dict[str, Any]]:
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"{self.url}/api/v1/rooms/{room}/captions?after=0&limit=1000") as r,
+            http.get(
+                f"{self.url}/api/v1/rooms/{room}/captions?after=0&limit=1000",
+                headers={"Authorization": f"Bearer {READER}"},  # reads every room
+            ) as r,
         ):
             assert r.status == 200
             events: list[dict[str, Any]] = (await r.json())["events"]
@@ -199,6 +208,8 @@ async def test_vosk_finals_survive_an_orchestrator_kill9_once_each_in_order(
 async def test_bridge_captions_carry_meeting_and_endpoint(
     settings: Settings, engine: Engine, ko_corpus: list[Utterance], orchestrator: Orchestrator
 ) -> None:
+    # A meeting no room is known for: kept under its id only with accept_unknown_rooms.
+    orchestrator.env["PLENARY_CAPTIONS__ACCEPT_UNKNOWN_ROOMS"] = "true"
     orchestrator.start()
     await orchestrator.ready()
     fake = FakeBridge()
@@ -345,6 +356,7 @@ async def test_plenary_serve_delivers_over_loopback_http(
         "PLENARY_LOG_LEVEL": "INFO",
     }
     plenary = Path(sys.executable).with_name("plenary")
+    cli_rooms(tmp_path / "plenary.sqlite3", ROOM)
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.app import create_app
 from orchestrator.captions.jigasi import JigasiError, parse, room_from_jid
 from orchestrator.settings import load_settings
+from tests.captions_helpers import cli_rooms
 
 SECRET = "jigasi-shared-secret"
 JID = "Keynote@conference.meet.example.org"
@@ -47,6 +48,7 @@ def join(pid: str, name: str) -> bytes:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+    cli_rooms(tmp_path / "db.sqlite3", "keynote")  # a public room, made with the CLI
     settings = load_settings(
         orchestrator={"database": tmp_path / "db.sqlite3"},
         captions={"jigasi_secret": SECRET},
@@ -153,8 +155,18 @@ async def test_a_malformed_body_is_400_without_side_effects(
     await client.post(f"/api/v1/jigasi/{SECRET}", data=speech("before"), headers=CT)
     response = await client.post(f"/api/v1/jigasi/{SECRET}", data=body, headers=CT)
     assert response.status == 400
-    assert message in (await response.json())["error"]
+    assert message in (await response.json())["detail"]
     got = await captions(client)
     assert [e["text"] for e in got] == ["before"]
     sessions = await (await client.get("/r/keynote/transcripts")).text()
     assert sessions.count("/pid/") == 5  # one session: its page link and four exports
+
+
+async def test_a_room_plenary_does_not_know_is_404(client: Any) -> None:
+    body = speech("hello").replace(b"Keynote@", b"Nowhere@")
+    response = await client.post(
+        "/api/v1/jigasi", data=body, headers={**CT, "X-Plenary-Secret": SECRET}
+    )
+    assert response.status == 404 and response.content_type == "application/problem+json"
+    assert "nowhere" in (await response.json())["detail"]
+    assert await captions(client) == []

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from orchestrator.app import create_app
 from orchestrator.captions.event_sync import EventSyncError, parse
 from orchestrator.settings import Settings, load_settings
+from tests.captions_helpers import cli_rooms
 from tests.fake_prosody import FakeProsody, Room
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,16 +32,20 @@ SNIPPET = ROOT / "deploy" / "jitsi" / "prosody-plenary.cfg.lua.snippet"
 SECRET = "prosody-event-secret"
 PRODUCER = "captioner-token"
 JIGASI = "jigasi-secret"
+READER = "service-reader-token"
 ANA = {"id": "ldap:ana", "name": "Ana Kim", "email": "ana@example.org"}
 
 
-def make_settings(db: Path, secret: str = SECRET) -> Settings:
+def make_settings(db: Path, secret: str = SECRET, **captions: Any) -> Settings:
+    cli_rooms(db, "keynote")  # the room Plenary knows, made with the CLI
     return load_settings(
         orchestrator={"database": db},
         captions={
             "event_sync_secret": secret,
             "producers": {"captioner-1": PRODUCER},
             "jigasi_secret": JIGASI,
+            "service_readers": {"reader": READER},
+            **captions,
         },
     )
 
@@ -95,7 +100,9 @@ class App:
             return await response.json()
 
     async def poll(self, room: str) -> list[tuple[str, str]]:
-        async with self.client.get(f"/api/v1/rooms/{room}/captions") as response:
+        """What is stored under ``room`` (as a service reader, who reads every key)."""
+        auth = {"Authorization": f"Bearer {READER}"}
+        async with self.client.get(f"/api/v1/rooms/{room}/captions", headers=auth) as response:
             assert response.status == 200
             data = await response.json()
         return [(e["speaker"], e["text"]) for e in data["events"]]
@@ -136,16 +143,37 @@ async def test_captions_of_a_meeting_land_in_its_room_under_token_names(app: App
     assert await app.poll(room.meeting_id) == []
 
 
-async def test_unmapped_meeting_is_filed_under_its_id_and_unknown_room_under_its_name(
-    app: App,
-) -> None:
-    await app.caption("4f1e-unmapped", "a1", "nobody told us", "Speaker 1")
-    assert await app.poll("4f1e-unmapped") == [("Speaker 1", "nobody told us")]
+async def test_unmapped_meeting_and_unknown_room_are_refused_per_event(app: App) -> None:
+    answer = await app.caption("4f1e-unmapped", "a1", "nobody told us", "Speaker 1")
+    assert answer["refused"] == 1 and answer["accepted"][0]["status"] == 404
+    assert await app.poll("4f1e-unmapped") == []
     prosody = FakeProsody(app.client, SECRET)
     stranger = Room("notplenarys")  # a Jitsi room Plenary never made
     await prosody.occupant_joined(stranger, "c0ffee00", ANA)
-    await app.caption(stranger.meeting_id, "c0ffee00", "still named", "Speaker 1")
-    assert await app.poll("notplenarys") == [("Ana Kim", "still named")]
+    answer = await app.caption(stranger.meeting_id, "c0ffee00", "not kept", "Speaker 1")
+    assert answer["accepted"][0]["status"] == 404
+    assert "notplenarys" in answer["accepted"][0]["error"]
+    assert await app.poll("notplenarys") == []
+
+
+async def test_with_accept_unknown_rooms_unmapped_meetings_are_filed_under_their_id(
+    tmp_path: Path,
+) -> None:
+    app = App(make_settings(tmp_path / "db.sqlite3", accept_unknown_rooms=True))
+    await app.start()
+    try:
+        await app.caption("4f1e-unmapped", "a1", "nobody told us", "Speaker 1")
+        assert await app.poll("4f1e-unmapped") == [("Speaker 1", "nobody told us")]
+        prosody = FakeProsody(app.client, SECRET)
+        stranger = Room("notplenarys")  # a Jitsi room Plenary never made
+        await prosody.occupant_joined(stranger, "c0ffee00", ANA)
+        await app.caption(stranger.meeting_id, "c0ffee00", "still named", "Speaker 1")
+        assert await app.poll("notplenarys") == [("Ana Kim", "still named")]
+        # Plenary has no policy for them: only the admin and service readers read them.
+        async with app.client.get("/api/v1/rooms/notplenarys/captions") as anonymous:
+            assert anonymous.status == 404
+    finally:
+        await app.close()
 
 
 async def test_breakout_meeting_goes_to_its_own_room_not_the_main_one(app: App) -> None:
@@ -195,12 +223,13 @@ async def test_stock_event_sync_posts_are_accepted_but_map_nothing(app: App) -> 
 async def test_wrong_or_missing_secret_is_refused(app: App) -> None:
     room = Room("keynote")
     missing = await FakeProsody(app.client, "").room_created(room)
-    assert missing.status == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.status == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
     wrong = await FakeProsody(app.client, "not-the-secret").occupant_joined(room, "a1", ANA)
     assert wrong.status == 403
-    assert "wrong secret" in (await wrong.json())["error"]
-    await app.caption(room.meeting_id, "a1", "refused join named nobody", "Speaker 1")
-    assert await app.poll(room.meeting_id) == [("Speaker 1", "refused join named nobody")]
+    assert "not valid for Prosody event posts" in (await wrong.json())["detail"]
+    answer = await app.caption(room.meeting_id, "a1", "refused join named nobody", "Speaker 1")
+    assert answer["accepted"][0]["status"] == 404  # the meeting was never mapped to a room
+    assert await app.poll(room.meeting_id) == []
 
 
 async def test_empty_secret_refuses_every_post_with_a_clear_message(tmp_path: Path) -> None:
@@ -209,7 +238,7 @@ async def test_empty_secret_refuses_every_post_with_a_clear_message(tmp_path: Pa
     try:
         answer = await FakeProsody(app.client, "anything").room_created(Room("keynote"))
         assert answer.status == 403
-        assert "captions.event_sync_secret" in (await answer.json())["error"]
+        assert "captions.event_sync_secret" in (await answer.json())["detail"]
     finally:
         await app.close()
 
@@ -257,7 +286,7 @@ async def test_malformed_post_is_400_naming_the_field(
 ) -> None:
     answer = await FakeProsody(app.client, SECRET).send(path, payload)
     assert answer.status == 400
-    assert (await answer.json())["error"].startswith(f"{field}:")
+    assert (await answer.json())["detail"].startswith(f"{field}:")
 
 
 async def test_not_json_is_400(app: App) -> None:
@@ -267,7 +296,7 @@ async def test_not_json_is_400(app: App) -> None:
         headers={"Authorization": f"Bearer {SECRET}"},
     ) as answer:
         assert answer.status == 400
-        assert "not JSON" in (await answer.json())["error"]
+        assert "not JSON" in (await answer.json())["detail"]
     async with app.client.post(
         "/api/v1/events/room/renamed", data=b"{}", headers={"Authorization": f"Bearer {SECRET}"}
     ) as answer:

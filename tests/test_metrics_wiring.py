@@ -26,6 +26,7 @@ from orchestrator.rooms.model import Room, RoomCreate
 from orchestrator.rooms.repository import RoomRepository
 from orchestrator.settings import load_settings
 from orchestrator.web.keys import directory_key
+from tests.captions_helpers import cli_rooms
 from tests.rooms_helpers import AUTH as ADMIN
 from tests.rooms_helpers import TOKEN as ADMIN_TOKEN
 from tests.rooms_helpers import room_json
@@ -36,8 +37,15 @@ PRODUCER = "producer-secret"
 POST_AUTH = {"Authorization": f"Bearer {PRODUCER}"}
 
 
-def app_for(tmp_path: Path, **over: dict[str, Any]) -> web.Application:
-    """The web tests' app (fake directory, Jitsi secret) with an admin and a producer token."""
+CAPTION_ROOMS = ("m", "t", "s", "p", "c", "lint")
+
+
+def app_for(
+    tmp_path: Path, rooms: tuple[str, ...] = CAPTION_ROOMS, **over: dict[str, Any]
+) -> web.Application:
+    """The web tests' app (fake directory, Jitsi secret) with an admin and a producer token,
+    and the public ``rooms`` the caption tests post to (made with the CLI)."""
+    cli_rooms(tmp_path / "m.sqlite3", *rooms)
     sections: dict[str, dict[str, Any]] = {
         "orchestrator": {"database": tmp_path / "m.sqlite3", "admin_token": ADMIN_TOKEN},
         "captions": {"producer_token": PRODUCER},
@@ -219,7 +227,7 @@ def room_at(slug: str, start: datetime, minutes: int = 60, **over: Any) -> dict[
 
 async def test_rooms_by_state_follow_the_rooms_table(aiohttp_client: Any, tmp_path: Path) -> None:
     # join_early_minutes is 15 by default; the gauge refreshes every poll_interval (1 s).
-    client = await aiohttp_client(app_for(tmp_path, metrics={"poll_interval": 1}))
+    client = await aiohttp_client(app_for(tmp_path, (), metrics={"poll_interval": 1}))
     now = datetime.now(UTC)
     bodies = [
         room_at("later", now + timedelta(days=2)),
@@ -270,7 +278,7 @@ def test_room_state_boundaries() -> None:
 
 
 async def test_login_and_join_are_counted(aiohttp_client: Any, tmp_path: Path) -> None:
-    app = app_for(tmp_path)
+    app = app_for(tmp_path, ())
     now = datetime.now(UTC)
 
     async def seed(app: web.Application) -> None:

@@ -52,7 +52,7 @@ async def test_organizer_creates_and_edits_a_room(client: Any) -> None:
     assert room["policy"]["access"] == [{"kind": "ldap_group", "group": "devs"}]
     assert room["transcript_retention_days"] is None and room["low_bandwidth"] is True
     page = await (await client.get("/r/workshop")).text()
-    assert "Captions in this room are not recorded" in page
+    assert "they are not recorded and no transcript is kept" in page
     assert 'href="/r/workshop/captions"' in page and "#workshop" in page
 
     edit = await (await client.get("/r/workshop/edit")).text()
@@ -64,7 +64,7 @@ async def test_organizer_creates_and_edits_a_room(client: Any) -> None:
     assert room["title"] == "Workshop, day 1" and room["transcript_retention_days"] == 14
     assert room["low_bandwidth"] is False
     page = await (await client.get("/r/workshop")).text()
-    assert "The transcript is kept for 14 days" in page
+    assert "the transcript is kept for 14 days" in page
     assert "Join low-bandwidth" not in page
 
 

@@ -10,8 +10,9 @@ from aiohttp import web
 from bots.captioner import formats
 from orchestrator.captions.model import Session
 from orchestrator.captions.pid import normalize
-from orchestrator.captions.readers import admit
+from orchestrator.captions.readers import Reader, admit
 from orchestrator.captions.service import captions_key, main_room
+from orchestrator.problems import problem
 from orchestrator.render import render
 
 SIZES = (1, 2, 3, 4, 5)
@@ -48,7 +49,7 @@ async def captions_page(request: web.Request) -> web.Response:
             "sizes": SIZES,
             "notice": (await captions.recording(room)).notice,
             # A reader who came with ?token= keeps it in the page's stream and links.
-            "token": request.query.get("token", "") if reader.kind == "token" else "",
+            "token": _token(request, reader),
         },
     )
 
@@ -65,9 +66,14 @@ async def transcripts_page(request: web.Request) -> web.Response:
         request,
         "transcripts.html",
         {"room": room, "sessions": sessions, "when": _when, "notice": recording.notice,
-         "token": request.query.get("token", "") if reader.kind == "token" else ""},
+         "token": _token(request, reader)},
         status=200 if sessions or recording.keep_transcript else 404,
     )  # fmt: skip
+
+
+def _token(request: web.Request, reader: Reader) -> str:
+    """The ?token= that let this reader in, for the page's own links and stream."""
+    return request.query.get("token", "") if reader.kind in ("token", "service", "admin") else ""
 
 
 def _when(ms: int | None) -> str:
@@ -120,18 +126,19 @@ async def pid(request: web.Request) -> web.Response:
     ext = request.match_info.get("ext")
     canonical = normalize(raw)
     if canonical is None:
-        raise web.HTTPNotFound(text="not a Plenary identifier")
+        raise problem(404, "not a Plenary identifier")
     if canonical != raw:
         raise web.HTTPMovedPermanently(f"/pid/{canonical}" + (f".{ext}" if ext else ""))
     store = request.app[captions_key].store
     session = await store.session(canonical)
     if session is None:
-        raise web.HTTPNotFound(text=f"no transcript has the identifier {canonical}")
+        raise problem(404, f"no transcript has the identifier {canonical}")
     kind = ext or negotiate(request.headers.get("Accept", ""))
     if kind is None:
-        raise web.HTTPNotAcceptable(
-            text="available: text/html, application/json, text/vtt "
-            "(or /pid/<id>.txt, .vtt, .srt, .json)"
+        raise problem(
+            406,
+            "available: text/html, application/json, text/vtt "
+            "(or /pid/<id>.txt, .vtt, .srt, .json)",
         )
     vary = {} if ext else {"Vary": "Accept"}
     if session.withdrawn:  # the stub is public and says only that it was withdrawn

@@ -264,7 +264,12 @@ class SessionOut(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error answer: what went wrong, and per field when validation failed."""
+    """An error answer (RFC 9457, orchestrator/problems.py): what went wrong, per field
+    when validation failed, and whom to ask when a room refuses a reader."""
 
-    error: str
-    detail: list[dict[str, Any]] = Field(default_factory=list)
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    ask: list[str] = Field(default_factory=list)

@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orchestrator.captions.openapi import openapi_paths as caption_paths
+from orchestrator.captions.openapi import security_schemes as caption_schemes
 from orchestrator.irc_channels import openapi_paths as irc_paths
 from orchestrator.rooms.model import Problem, Room, RoomCreate, RoomFields, RoomPatch, SessionOut
 
@@ -17,19 +19,21 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(
+    schema: dict[str, Any], description: str, media: str = "application/json"
+) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid JSON, fields or query",
-        401: "Missing or wrong admin bearer token",
-        403: "API writes disabled (no orchestrator.admin_token)",
+        401: "No admin bearer token",
+        403: "Not the admin token, or API writes disabled (no orchestrator.admin_token)",
         404: "No room by that name",
         409: "A room by that name exists already",
     }
-    return {str(c): _json(_ref(Problem), text[c]) for c in codes}
+    return {str(c): _json(_ref(Problem), text[c], "application/problem+json") for c in codes}
 
 
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -61,6 +65,7 @@ def document(server: str) -> dict[str, Any]:
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},
                 "service_reader": {"type": "http", "scheme": "bearer"},  # service_readers
+                **caption_schemes(),
             },
         },
         "paths": {
@@ -120,6 +125,19 @@ def document(server: str) -> dict[str, Any]:
                     "responses": {"200": sessions, **_errors(400)},
                 }
             },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the database answers",
+                    "responses": {"200": _json({"type": "object"}, '{"status": "ok"}')},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (keep it off the public network)",
+                    "responses": {"200": _json({"type": "string"}, "Exposition", "text/plain")},
+                }
+            },
+            **caption_paths(),
             **irc_paths(),
         },
     }
