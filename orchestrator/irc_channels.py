@@ -18,8 +18,6 @@ relay. The room page shows the key only to attendees the room admits (``page_dat
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import secrets
 import sqlite3
@@ -33,6 +31,7 @@ from orchestrator.access.identity import Identity
 from orchestrator.access.policy import decide
 from orchestrator.db import Database
 from orchestrator.keys import db_key, settings_key
+from orchestrator.problems import check_bearer, problem
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.policy import parse
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
@@ -137,34 +136,9 @@ def _keys(request: web.Request) -> ChannelKeys:
     return ChannelKeys(request.app[db_key])
 
 
-def _problem(status: int, detail: str) -> web.HTTPException:
-    body = json.dumps({"type": "about:blank", "status": status, "detail": detail})
-    headers = {"WWW-Authenticate": 'Bearer realm="plenary"'} if status == 401 else None
-    cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-           400: web.HTTPBadRequest}[status]  # fmt: skip
-    return cls(text=body, content_type="application/problem+json", headers=headers)
-
-
-def _check(request: web.Request, tokens: dict[str, str], what: str, hint: str) -> str:
-    tokens = {name: token for name, token in tokens.items() if token}
-    if not tokens:
-        raise _problem(403, f"{what} is not enabled on this server: set {hint}")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip() if scheme.lower() == "bearer" else ""
-    if not given:
-        raise _problem(401, f"{what} needs 'Authorization: Bearer <token>' ({hint})")
-    found = ""
-    for name, token in tokens.items():
-        if hmac.compare_digest(given.encode(), token.encode()):
-            found = name
-    if not found:
-        raise _problem(403, f"the bearer token is not valid for {what} ({hint})")
-    return found
-
-
 def _reader(request: web.Request) -> str:
     readers = request.app[settings_key].captions.service_readers
-    return _check(request, readers, "reading IRC channel keys", "captions.service_readers")
+    return check_bearer(request, readers, "reading IRC channel keys", "captions.service_readers")
 
 
 async def list_channels(request: web.Request) -> web.Response:
@@ -188,15 +162,15 @@ async def put_state(request: web.Request) -> web.Response:
     try:
         await RoomRepository(request.app[db_key]).get(slug)
     except RoomNotFound:
-        raise _problem(404, f"no room named {slug!r}") from None
+        raise problem(404, f"no room named {slug!r}") from None
     try:
         body = await request.json()
     except ValueError:
-        raise _problem(400, "the body must be JSON") from None
+        raise problem(400, "the body must be JSON") from None
     protected = body.get("protected") if isinstance(body, dict) else None
     detail = body.get("detail", "") if isinstance(body, dict) else None
     if not isinstance(protected, bool) or not isinstance(detail, str):
-        raise _problem(400, 'send {"protected": true|false, "detail": "…"}')
+        raise problem(400, 'send {"protected": true|false, "detail": "…"}')
     await _keys(request).report(slug, protected, detail)
     level = logging.INFO if protected else logging.WARNING
     said = "protected" if protected else f"NOT protected: {detail}"
@@ -207,12 +181,12 @@ async def put_state(request: web.Request) -> web.Response:
 async def rotate_key(request: web.Request) -> web.Response:
     """A new key for a room (admin token); the relay sets it at its next refresh."""
     admin = request.app[settings_key].orchestrator.admin_token
-    _check(request, {"admin": admin}, "changing IRC channel keys", "orchestrator.admin_token")
+    check_bearer(request, {"admin": admin}, "changing IRC channel keys", "orchestrator.admin_token")
     slug = request.match_info["room"]
     try:
         await RoomRepository(request.app[db_key]).get(slug)
     except RoomNotFound:
-        raise _problem(404, f"no room named {slug!r}") from None
+        raise problem(404, f"no room named {slug!r}") from None
     return web.json_response({"room": slug, "key": await _keys(request).rotate(slug)})
 
 
