@@ -99,3 +99,19 @@ async def test_invalid_form_shows_errors_by_field(
     assert f'id="e-{field}"' in html and text in html
     assert f'href="#f-{field}"' in html  # the summary links to the field
     assert await (await client.get("/api/v1/rooms")).json() == []
+
+
+async def test_caption_readers_make_a_restricted_room_public_explicitly(client: Any) -> None:
+    await login(client, "olga", "olga-pw")
+    bad = await post_form(client, "/rooms/new", {**FORM, "caption_readers": "anyone"})
+    assert bad.status == 400 and "Caption readers must be a JSON list" in await bad.text()
+    wrong = await post_form(client, "/rooms/new", {**FORM, "caption_readers": '[{"kind": "x"}]'})
+    assert wrong.status == 400 and 'id="e-caption_readers"' in await wrong.text()
+    public = {**FORM, "caption_readers": '[{"kind": "anyone"}]'}
+    assert (await post_form(client, "/rooms/new", public)).status == 303
+    room = await (await client.get("/api/v1/rooms/workshop")).json()
+    assert room["caption_readers"] == [{"kind": "anyone"}]
+    await client.post("/logout", data={"csrf_token": csrf_of(await (await client.get("/")).text())})
+    page = await (await client.get("/r/workshop")).text()
+    assert "are public: anyone may read them" in page
+    assert (await client.get("/r/workshop/captions.txt?after=0", timeout=5)).status == 200
