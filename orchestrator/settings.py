@@ -304,8 +304,8 @@ class CaptionsSettings(BaseModel):
     producer_token: str = Field(
         "",
         description="Bearer token of other programs posting to POST "
-        "/api/v1/rooms/<room>/captions and withdrawing transcripts; captioners use "
-        "captions.producers.",
+        "/api/v1/rooms/<room>/captions; captioners use captions.producers, and withdrawing "
+        "transcripts takes orchestrator.admin_token.",
     )
     producers: dict[str, str] = Field(
         default_factory=dict,

@@ -258,6 +258,8 @@ async def test_transcript_of_a_deleted_room_is_for_admins(
     gone = await people["bob"].http.get(f"/pid/{pid}.json")
     assert gone.status == 403 and "deleted" in (await gone.json())["detail"]
     assert await people["anonymous"].status(f"/pid/{pid}.json", admin) == 200
+    service = {"Authorization": f"Bearer {SERVICE}"}
+    assert await people["anonymous"].status(f"/pid/{pid}.json", service) == 403
     # Withdrawn: the stub is public and says only that.
     withdrawn = await client.delete(f"/api/v1/transcripts/{pid}?reason=Withdrawn.", headers=admin)
     assert withdrawn.status == 204

@@ -8,7 +8,8 @@ Every caption and transcript URL of a room calls ``admit`` first. In order:
    neither revoked nor expired and its owner is still admitted by the room's current
    policy. A token that is none of these is refused, never ignored.
 2. No room by that name (deleted, or captions kept under accept_unknown_rooms): only the
-   admin and service tokens read it.
+   admin and service tokens read its captions, and only the admin token the transcripts
+   of a deleted room.
 3. A room whose policy or caption readers hold ``anyone`` is public.
 4. A logged-in person reads when the room's policy (the same ``decide`` as joining) or
    its caption readers admit them.
@@ -90,16 +91,14 @@ async def admit(request: web.Request, slug: str, *, transcript: bool = False) ->
         name = match_token(token, services)
         if name == "admin":
             return Reader("admin", "admin")
-        if name:
+        if name and not (transcript and room is None):
             return Reader("service", name)
+        if name:  # a deleted room's transcript: the administrators' alone
+            raise await _refuse(request, 403, _deleted(slug))
         return await _read_token(request, token, slug, room)
     if room is None:
         if transcript:
-            raise await _refuse(
-                request, 403,
-                f"the room {slug!r} of this transcript has been deleted; only the "
-                "administrators (admin token) read it now",
-            )  # fmt: skip
+            raise await _refuse(request, 403, _deleted(slug))
         raise await _refuse(request, 404, f"no room named {slug!r}")
     if public_captions(room.policy, room.caption_readers):
         return Reader("public", "")
@@ -118,6 +117,13 @@ async def admit(request: web.Request, slug: str, *, transcript: bool = False) ->
     if not decision.allowed:
         raise await _denied(request, room, decision)
     return Reader("member", owner_of(who))
+
+
+def _deleted(slug: str) -> str:
+    return (
+        f"the room {slug!r} of this transcript has been deleted; only the administrators "
+        "(admin token) read it now"
+    )
 
 
 async def _read_token(request: web.Request, token: str, slug: str, room: Room | None) -> Reader:
