@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import os
 import re
@@ -212,6 +213,7 @@ class Observed:
     page_live: str = ""
     page_reloaded: str = ""
     irc: list[str] = field(default_factory=list)
+    irc_channel: str = ""  # protected, public or "not protected: why", as the room page says
     pid: str = ""
     transcript_html: str = ""
     transcript_txt: str = ""
@@ -322,6 +324,7 @@ def _room_body() -> dict[str, Any]:
                    "moderators": [{"kind": "user", "source": "ldap", "name": "alice"}]},
         "contact": "events@example.org",
         "irc_channel": CHANNEL,
+        "transcript_retention_days": 30,  # else finals are live only: no transcript
     }  # fmt: skip
 
 
@@ -354,7 +357,7 @@ async def run_event(dep: Deployment, speech: dict[str, list[Utterance]], tmp: Pa
         meeting = str(uuid.uuid4())
         await _prosody(jitsi["prosody.cfg.lua"], meeting, seen.tokens)
         seen.mark("logged in, joined, prosody posted")
-        irc = await RawClient.connect(dep.ports["irc"], "watcher", CHANNEL)
+        irc = await _irc_attendee(dep, members["bob"], seen)
         stack.push_async_callback(irc.close)
 
         seen.url_template = template = setting(jitsi["jicofo.conf"], "url-template")
@@ -443,6 +446,38 @@ async def _member_joins(
         raw, JITSI_SECRET, algorithms=["HS256"], audience="jitsi", issuer="plenary"
     )
     return http
+
+
+async def _irc_attendee(dep: Deployment, http: aiohttp.ClientSession, seen: Observed) -> RawClient:
+    """An attendee's own IRC client in the room's channel. A restricted room's channel is
+    keyed by the relay; the room page shows the key to those admitted, and whether the
+    relay could set it."""
+    key, state = "", ""
+
+    async def told() -> bool:
+        nonlocal key, state
+        status, page = await _api(http, "GET", f"{dep.base}/r/{SLUG}")
+        found = re.search(rf"<code>/join {re.escape(CHANNEL)} ([^<\s]+)</code>", page)
+        key = html.unescape(found.group(1)) if found else ""
+        if "The relay has set the channel key" in page:
+            state = "protected"
+        elif "This IRC channel is not protected" in page:
+            state = (
+                "not protected: " + re.sub(r"<[^>]+>", "", page.split("not protected:")[1])[:300]
+            )
+        elif "key" not in page.partition("IRC channel")[2]:
+            state = "public"
+        return status == 200 and state in ("protected", "public")
+
+    try:  # the relay keys a room created after it started at its next look at the table
+        await eventually(told, 90, f"the room page to say that {CHANNEL} is keyed")
+    except AssertionError as exc:
+        seen.errors.append(str(exc))
+    seen.irc_channel = state
+    client = RawClient(dep.ports["irc"], "attendee")
+    await client.open()
+    await client.join(CHANNEL, key)
+    return client
 
 
 async def _kill_mid_speech(
@@ -704,6 +739,11 @@ def test_irc_channel_shows_names(event: Observed) -> None:
     # before it asked may be missing in IRC; the store above has them all.)
     repeated = [line for line, n in Counter(event.irc).items() if n > 1]
     assert not repeated, repeated
+
+
+def test_restricted_rooms_irc_channel_is_keyed(event: Observed) -> None:
+    """The room admits only an LDAP group, so the relay keys its channel (docs/irc.md)."""
+    assert event.irc_channel == "protected", (event.irc_channel, event.errors)
 
 
 def test_prometheus_answers_caption_and_bridge_queries(event: Observed) -> None:
