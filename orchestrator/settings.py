@@ -388,6 +388,13 @@ class IrcNetworkSettings(BaseModel):
     password: str = Field("", description="Server password (PASS), if the server wants one.")
     sasl_username: str = Field("", description="SASL PLAIN account; empty: no SASL.")
     sasl_password: str = Field("", description="SASL PLAIN password.")
+    oper_name: str = Field(
+        "",
+        description="IRC operator name (OPER) of the relay; on ngircd with OperCanUseMode it "
+        "lets the relay key a channel it is not operator of, such as a persistent channel "
+        "from ngircd.conf. Empty: no OPER.",
+    )
+    oper_password: str = Field("", description="IRC operator password (OPER).")
     burst: int = Field(4, ge=1, le=20, description="Lines sent at once before pacing.")
     lines_per_second: float = Field(
         1.0, gt=0, le=20, description="Lines a second after the burst (servers' flood limits)."

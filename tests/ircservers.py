@@ -57,6 +57,7 @@ class IrcServer:
     port: int = field(default_factory=free_port)
     tls_port: int = 0
     services: bool = False  # InspIRCd only: link Atheme services
+    extra: str = ""  # appended to the config (ngircd: [Operator], [Channel] sections)
     link_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     atheme: subprocess.Popen[bytes] | None = None
@@ -76,7 +77,7 @@ class IrcServer:
         (self.folder / "motd.txt").write_text("test server\n")
         writer = {"ngircd": _ngircd, "inspircd": _inspircd, "ergo": _ergo}[self.kind]
         name, text = writer(self)
-        (self.folder / name).write_text(text)
+        (self.folder / name).write_text(text + self.extra)
         if self.services:
             (self.folder / "atheme.conf").write_text(_atheme(self))
 
@@ -149,9 +150,9 @@ class IrcServer:
 
 @contextlib.contextmanager
 def start_server(
-    kind: str, folder: Path, *, tls: bool = False, services: bool = False
+    kind: str, folder: Path, *, tls: bool = False, services: bool = False, extra: str = ""
 ) -> Iterator[IrcServer]:
-    server = IrcServer(kind, folder / kind, services=services)
+    server = IrcServer(kind, folder / kind, services=services, extra=extra)
     if tls:
         server.tls_port = free_port()
     server.start()

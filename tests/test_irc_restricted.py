@@ -286,3 +286,60 @@ async def test_channel_table_admin_key_and_relay_reports(slapd: Slapd, tmp_path:
             assert (await http.post(rotate, headers=reader)).status == 403  # not the admin
     finally:
         await server.close()
+
+
+NGIRCD_PERSISTENT = """
+[Options]
+    OperCanUseMode = yes
+[Operator]
+    Name = relayop
+    Password = oper-secret
+[Channel]
+    Name = #dev
+    Modes = +tnP
+"""
+
+
+@pytest.mark.parametrize("oper", [True, False])
+async def test_persistent_channel_is_keyed_by_an_irc_operator(
+    slapd: Slapd, tmp_path: Path, oper: bool
+) -> None:
+    """A channel ngircd.conf makes persistent (as the irc role does) has no operator
+    the relay could be: with OPER rights and OperCanUseMode the relay keys it anyway;
+    without them it says it cannot."""
+    if binary("ngircd") is None:
+        pytest.skip("ngircd is not installed")
+    with start_server("ngircd", tmp_path, extra=NGIRCD_PERSISTENT) as srv:
+        settings = load_settings(
+            orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+            ldap=slapd.settings().model_dump(mode="json"),
+            captions={"service_readers": {"relay": READER}},
+        )
+        server = TestServer(create_app(settings), host=HOST)
+        await server.start_server()
+        base = f"http://{HOST}:{server.port}"
+        irc = IrcSettings(
+            networks={"default": network(srv.port, nick="relay",
+                                         oper_name="relayop" if oper else "",
+                                         oper_password="oper-secret")},
+            rooms=[IrcRoomSettings(room="devroom", channel="#dev")],
+        )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = room_json("devroom", policy=DEVS, irc_channel="#dev")
+                assert (await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)).ok
+                keys = OrchestratorChannels(base, READER, http)
+                source = SseCaptionSource(base, http, token=READER)
+                relay = Relay(irc, source, channels=keys)
+                async with relay_running(relay):
+                    await until(lambda: "devroom" in relay.protection, 10, "a report")
+                    answer = await refused(srv.port, "intruder", "#dev")
+                    if oper:
+                        assert relay.protection["devroom"] == (True, "")
+                        assert answer and answer[0].param(1) == "#dev"
+                    else:
+                        ok, why = relay.protection["devroom"]
+                        assert not ok and "not a channel operator" in why and "oper_name" in why
+                        assert not answer  # open: the page and the log say so
+        finally:
+            await server.close()

@@ -253,6 +253,8 @@ class IrcClient:
         bot_mode = self.isupport.get("BOT")
         if bot_mode:
             self._send(format_line("MODE", self.nick, "+" + bot_mode))
+        if s.oper_name:  # before any JOIN: the server answers in order
+            self._send(format_line("OPER", s.oper_name, s.oper_password))
         self._send(format_line("USERHOST", self.nick))
         for channel in self.channels.values():
             self._join(channel)
@@ -465,6 +467,15 @@ class IrcClient:
 
     _on_422 = _on_376  # ERR_NOMOTD
 
+    def _on_381(self, msg: Message) -> None:  # RPL_YOUREOPER
+        log.info("irc: the relay is an IRC operator on %s", self.settings.host)
+
+    def _on_464(self, msg: Message) -> None:  # ERR_PASSWDMISMATCH
+        if self.registered.is_set():  # before registration it is the server password's
+            log.warning("irc: OPER refused (%s): %s", msg.command, msg.param(-1))
+
+    _on_491 = _on_464  # ERR_NOOPERHOST
+
     def _on_302(self, msg: Message) -> None:  # RPL_USERHOST
         mask = protocol.parse_userhost(msg.param(-1)).get(self.nick)
         if mask:
@@ -649,8 +660,10 @@ class IrcClient:
                 channel,
                 False,
                 f"the relay is not a channel operator of {channel.name}, so it cannot set "
-                "the key: the channel existed before with other operators; give the relay "
-                "+o (or channel services access), or use a channel nobody holds",
+                "the key: the channel existed before it joined (with other operators, or "
+                "persistent in the server's config); give the relay +o, channel services "
+                "access or IRC operator rights (irc.networks.*.oper_name), or use a channel "
+                "nobody holds",
             )
 
     def _on_472(self, msg: Message) -> None:  # ERR_UNKNOWNMODE: which channel is not said
