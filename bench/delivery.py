@@ -94,6 +94,12 @@ class Topology:
             "PLENARY_CAPTIONS__PRODUCERS": json.dumps({"captioner-1": TOKEN}),
             "PLENARY_LOG_LEVEL": "WARNING",
         }
+        if not (self.folder / "plenary.sqlite3").exists():  # the public room, made once
+            subprocess.run(
+                [str(PLENARY), "rooms", "create", ROOM, "--title", ROOM, "--anyone",
+                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00"],
+                env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         self.procs["orchestrator"] = _spawn(
             [str(PLENARY), "serve", "--no-captioner"], env, self.folder / "orchestrator.log"
         )

@@ -64,6 +64,12 @@ class Server:
             "PLENARY_LOG_LEVEL": "WARNING",
         }
         plenary = Path(sys.executable).with_name("plenary")
+        for room in (ROOM, BW_ROOM):  # public rooms: captions for unknown rooms are refused
+            subprocess.run(
+                [str(plenary), "rooms", "create", room, "--title", room, "--anyone",
+                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00"],
+                env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         self.proc = subprocess.Popen([str(plenary), "serve", "--no-captioner"], env=env, cwd=tmp)
 
     async def ready(self, http: aiohttp.ClientSession) -> None:
