@@ -6,15 +6,20 @@
   config (only the storage folder and listen address are its own), queried over HTTP;
 - ``web_login`` and ``join_token``: the attendee's path through the login form and the
   join button, with the session cookie and CSRF field a browser would carry;
+- ``Units``: the installed units, from their ExecStart lines or (systemd) systemctl;
 - ``eventually``: a bounded wait that fails with what it was waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -24,8 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from tests.ansible_harness import ANSIBLE_DIR, run_playbook
+from tests.ansible_harness import ANSIBLE_DIR, UnitProcess, run_playbook, systemd_running
 from tests.netutil import free_port
+from tests.slapd import Slapd
 from tests.web_helpers import csrf_of
 
 T = TypeVar("T")
@@ -188,3 +194,100 @@ async def join_token(http: aiohttp.ClientSession, base: str, slug: str) -> tuple
     jwt = parse_qs(urlsplit(location).query).get("jwt", [""])[0]
     assert jwt, f"the join redirect carries no jwt: {location}"
     return location, jwt
+
+
+# --- the site's processes and small waits ---
+
+
+def start_slapd(folder: Path, port: int) -> Slapd:
+    """tests/slapd.py's directory on ``port``, chosen before the converge named it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    server = Slapd(folder, port)
+    server.write_config()
+    server.start()
+    server.load()
+    return server
+
+
+class Units:
+    """The installed units: started from their ExecStart lines (no systemd here), or by
+    systemctl where systemd is PID 1 (the unit files are linked in for the test)."""
+
+    def __init__(self, unit_dir: Path, logs: Path) -> None:
+        self.unit_dir = unit_dir
+        self.logs = logs
+        self.systemd = systemd_running()
+        self.running: dict[str, UnitProcess] = {}
+
+    def _systemctl(self, *args: str) -> None:
+        subprocess.run(["systemctl", *args], check=True, capture_output=True, timeout=60)
+
+    def start(self, name: str) -> None:
+        if self.systemd:
+            self._systemctl("link", str(self.unit_dir / name))
+            self._systemctl("start", name)
+            self.running[name] = UnitProcess(self.unit_dir / name, self.logs / f"{name}.log")
+            return
+        unit = UnitProcess(self.unit_dir / name, self.logs / f"{name}.log")
+        unit.start()
+        self.running[name] = unit
+
+    def wait_for_port(self, name: str, port: int, timeout: float = 90) -> None:
+        if not self.systemd:
+            self.running[name].wait_for_port(port, timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} does not listen on {port} (journalctl -u {name})")
+
+    def kill9(self, name: str) -> None:
+        if self.systemd:
+            self._systemctl("kill", "--signal=SIGKILL", name)
+            return
+        unit = self.running[name]
+        assert unit.process is not None
+        os.killpg(unit.process.pid, signal.SIGKILL)
+        unit.process.wait(10)
+
+    def stop_all(self) -> None:
+        for name, unit in self.running.items():
+            if self.systemd:
+                with contextlib.suppress(subprocess.SubprocessError):
+                    self._systemctl("stop", name)
+                    self._systemctl("disable", name)
+            else:
+                unit.stop()
+
+
+async def api(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
+    async with http.request(method, url, **kw) as response:
+        text = await response.text()
+        is_json = response.content_type == "application/json"
+        return response.status, (json.loads(text) if is_json else text)
+
+
+async def holds(value: bool) -> bool:
+    return value
+
+
+async def listening(port: int) -> bool:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    return True
+
+
+def session_cookie(http: aiohttp.ClientSession) -> tuple[str, str] | None:
+    for morsel in http.cookie_jar:
+        if morsel.key == "plenary_session":
+            return morsel.key, morsel.value
+    return None
+
+
+async def wait_js(page: Any, expression: str, timeout: float) -> None:
+    async def probe() -> bool:
+        return bool(await page.evaluate(expression))
+
+    await eventually(probe, timeout, expression, every=0.2)

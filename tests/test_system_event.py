@@ -33,13 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -58,7 +55,7 @@ import pytest
 from bench.scoring import cer
 from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
 from orchestrator.settings import load_settings
-from tests.ansible_harness import UnitProcess, systemd_running, tool
+from tests.ansible_harness import tool
 from tests.browser import Browser, chromium_binary
 from tests.converge import JITSI_SECRET, converged
 from tests.fake_jvb import CURRENT, load_fixture
@@ -73,15 +70,21 @@ from tests.slapd import (
     PEOPLE,
     SERVICE_DN,
     SERVICE_PASSWORD,
-    Slapd,
     slapd_binary,
 )
 from tests.system_helpers import (
     Prometheus,
+    Units,
+    api,
     eventually,
+    holds,
     join_token,
+    listening,
     render_jitsi,
+    session_cookie,
     setting,
+    start_slapd,
+    wait_js,
     web_login,
 )
 
@@ -228,80 +231,11 @@ class Observed:
         self.marks[step] = round(time.monotonic() - self.t0, 1)
 
 
-def _start_slapd(folder: Path, port: int) -> Slapd:
-    folder.mkdir(parents=True, exist_ok=True)
-    server = Slapd(folder, port)
-    server.write_config()
-    server.start()
-    server.load()
-    return server
-
-
-class Units:
-    """The installed units: started from their ExecStart lines (no systemd here), or by
-    systemctl where systemd is PID 1 (the unit files are linked in for the test)."""
-
-    def __init__(self, dep: Deployment, logs: Path) -> None:
-        self.dep = dep
-        self.logs = logs
-        self.systemd = systemd_running()
-        self.running: dict[str, UnitProcess] = {}
-
-    def _systemctl(self, *args: str) -> None:
-        subprocess.run(["systemctl", *args], check=True, capture_output=True, timeout=60)
-
-    def start(self, name: str) -> None:
-        if self.systemd:
-            self._systemctl("link", str(self.dep.unit(name)))
-            self._systemctl("start", name)
-            self.running[name] = UnitProcess(self.dep.unit(name), self.logs / f"{name}.log")
-            return
-        unit = UnitProcess(self.dep.unit(name), self.logs / f"{name}.log")
-        unit.start()
-        self.running[name] = unit
-
-    def wait_for_port(self, name: str, port: int, timeout: float = 90) -> None:
-        if not self.systemd:
-            self.running[name].wait_for_port(port, timeout)
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} does not listen on {port} (journalctl -u {name})")
-
-    def kill9(self, name: str) -> None:
-        if self.systemd:
-            self._systemctl("kill", "--signal=SIGKILL", name)
-            return
-        unit = self.running[name]
-        assert unit.process is not None
-        os.killpg(unit.process.pid, signal.SIGKILL)
-        unit.process.wait(10)
-
-    def stop_all(self) -> None:
-        for name, unit in self.running.items():
-            if self.systemd:
-                with contextlib.suppress(subprocess.SubprocessError):
-                    self._systemctl("stop", name)
-                    self._systemctl("disable", name)
-            else:
-                unit.stop()
-
-
-async def _api(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
-    async with http.request(method, url, **kw) as response:
-        text = await response.text()
-        is_json = response.content_type == "application/json"
-        return response.status, (json.loads(text) if is_json else text)
-
-
 async def _all_captions(http: aiohttp.ClientSession, base: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     after = 0
     while True:
-        status, body = await _api(
+        status, body = await api(
             http, "GET", f"{base}/api/v1/rooms/{SLUG}/captions", params={"after": after,
                                                                        "limit": 1000}
         )  # fmt: skip
@@ -373,12 +307,12 @@ async def run_event(dep: Deployment, speech: dict[str, list[Utterance]], tmp: Pa
 
         browser = await stack.enter_async_context(Browser.start(tmp / "chromium"))
         page = await browser.new_page()
-        cookie = _cookie(members["alice"])
+        cookie = session_cookie(members["alice"])
         if cookie:  # Alice's login, so the page stays readable if captions become members-only
             await page.send("Network.setCookie", name=cookie[0], value=cookie[1], url=dep.base,
                             httpOnly=True)  # fmt: skip
         await page.goto(f"{dep.base}/r/{SLUG}/captions")
-        await _wait_js(page, "document.getElementById('status').textContent === 'Live.'", 20)
+        await wait_js(page, "document.getElementById('status').textContent === 'Live.'", 20)
 
         progress = {"at": 0.0}
         killer = asyncio.create_task(_kill_mid_speech(dep, units, progress, seen))
@@ -398,7 +332,7 @@ async def _start_site(
 ) -> tuple[Units, Prometheus]:
     """slapd, the videobridge's HTTP side, ngircd, both units and Prometheus; all stopped
     when ``stack`` closes."""
-    slapd = await asyncio.to_thread(_start_slapd, tmp / "slapd", dep.ldap_port)
+    slapd = await asyncio.to_thread(start_slapd, tmp / "slapd", dep.ldap_port)
     stack.callback(slapd.stop)
     videobridge = BridgeHttp(load_fixture(CURRENT))
     await videobridge.start(dep.ports["videobridge"])
@@ -410,7 +344,7 @@ async def _start_site(
         )  # fmt: skip
     stack.callback(ngircd.wait, 10)
     stack.callback(ngircd.terminate)
-    units = Units(dep, tmp)
+    units = Units(dep.prefix / "systemd", tmp)
     stack.callback(units.stop_all)
     units.start("plenary-orchestrator.service")
     units.start("plenary-captioner.service")
@@ -422,14 +356,14 @@ async def _start_site(
         ("plenary-captioner.service", dep.ports["captioner"]),
     ):
         await asyncio.to_thread(units.wait_for_port, name, port)
-    await eventually(lambda: _tcp(dep.ports["irc"]), 20, "ngircd to listen")
+    await eventually(lambda: listening(dep.ports["irc"]), 20, "ngircd to listen")
     return units, prometheus
 
 
 async def _create_room(dep: Deployment) -> None:
     async with aiohttp.ClientSession() as http:
         admin = {"Authorization": f"Bearer {dep.admin_token}"}
-        status, body = await _api(http, "POST", f"{dep.base}/api/v1/rooms",
+        status, body = await api(http, "POST", f"{dep.base}/api/v1/rooms",
                                   json=_room_body(), headers=admin)  # fmt: skip
     assert status == 201, f"creating the room: {status} {body}"
 
@@ -456,7 +390,7 @@ async def _irc_attendee(dep: Deployment, http: aiohttp.ClientSession, seen: Obse
 
     async def told() -> bool:
         nonlocal key, state
-        status, page = await _api(http, "GET", f"{dep.base}/r/{SLUG}")
+        status, page = await api(http, "GET", f"{dep.base}/r/{SLUG}")
         found = re.search(rf"<code>/join {re.escape(CHANNEL)} ([^<\s]+)</code>", page)
         key = html.unescape(found.group(1)) if found else ""
         if "The relay has set the channel key" in page:
@@ -488,7 +422,7 @@ async def _kill_mid_speech(
     bridge, script = seen.bridge, seen.script
     assert bridge is not None and script is not None
     await eventually(
-        lambda: _true(len(bridge.finals()) >= KILL_AFTER_FINALS),
+        lambda: holds(len(bridge.finals()) >= KILL_AFTER_FINALS),
         script.duration + 30, f"{KILL_AFTER_FINALS} finals back at the bridge", every=0.1,
     )  # fmt: skip
     seen.killed_at = progress["at"]
@@ -496,7 +430,7 @@ async def _kill_mid_speech(
     seen.mark("orchestrator killed")
     before = {m["message_id"] for m in bridge.finals()}
     await eventually(
-        lambda: _true(len(bridge.finals()) > len(before)),
+        lambda: holds(len(bridge.finals()) > len(before)),
         script.duration + 30, "a final produced while the orchestrator is down", every=0.1,
     )  # fmt: skip
     seen.finals_while_down = {m["message_id"] for m in bridge.finals()} - before
@@ -566,33 +500,9 @@ async def _read_everything(
     seen.mark("Prometheus answered")
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _tcp(port: int) -> bool:
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.close()
-    return True
-
-
-def _cookie(http: aiohttp.ClientSession) -> tuple[str, str] | None:
-    for morsel in http.cookie_jar:
-        if morsel.key == "plenary_session":
-            return morsel.key, morsel.value
-    return None
-
-
-async def _wait_js(page: Any, expression: str, timeout: float) -> None:
-    async def probe() -> bool:
-        return bool(await page.evaluate(expression))
-
-    await eventually(probe, timeout, expression, every=0.2)
-
-
 async def _read_transcript(http: aiohttp.ClientSession, base: str, seen: Observed) -> None:
     """The room's transcript list → its persistent identifier → the page and exports."""
-    status, listing = await _api(http, "GET", f"{base}/r/{SLUG}/transcripts")
+    status, listing = await api(http, "GET", f"{base}/r/{SLUG}/transcripts")
     pids = re.findall(r'href="/pid/([^".]+)"', listing) if status == 200 else []
     if not pids:
         seen.errors.append(f"/r/{SLUG}/transcripts ({status}) lists none: {listing[:300]}")
@@ -600,14 +510,14 @@ async def _read_transcript(http: aiohttp.ClientSession, base: str, seen: Observe
     seen.pid = pids[0]
     for ext, attr in (("", "transcript_html"), (".txt", "transcript_txt"),
                       (".vtt", "transcript_vtt")):  # fmt: skip
-        status, body = await _api(http, "GET", f"{base}/pid/{seen.pid}{ext}")
+        status, body = await api(http, "GET", f"{base}/pid/{seen.pid}{ext}")
         if status != 200:
             seen.errors.append(f"/pid/{seen.pid}{ext}: HTTP {status}")
         setattr(seen, attr, body if status == 200 else "")
 
 
 async def _delivered_finals(http: aiohttp.ClientSession, port: int) -> float | None:
-    status, text = await _api(http, "GET", f"http://127.0.0.1:{port}/metrics")
+    status, text = await api(http, "GET", f"http://127.0.0.1:{port}/metrics")
     if status != 200:
         return None
     match = re.search(r'^plenary_captioner_delivered_total\{kind="final"\} (\S+)$', text, re.M)
