@@ -464,8 +464,9 @@ class IrcSettings(BaseModel):
         "channel = '#keynote'.",
     )
     transcript_url: str = Field(
-        "http://127.0.0.1:8080/rooms/{room}/transcript",
-        description="Transcript link answered by !transcript; {room} is replaced.",
+        "",
+        description="Transcript link answered by !transcript; {room} is replaced. Empty: "
+        "the room's transcripts page, <orchestrator.public_url>/r/{room}/transcripts.",
     )
     orchestrator_token: str = Field(
         "",
@@ -745,6 +746,13 @@ class Settings(BaseSettings):
         default_factory=MetricsSettings,
         description="Prometheus metrics: videobridges and Jicofo to poll, host metrics.",
     )
+
+    @model_validator(mode="after")
+    def _transcript_link(self) -> Settings:
+        if not self.irc.transcript_url:
+            base = self.orchestrator.public_url.rstrip("/")
+            self.irc.transcript_url = base + "/r/{room}/transcripts"
+        return self
 
     @field_validator("log_level")
     @classmethod

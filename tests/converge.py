@@ -101,6 +101,7 @@ def ci_secrets() -> dict[str, str]:
         "event_sync_secret": "ci-event-sync-" + secrets.token_hex(16),
         "captioner_access_token": "ci-access-" + secrets.token_hex(16),
         "captioner_producer_token": "ci-producer-" + secrets.token_hex(16),
+        "irc_oper_password": "ci-oper-" + secrets.token_hex(16),
     }
 
 
