@@ -639,6 +639,21 @@ def test_transcript_under_its_persistent_identifier(event: Observed) -> None:
         assert caption["text"] in event.transcript_txt
 
 
+def test_transcript_cues_last_as_long_as_their_speech(event: Observed) -> None:
+    """A WebVTT cue that ends where it starts is never shown by a player."""
+    cues = re.findall(r"^(\S+) --> (\S+)", event.transcript_vtt, re.M)
+    assert len(cues) == len(event.stored), (cues, event.errors)
+
+    def seconds(stamp: str) -> float:  # [hh:]mm:ss.ttt
+        total = 0.0
+        for part in stamp.split(":"):
+            total = total * 60 + float(part)
+        return total
+
+    empty = [(a, b) for a, b in cues if seconds(b) <= seconds(a)]
+    assert not empty, f"cues without duration: {empty}\n{event.transcript_vtt}"
+
+
 def test_irc_channel_shows_names(event: Observed) -> None:
     """An independent client in the converged ngircd's channel sees the relay's lines."""
     for name in _names(event).values():
