@@ -97,7 +97,8 @@ class Topology:
         if not (self.folder / "plenary.sqlite3").exists():  # the public room, made once
             subprocess.run(
                 [str(PLENARY), "rooms", "create", ROOM, "--title", ROOM, "--anyone",
-                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00"],
+                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00",
+                 "--retention-days", "1"],  # recorded, as before
                 env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
         self.procs["orchestrator"] = _spawn(

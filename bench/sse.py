@@ -67,7 +67,8 @@ class Server:
         for room in (ROOM, BW_ROOM):  # public rooms: captions for unknown rooms are refused
             subprocess.run(
                 [str(plenary), "rooms", "create", room, "--title", room, "--anyone",
-                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00"],
+                 "--start", "2030-01-01T10:00", "--end", "2030-01-01T11:00",
+                 "--retention-days", "1"],  # recorded, as before
                 env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
         self.proc = subprocess.Popen([str(plenary), "serve", "--no-captioner"], env=env, cwd=tmp)
