@@ -150,3 +150,29 @@ async def test_live_only_rooms_store_nothing_but_still_stream(client: Any) -> No
     assert "kept for 30 days" in await recording_notice(client.app, "other")
     page = await (await client.get("/r/quiet/captions")).text()
     assert "not recorded" in page
+
+
+async def test_every_cue_lasts_as_long_as_its_speech(client: Any) -> None:
+    """The session starts when its first speech did: no cue of 00:00:00.000 --> 00:00:00.000."""
+    t0 = now_ms()
+    events = [
+        {"speaker": "Kim", "text": "첫 문장", "start": 10.0, "end": 12.5, "timestamp": t0},
+        {"speaker": "Lee", "text": "둘째", "start": 13.0, "end": 14.0, "timestamp": t0 + 1500},
+    ]
+    posted = await client.post(
+        "/api/v1/rooms/a/captions", json={"events": events},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )  # fmt: skip
+    assert posted.status == 202
+    poll = await (await client.get("/api/v1/rooms/a/captions?after=0")).json()
+    vtt = await (await client.get(f"/pid/{poll['events'][0]['session']}.vtt")).text()
+    cues = re.findall(
+        r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})", vtt, re.M
+    )
+
+    def ms(h: str, m: str, s: str, f: str) -> int:
+        return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(f)
+
+    spans = [(ms(*c[:4]), ms(*c[4:])) for c in cues]
+    assert [b - a for a, b in spans] == [2500, 1000], vtt
+    assert spans[0][0] == 0 and spans[1][1] == 4000  # on the session's clock

@@ -75,7 +75,7 @@ class CaptionStore:
                 )
             session_id, pid = None, ""
             if keep:
-                session_id, pid = _open_session(conn, room, at_ms, gap_ms)
+                session_id, pid = _open_session(conn, room, at_ms, gap_ms, at_ms - duration)
             caption = Caption(
                 room,
                 seq,
@@ -263,7 +263,11 @@ def _next_seq(conn: sqlite3.Connection, room: str) -> int:
     return int(row[0])
 
 
-def _open_session(conn: sqlite3.Connection, room: str, at_ms: int, gap_ms: int) -> tuple[int, str]:
+def _open_session(
+    conn: sqlite3.Connection, room: str, at_ms: int, gap_ms: int, speech_ms: int
+) -> tuple[int, str]:
+    """The room's open session, or a new one that starts when this speech did
+    (``speech_ms``), so the transcript's first cue lasts as long as its speech."""
     row = conn.execute(
         "SELECT id, pid, last_at_ms FROM caption_sessions WHERE room = ?"
         " AND ended_at_ms IS NULL AND withdrawn_at_ms IS NULL ORDER BY id DESC LIMIT 1",
@@ -273,17 +277,19 @@ def _open_session(conn: sqlite3.Connection, room: str, at_ms: int, gap_ms: int) 
         if at_ms - row[2] <= gap_ms:
             return int(row[0]), str(row[1])
         conn.execute("UPDATE caption_sessions SET ended_at_ms = last_at_ms WHERE id = ?", (row[0],))
-    return _create_session(conn, room, at_ms)
+    return _create_session(conn, room, min(speech_ms, at_ms), at_ms)
 
 
-def _create_session(conn: sqlite3.Connection, room: str, at_ms: int) -> tuple[int, str]:
+def _create_session(
+    conn: sqlite3.Connection, room: str, at_ms: int, last_ms: int | None = None
+) -> tuple[int, str]:
     for _ in range(PID_ATTEMPTS):
         pid = new_pid()
         try:
             cursor = conn.execute(
                 "INSERT INTO caption_sessions (pid, room, started_at_ms, last_at_ms)"
                 " VALUES (?, ?, ?, ?)",
-                (pid, room, at_ms, at_ms),
+                (pid, room, at_ms, at_ms if last_ms is None else last_ms),
             )
         except sqlite3.IntegrityError:
             continue  # that identifier exists: never reuse one, draw another
