@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import ldap
 import pytest
 
 from orchestrator import metrics
@@ -23,7 +24,16 @@ from orchestrator.app import create_app
 from orchestrator.settings import load_settings
 from tests.captions_helpers import make_room
 from tests.rooms_helpers import TOKEN as ADMIN
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
+from tests.slapd import (
+    GROUPS,
+    PASSWORDS,
+    ROOT_DN,
+    ROOT_PASSWORD,
+    Slapd,
+    run_slapd,
+    slapd_binary,
+    user_dn,
+)
 from tests.web_helpers import JITSI_SECRET, csrf_of
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
@@ -292,3 +302,24 @@ async def test_access_log_never_holds_a_token(
         await runner.cleanup()
     assert "token=redacted" in caplog.text  # the access log saw the URL …
     assert "plr_secret1" not in caplog.text  # … but never the token
+
+
+async def test_a_member_removed_from_the_group_loses_their_token(
+    client: Any, people: dict[str, Person], slapd: Slapd
+) -> None:
+    token = await people["bob"].make_token("devroom")
+    path = f"/api/v1/rooms/devroom/captions?token={token}"
+    assert await people["anonymous"].status(path) == 200
+    group = f"cn=devs,{GROUPS}"
+    admin = ldap.initialize(slapd.url)
+    admin.simple_bind_s(ROOT_DN, ROOT_PASSWORD)
+    bob = [user_dn("bob").encode()]
+    admin.modify_s(group, [(ldap.MOD_DELETE, "member", bob)])
+    try:
+        refused = await people["anonymous"].http.get(path)
+        assert refused.status == 403
+        assert "not a member of LDAP group devs" in (await refused.json())["detail"]
+    finally:
+        admin.modify_s(group, [(ldap.MOD_ADD, "member", bob)])
+        admin.unbind_s()
+    assert await people["anonymous"].status(path) == 200

@@ -6,7 +6,8 @@ Every caption and transcript URL of a room calls ``admit`` first. In order:
    service readers' tokens (captions.service_readers, e.g. the IRC relay) read every
    room; a personal read token (access.read_tokens) reads its own room while it is
    neither revoked nor expired and its owner is still admitted by the room's current
-   policy. A token that is none of these is refused, never ignored.
+   policy (with their LDAP groups asked again). A token that is none of these is
+   refused, never ignored.
 2. No room by that name (deleted, or captions kept under accept_unknown_rooms): only the
    admin and service tokens read its captions, and only the admin token the transcripts
    of a deleted room.
@@ -20,6 +21,7 @@ to ask (403, as on the join page); a program gets a problem document (401/403/40
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +30,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from orchestrator import metrics
+from orchestrator.access.errors import IdentitySourceUnavailable
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import Decision, decide
 from orchestrator.access.read_tokens import ReadTokens, owner_of
@@ -36,7 +39,7 @@ from orchestrator.problems import bearer, match_token, problem
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.policy import parse, public_captions, readers
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
-from orchestrator.web.keys import wiki_key
+from orchestrator.web.keys import directory_key, wiki_key
 from orchestrator.web.sessions import current_identity
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,19 @@ async def admit(request: web.Request, slug: str, *, transcript: bool = False) ->
     return Reader("member", owner_of(who))
 
 
+async def _owner_now(request: web.Request, owner: Identity) -> Identity:
+    """The token's owner with their LDAP groups as the directory says now (a member
+    removed from the room's group loses their tokens too); the wiki's as at issue."""
+    lookup = getattr(request.app.get(directory_key), "groups_of", None)
+    if owner.source != "ldap" or lookup is None:
+        return owner
+    try:
+        groups: frozenset[str] = await lookup(owner.username)
+    except IdentitySourceUnavailable as exc:
+        raise await _refuse(request, 503, f"the directory cannot be asked: {exc}") from None
+    return dataclasses.replace(owner, groups=groups)
+
+
 def _deleted(slug: str) -> str:
     return (
         f"the room {slug!r} of this transcript has been deleted; only the administrators "
@@ -141,7 +157,7 @@ async def _read_token(request: web.Request, token: str, slug: str, room: Room | 
     if room is None:
         raise await _refuse(request, 403, f"the room {slug!r} has been deleted")
     if not public_captions(room.policy, room.caption_readers):
-        decision = await may_read(request, room, found.identity)
+        decision = await may_read(request, room, await _owner_now(request, found.identity))
         if not decision.allowed:
             raise await _refuse(
                 request, 403,
@@ -157,7 +173,8 @@ async def _refuse(request: web.Request, status: int, detail: str) -> web.HTTPExc
     if wants_html(request):
         from orchestrator.web.pages import page
 
-        heading = {401: "Not logged in", 403: "Not allowed", 404: "Not found"}[status]
+        heading = {401: "Not logged in", 403: "Not allowed", 404: "Not found",
+                   503: "Cannot check right now"}[status]  # fmt: skip
         response = await page(
             request, "error.html", {"heading": heading, "message": detail}, status=status
         )
