@@ -212,3 +212,12 @@ async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> 
     await page.goto(f"{captioned_site}/r/keynote")
     assert "Make a read token" in await page.evaluate("document.body.innerText")
     await assert_accessible(page, "room page with the read token form")
+
+
+async def test_refused_reader_page(page: Page, captioned_site: str) -> None:
+    # bob is not in LDAP group devs: he is told why and whom to ask.
+    await log_in(page, captioned_site, "bob", "bob-pw", "/r/keynote/captions")
+    text = await page.evaluate("document.body.innerText")
+    assert "You cannot read the captions of Opening keynote" in text
+    assert "orga@example.org" in text and "not a member of LDAP group devs" in text
+    await assert_accessible(page, "refused reader page")
