@@ -125,6 +125,16 @@ def document(server: str) -> dict[str, Any]:
                     "responses": {"200": sessions, **_errors(400)},
                 }
             },
+            "/calendar.ics": {
+                "get": {
+                    "summary": "iCal feed of the upcoming sessions this caller may see",
+                    "parameters": FILTERS,
+                    "responses": {
+                        "200": _json({"type": "string"}, "iCalendar", "text/calendar"),
+                        "400": _json({"type": "string"}, "Unknown time zone", "text/plain"),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Liveness: the database answers",
