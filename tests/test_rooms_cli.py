@@ -62,3 +62,20 @@ async def test_json_file_and_the_api_see_the_same_rooms(
     client = await aiohttp_client(create_app(load_settings()))
     rooms = await (await client.get("/api/v1/rooms")).json()
     assert [r["slug"] for r in rooms] == ["from-file"]
+
+
+def test_caption_readers_and_no_transcript(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    devs = '{"access": [{"kind": "ldap_group", "group": "devs"}]}'
+    argv = ["rooms", "create", "talk", "--title", "Talk", "--start", "2030-03-01T10:00",
+            "--end", "2030-03-01T11:00", "--policy", devs, "--public-captions"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["rooms", "show", "talk"]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert shown["caption_readers"] == [{"kind": "anyone"}]
+    assert shown["transcript_retention_days"] is None  # omitted: no transcript recorded
+    bad = ["rooms", "create", "odd", "--title", "Odd", "--start", "2030-03-01T10:00",
+           "--end", "2030-03-01T11:00", "--caption-readers", '[{"kind": "nobody"}]']  # fmt: skip
+    assert main(bad) == 2  # not a valid room
+    assert "caption_readers" in capsys.readouterr().err
