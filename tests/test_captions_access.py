@@ -175,7 +175,9 @@ async def test_refusals_say_why_and_whom_to_ask(client: Any, people: dict[str, P
     login = await people["anonymous"].http.get(
         "/r/devroom/captions?size=4", headers=HTML, allow_redirects=False
     )
-    assert login.headers["Location"] == "/login?next=/r/devroom/captions?size=4"
+    assert login.status == 302 and login.headers["Location"].startswith("/login?next=")
+    form = await (await people["anonymous"].http.get(login.headers["Location"])).text()
+    assert 'name="next" value="/r/devroom/captions?size=4"' in form  # back here after login
     page = await people["carol"].http.get("/r/devroom/captions", headers=HTML)
     text = await page.text()
     assert page.status == 403 and "not a member of LDAP group devs" in text

@@ -109,7 +109,7 @@ async def admit(request: web.Request, slug: str, *, transcript: bool = False) ->
     if who is None:
         if wants_html(request):
             target = request.path_qs
-            raise web.HTTPFound(f"/login?next={quote(target, safe='/?=&')}")
+            raise web.HTTPFound(f"/login?next={quote(target, safe='/')}")
         raise problem(
             401,
             f"the captions of room {slug!r} are for its attendees: log in, or send a read "
