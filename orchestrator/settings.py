@@ -57,6 +57,13 @@ class CaptionerSettings(BaseModel):
         description="Concurrent audio streams accepted; a stream beyond this is refused "
         "(close code 1013) so the running ones keep real time.",
     )
+    max_rss_mb: int = Field(
+        4096,
+        ge=0,
+        description="Resident memory limit of the captioner, MiB (0: none). From 90 % of it "
+        "new streams and bridge tags are refused with a logged reason; at it no new "
+        "recognizer is built. Each busy recognizer holds tens to hundreds of MiB.",
+    )
     max_frame_bytes: int = Field(
         4 * 1024 * 1024,
         ge=1024,
@@ -125,10 +132,14 @@ class CaptionerSettings(BaseModel):
         description="Audio between two partial results of an utterance (0: every frame).",
     )
     bridge_max_sources: int = Field(
-        200,
+        # Well under max_streams: one meeting must not take the machine. A session
+        # also gets no more than its fair share (max_streams divided between the bridge
+        # sessions holding streams and the vosk endpoint).
+        50,
         ge=1,
-        description="Audio sources (tags) accepted in one Jitsi bridge session; media for "
-        "more is refused with a logged reason while the others carry on.",
+        description="Audio sources (tags) accepted in one Jitsi bridge session, at most; media "
+        "for more is refused with a logged reason while the others carry on. A session also "
+        "takes no more than its fair share of captioner.max_streams.",
     )
     bridge_quiet_ms: int = Field(
         400,
@@ -398,6 +409,15 @@ class IrcNetworkSettings(BaseModel):
     burst: int = Field(4, ge=1, le=20, description="Lines sent at once before pacing.")
     lines_per_second: float = Field(
         1.0, gt=0, le=20, description="Lines a second after the burst (servers' flood limits)."
+    )
+    lines_per_second_exempt: float = Field(
+        5.0,
+        ge=0,
+        le=50,
+        description="Lines a second while the server exempts the relay from flood limits: on "
+        "ngircd an IRC operator (oper_name) sets user mode +F on itself. 0: lines_per_second "
+        "always. On InspIRCd give the relay a <connect> class with a higher threshold and "
+        "commandrate and raise lines_per_second instead (docs/irc.md).",
     )
     max_backlog_lines: int = Field(
         120,

@@ -55,8 +55,8 @@ def every_series_name() -> set[str]:
     engine = SimpleNamespace(
         executor=SimpleNamespace(_work_queue=SimpleNamespace(qsize=lambda: 0)),
         threads=2,
-        settings=SimpleNamespace(max_streams=200),
-        recognizers=SimpleNamespace(idle_count=lambda: 0, created=0),
+        settings=SimpleNamespace(max_streams=200, max_rss_mb=4096),
+        recognizers=SimpleNamespace(idle_count=lambda: 0, created=0, in_use=0),
     )
     registry.register(captioner_metrics.EngineCollector(lambda: engine))  # type: ignore[arg-type,return-value]
     irc = IrcSettings.model_validate(

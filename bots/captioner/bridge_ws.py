@@ -30,7 +30,7 @@ from aiohttp import WSMsgType, web
 
 from bots.captioner import mediajson as mj
 from bots.captioner import metrics, opus
-from bots.captioner.engine import Engine, EventSink, StreamTranscriber
+from bots.captioner.engine import Engine, EventSink, Refused, Slot, StreamTranscriber
 from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.models import ModelError
@@ -42,6 +42,7 @@ TICK = 0.05  # how often a session looks for quiet sources
 REORDER_WAIT = 0.06  # a held packet waits this long for a missing one when nothing follows
 QUEUE_PACKETS = 500  # 10 s of audio per source; beyond it the source is behind and loses packets
 MAX_ERRORS = 50  # consecutive undecodable packets (1 s) before a source is refused
+MOSTLY_BAD = 25  # after this many packets, a source with more bad than good is refused
 VOICE_HOLD = 2.0  # after a voiced packet, silence is fed at once so the utterance can end
 STUCK_WRITER = 30.0  # seconds a send may block (peer not reading) before the socket is dropped
 FLUSH = "flush"
@@ -121,8 +122,9 @@ class Outbox:
 class Source:
     """One audio source (tag): its jitter buffer, decoder, queue, task and transcriber."""
 
-    def __init__(self, session: BridgeSession, tag: str, endpoint: str) -> None:
+    def __init__(self, session: BridgeSession, tag: str, endpoint: str, slot: Slot) -> None:
         self.session = session
+        self.slot = slot  # released by the task, once the transcriber is closed
         self.tag = tag
         self.endpoint = endpoint
         self.label = session.label_for(endpoint)
@@ -141,7 +143,9 @@ class Source:
         self.needs_flush = False
         self.pending_silence = 0
         self.errors = 0  # consecutive
+        self.packets = 0
         self.bad_packets = 0
+        self.stopping = False
         self.overflowed = 0
         self.fed_seconds = 0.0
         self.task = asyncio.create_task(self._run(), name=f"bridge source {tag}")
@@ -151,10 +155,15 @@ class Source:
     def accept(self, media: mj.Media) -> None:
         now = time.monotonic()
         self.last_packet = now
+        self.packets += 1
         try:
             data = mj.decode_payload(media)
         except mj.FrameError as exc:
-            self.bad_packet(str(exc))
+            self.bad_packet(str(exc), "base64")
+            return
+        # Garbage never reaches libopus, which would make noise of it (and noise words).
+        if invalid := opus.invalid_packet(data):
+            self.bad_packet(f"invalid Opus packet ({invalid}, {len(data)} bytes)", invalid)
             return
         silent = mj.is_silent(media)
         if not silent:
@@ -189,7 +198,9 @@ class Source:
             self.needs_flush = False
             self._put(FLUSH)
 
-    def bad_packet(self, reason: str) -> None:
+    def bad_packet(self, reason: str, kind: str | None = None) -> None:
+        if kind is not None:
+            metrics.OPUS_REFUSED.labels(reason=kind).inc()
         self.bad_packets += 1
         self.errors += 1
         self.session.limiter.warning(
@@ -198,8 +209,28 @@ class Source:
         )  # fmt: skip
         if self.errors >= MAX_ERRORS:
             self.session.refuse(self.tag, f"{self.errors} undecodable packets in a row ({reason})")
+        elif self.packets >= MOSTLY_BAD and self.bad_packets * 2 > self.packets:
+            self.session.refuse(
+                self.tag, f"{self.bad_packets} of {self.packets} packets undecodable ({reason})"
+            )
+
+    def stop(self, *, flush: bool) -> None:
+        """Drop the queued audio at once and end the task; with ``flush`` the utterance
+        open now still gets its final (from what was already decoded)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.transcriber.abandon()  # jobs already waiting for a thread decode nothing
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+        if flush:
+            self.queue.put_nowait(FLUSH)
+        self.queue.put_nowait(STOP)
 
     def _put(self, op: Op) -> None:
+        if self.stopping:
+            return
         try:
             self.queue.put_nowait(op)
         except asyncio.QueueFull:
@@ -212,16 +243,21 @@ class Source:
     # --- the source's task: decoding and recognition ---
 
     async def _run(self) -> None:
-        while True:
-            ops = [await self.queue.get()]
-            while not self.queue.empty() and len(ops) < 50:
-                ops.append(self.queue.get_nowait())
-            try:
-                if await self._process(ops):
-                    return
-            finally:
-                for _ in ops:
-                    self.queue.task_done()
+        try:
+            while True:
+                ops = [await self.queue.get()]
+                while not self.queue.empty() and len(ops) < 50:
+                    ops.append(self.queue.get_nowait())
+                try:
+                    if await self._process(ops):
+                        return
+                finally:
+                    for _ in ops:
+                        self.queue.task_done()
+        finally:
+            # Shielded: a cancelled task still gives its recognizer back before its slot.
+            await asyncio.shield(self.transcriber.close())
+            self.slot.release()
 
     async def _process(self, ops: list[Op]) -> bool:
         """Decode and feed a batch; True when the source is to stop."""
@@ -232,8 +268,7 @@ class Source:
                 pcm = []
                 await self.transcriber.flush()
                 if op == STOP:
-                    await self.transcriber.close()
-                    return True
+                    return True  # _run closes the transcriber
             else:
                 following = ops[i + 1] if i + 1 < len(ops) else None
                 pcm.append(self._pcm(op, following))
@@ -248,11 +283,14 @@ class Source:
             return self.decoder.conceal(op.count, fec)
         if op.silent:
             return opus.silence(opus.packet_samples(op.data))
+        if self.stopping:
+            return b""
         try:
             pcm = self.decoder.decode(op.data)
         except opus.OpusError as exc:
             self.bad_packet(f"Opus: {exc}")
             return b""
+        metrics.OPUS_DECODED.inc()
         self.errors = 0
         return pcm
 
@@ -299,6 +337,8 @@ class BridgeSession:
         self.transport: asyncio.Transport | None = None
         self.ended = False
         self.frames = 0
+        # The engine's budget key: unique even when a meeting id comes back.
+        self.group = f"bridge {session_id} {uuid.uuid4().hex[:8]}"
         self._ticker = asyncio.create_task(self._tick(), name=f"bridge session {session_id}")
 
     def label_for(self, endpoint: str) -> str:
@@ -352,7 +392,7 @@ class BridgeSession:
             self._start(message)
         elif isinstance(message, mj.SessionEnd):
             log.info("session %s: the bridge ended transcription", self.id)
-            self.ended = True
+            self.end()
         elif isinstance(message, mj.Info):
             log.info(
                 "session %s: %s %s (region %r)",
@@ -372,20 +412,18 @@ class BridgeSession:
     def _open(self, tag: str, endpoint: str | None) -> Source | None:
         if tag in self.refused:
             return None
-        settings = self.settings
-        if len(self.sources) >= settings.bridge_max_sources:
-            self.refuse(tag, f"the session has {len(self.sources)} sources "
-                        "(captioner.bridge_max_sources)")  # fmt: skip
+        if self.ended:
             return None
-        if self.engine.active_streams >= settings.max_streams:
-            self.refuse(tag, f"the captioner is at capacity ({settings.max_streams} streams)")
+        try:
+            # Counted until the source's transcriber is closed, even after session end.
+            slot = self.engine.admit("bridge", self.group, self.settings.bridge_max_sources)
+        except Refused as exc:
+            self.refuse(tag, str(exc))
             return None
         if endpoint is None:
             log.info("session %s: media for %s before its start; assuming Opus", self.id, tag)
-        source = Source(self, tag, endpoint or mj.endpoint_id(tag))
+        source = Source(self, tag, endpoint or mj.endpoint_id(tag), slot)
         self.sources[tag] = source
-        self.engine.active_streams += 1
-        metrics.STREAMS.labels(path="bridge").inc()
         return source
 
     def refuse(self, tag: str, reason: str) -> None:
@@ -395,16 +433,7 @@ class BridgeSession:
                 self.refused[tag] = reason
         source = self.sources.pop(tag, None)
         if source is not None:
-            self._stop(source)
-
-    def _stop(self, source: Source) -> None:
-        self.engine.active_streams -= 1
-        metrics.STREAMS.labels(path="bridge").dec()
-        try:
-            source.queue.put_nowait(STOP)
-        except asyncio.QueueFull:
-            source.task.cancel()
-            asyncio.get_running_loop().create_task(source.transcriber.close())
+            source.stop(flush=False)
 
     # --- results ---
 
@@ -429,14 +458,18 @@ class BridgeSession:
             )
         )
 
-    async def _drain_results(self) -> None:
-        """After session-end: let every source finish, then give the writer a moment."""
+    def end(self) -> None:
+        """session-end: queued audio is dropped and recognizers go back at once; what
+        was already decoded of an open utterance still becomes its final."""
+        self.ended = True
         for source in self.sources.values():
-            source.needs_flush = False
-            source._put(FLUSH)
-        queues = [s.queue.join() for s in self.sources.values()]
-        if queues:
-            await asyncio.wait([asyncio.ensure_future(q) for q in queues], timeout=5.0)
+            source.stop(flush=True)
+
+    async def _drain_results(self) -> None:
+        """After session-end: let every source's last final out, then give the writer a moment."""
+        tasks = [s.task for s in self.sources.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.outbox.sent(), 2.0)
 
@@ -454,11 +487,12 @@ class BridgeSession:
                 self.transport = None
 
     async def close(self) -> None:
+        """The session is over (expired or shut down): drop queued audio, free everything."""
         self._ticker.cancel()
         sources = list(self.sources.values())
         self.sources.clear()
         for source in sources:
-            self._stop(source)
+            source.stop(flush=False)
         if sources:
             await asyncio.wait([s.task for s in sources], timeout=5.0)
 

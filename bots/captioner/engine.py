@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import json
+import logging
 import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +32,19 @@ from bots.captioner.models import ModelRegistry
 from orchestrator.settings import CaptionerSettings
 
 EventSink = Callable[[CaptionEvent], None]
+log = logging.getLogger(__name__)
+SHED_FRACTION = 0.9  # new streams are refused from this fraction of captioner.max_rss_mb
+RSS_EVERY = 1.0  # seconds between two reads of /proc/self/statm
+
+
+class Refused(Exception):
+    """The engine takes no new stream or recognizer now; the message says why.
+
+    ``kind`` is the label of ``plenary_captioner_streams_refused``."""
+
+    def __init__(self, reason: str, kind: str = "capacity") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class _Recognizer:
@@ -58,8 +73,17 @@ class RecognizerPool:
     so reuse carries no speaker state over (checked: same text fresh or reused).
     """
 
-    def __init__(self, models: ModelRegistry, max_idle: int, max_audio_seconds: float) -> None:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        max_idle: int,
+        max_audio_seconds: float,
+        limit: int = 0,
+        memory: MemoryGuard | None = None,
+    ) -> None:
         self._models = models
+        self.limit = limit  # recognizers in use at most (0: unbounded); checked here
+        self._memory = memory
         self._max_idle = max_idle
         self._max_audio = max_audio_seconds
         self._idle: dict[str, list[_Recognizer]] = {}
@@ -69,21 +93,35 @@ class RecognizerPool:
         self.in_use = 0
 
     def acquire(self, language: str, grammar: str | None) -> _Recognizer:
-        if grammar is None:
+        """A recognizer, idle or new; Refused at the limit, or for a new one above the
+        memory limit (an idle one is still handed out: it costs nothing more)."""
+        with self._lock:
+            if self.limit and self.in_use >= self.limit:
+                raise Refused(f"{self.in_use} recognizers in use (captioner.max_streams)")
+            idle = self._idle.get(language) if grammar is None else None
+            if idle:
+                self.in_use += 1
+                return idle.pop()
+            self.in_use += 1  # reserved while the new one is built, outside the lock
+        try:
+            if self._memory is not None and (reason := self._memory.over_limit()):
+                raise Refused(reason)
+            rec = self._create(language, grammar)
+        except BaseException:
             with self._lock:
-                idle = self._idle.get(language)
-                if idle:
-                    self.in_use += 1
-                    return idle.pop()
+                self.in_use -= 1
+            raise
+        with self._lock:
+            self.created += 1
+        return rec
+
+    def _create(self, language: str, grammar: str | None) -> _Recognizer:
         model = self._models.get(language)
         rec = (
             vosk.KaldiRecognizer(model, vad.RATE, grammar)
             if grammar
             else vosk.KaldiRecognizer(model, vad.RATE)
         )
-        with self._lock:
-            self.created += 1
-            self.in_use += 1
         return _Recognizer(rec)
 
     def release(self, language: str, grammar: str | None, rec: _Recognizer) -> None:
@@ -125,20 +163,130 @@ except OSError:  # not glibc
     _LIBC = None
 
 
+class MemoryGuard:
+    """The process's resident memory against ``captioner.max_rss_mb`` (0: no limit).
+
+    Read from /proc/self/statm at most once a second: callers ask on every new stream.
+    """
+
+    def __init__(self, limit_mb: Callable[[], int]) -> None:
+        self._limit = limit_mb
+        self._read_at = -RSS_EVERY
+        self._rss_mb = 0.0
+
+    def rss_mb(self) -> float:
+        now = time.monotonic()
+        if now - self._read_at >= RSS_EVERY:
+            self._read_at = now
+            self._rss_mb = metrics.rss_bytes() / 2**20
+        return self._rss_mb
+
+    def shed_reason(self) -> str | None:
+        """Why a new stream is refused: RSS within 10 % of the limit; None to take it."""
+        limit = self._limit()
+        if limit and self.rss_mb() >= limit * SHED_FRACTION:
+            return (f"memory: RSS {self.rss_mb():.0f} MB is near the limit of {limit} MB "
+                    "(captioner.max_rss_mb)")  # fmt: skip
+        return None
+
+    def over_limit(self) -> str | None:
+        """Why no new recognizer is built: RSS at the limit itself."""
+        limit = self._limit()
+        if limit and self.rss_mb() >= limit:
+            return f"memory: RSS {self.rss_mb():.0f} MB reached captioner.max_rss_mb ({limit})"
+        return None
+
+
+@dataclass(eq=False)
+class Slot:
+    """One admitted stream; ``release`` it exactly when its transcriber is closed."""
+
+    engine: Engine
+    path: str
+    group: str
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.engine._release(self)
+
+
 class Engine:
-    """Shared by every stream of a process: models, pool of recognizers, threads."""
+    """Shared by every stream of a process: models, pool of recognizers, threads.
+
+    The engine owns the stream budget: every endpoint asks ``admit`` for a stream and
+    releases it once the stream's transcriber is closed (not when its socket goes), so
+    streams, the ``plenary_captioner_streams`` gauge and recognizers in use (at most one
+    per stream, and the pool refuses more than ``max_streams``) can never run past
+    ``captioner.max_streams``, however fast sockets come and go.
+    """
 
     def __init__(self, settings: CaptionerSettings, models: ModelRegistry) -> None:
         self.settings = settings
         self.models = models
         self.threads = settings.threads or os.cpu_count() or 1
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="vosk")
+        self.memory = MemoryGuard(lambda: self.settings.max_rss_mb)
         self.recognizers = RecognizerPool(
             models,
             max_idle=settings.warm_recognizers or self.threads,
             max_audio_seconds=settings.recognizer_max_audio_seconds,
+            limit=settings.max_streams,
+            memory=self.memory,
         )
-        self.active_streams = 0
+        self._paths: Counter[str] = Counter()
+        self._groups: Counter[str] = Counter()
+
+    @property
+    def active_streams(self) -> int:
+        return sum(self._paths.values())
+
+    def admit(self, path: str, group: str = "", group_limit: int = 0) -> Slot:
+        """A stream for ``path`` (vosk, bridge, file), or Refused saying why.
+
+        ``group`` is a Jitsi bridge session: it holds at most ``group_limit`` streams and
+        no more than a fair share of ``max_streams``, the machine divided between the
+        sessions holding streams and the vosk endpoint, so a session with hundreds of
+        tags leaves room for vosk clients and other meetings. Vosk clients are refused
+        only when every stream is taken, or memory is short.
+        """
+        limit = self.settings.max_streams
+        if self.active_streams >= limit:
+            raise self._refused(f"at capacity ({limit} streams, captioner.max_streams)", "capacity")
+        if reason := self.memory.shed_reason():
+            raise self._refused(reason, "memory")
+        if group:
+            held = self._groups[group]
+            if group_limit and held >= group_limit:
+                raise self._refused(
+                    f"the session has {held} sources (captioner.bridge_max_sources)", "session"
+                )
+            sessions = len(self._groups) + (0 if held else 1)
+            share = max(1, limit // (sessions + 1))  # +1: the vosk endpoint's share
+            if held >= share:
+                raise self._refused(
+                    f"the session has its fair share of the captioner: {held} of {limit} "
+                    f"streams with {sessions} bridge session(s) and the vosk endpoint",
+                    "share",
+                )
+            self._groups[group] += 1
+        self._paths[path] += 1
+        metrics.STREAMS.labels(path=path).inc()
+        return Slot(self, path, group)
+
+    @staticmethod
+    def _refused(reason: str, kind: str) -> Refused:
+        metrics.STREAMS_REFUSED.labels(kind=kind).inc()
+        return Refused(reason, kind)
+
+    def _release(self, slot: Slot) -> None:
+        self._paths[slot.path] -= 1
+        metrics.STREAMS.labels(path=slot.path).dec()
+        if slot.group:
+            self._groups[slot.group] -= 1
+            if self._groups[slot.group] <= 0:
+                del self._groups[slot.group]
 
     async def preload(self, languages: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -213,6 +361,7 @@ class StreamTranscriber:
         self._partial = ""
         self.audio_seconds = 0.0
         self.decoded_seconds = 0.0
+        self.abandoned = False  # the stream is gone: decode no more audio
 
     @property
     def in_utterance(self) -> bool:
@@ -238,6 +387,11 @@ class StreamTranscriber:
             actions = []
         actions += self._segmenter.end()
         return await self._run(actions)
+
+    def abandon(self) -> None:
+        """Decode no more audio, even jobs already waiting for a thread; the utterance
+        open now still gets its final from what was decoded, at the next flush."""
+        self.abandoned = True
 
     async def close(self) -> None:
         """Release the recognizer without producing a result (the stream vanished).
@@ -294,6 +448,8 @@ class StreamTranscriber:
         finals: list[Final] = []
         partial: CaptionEvent | None = None
         for action in actions:
+            if self.abandoned and not isinstance(action, vad.End):
+                continue
             if isinstance(action, vad.Start):
                 self._begin(action)
                 if action.pcm:
@@ -313,7 +469,13 @@ class StreamTranscriber:
         return finals, partial
 
     def _begin(self, start: vad.Start) -> None:
-        pooled = self._engine.recognizers.acquire(self.language, self._grammar)
+        try:
+            pooled = self._engine.recognizers.acquire(self.language, self._grammar)
+        except Refused as exc:
+            # Not reached while streams are admitted (one recognizer each at most);
+            # a stream opened around ``admit`` loses this utterance, said in the log.
+            log.warning("%s/%s: an utterance is not recognized: %s", self.room, self.speaker, exc)
+            return
         # Word timings are always on: they place captions on the clock; replies
         # carry them only when the client asked.
         pooled.rec.SetWords(True)

@@ -67,6 +67,29 @@ MODEL_MEMORY = Gauge(
     ["language"],
     registry=None,
 )
+OPUS_REASONS = ("empty", "oversized", "length", "truncated", "toc", "padding", "base64")
+OPUS_REFUSED = Counter(
+    "plenary_captioner_opus_refused_packets",
+    "Jitsi bridge packets refused before the decoder, by reason: empty, oversized, "
+    "length (a frame over 1275 bytes or uneven frames), truncated, toc (frame count), "
+    "padding, base64 (RFC 6716 section 3.4).",
+    ["reason"],
+    registry=None,
+)
+OPUS_DECODED = Counter(
+    "plenary_captioner_opus_decoded_packets",
+    "Jitsi bridge Opus packets decoded (silent ones are skipped, not decoded).",
+    registry=None,
+)
+REFUSE_KINDS = ("capacity", "session", "share", "memory")
+STREAMS_REFUSED = Counter(
+    "plenary_captioner_streams_refused",
+    "Streams and bridge tags refused, by kind: capacity (captioner.max_streams), session "
+    "(captioner.bridge_max_sources), share (a bridge session's fair share), memory "
+    "(captioner.max_rss_mb).",
+    ["kind"],
+    registry=None,
+)
 DELIVERY_QUEUE = Gauge(
     "plenary_captioner_delivery_queue",
     "Final captions waiting to be delivered to the orchestrator (captioner.delivery_queue "
@@ -99,6 +122,9 @@ METRICS: tuple[Collector, ...] = (
     REAL_TIME_FACTOR,
     CAPTION_LATENCY,
     MODEL_MEMORY,
+    OPUS_REFUSED,
+    OPUS_DECODED,
+    STREAMS_REFUSED,
     DELIVERY_QUEUE,
     DELIVERED,
     DELIVERY_DROPPED,
@@ -106,6 +132,10 @@ METRICS: tuple[Collector, ...] = (
 )
 for _path in PATHS:
     STREAMS.labels(path=_path)
+for _reason in OPUS_REASONS:
+    OPUS_REFUSED.labels(reason=_reason)
+for _kind in REFUSE_KINDS:
+    STREAMS_REFUSED.labels(kind=_kind)
 for _kind in ("final", "partial"):
     DELIVERED.labels(kind=_kind)
     DELIVERY_DROPPED.labels(kind=_kind)
@@ -157,6 +187,16 @@ class EngineCollector(Collector):
             "plenary_captioner_idle_recognizers",
             "Recognizers pooled for the next utterance.",
             value=float(engine.recognizers.idle_count()),
+        )
+        yield GaugeMetricFamily(
+            "plenary_captioner_recognizers_in_use",
+            "Recognizers holding an utterance now (at most captioner.max_streams).",
+            value=float(engine.recognizers.in_use),
+        )
+        yield GaugeMetricFamily(
+            "plenary_captioner_memory_limit_bytes",
+            "captioner.max_rss_mb in bytes (0: no limit); new streams are refused from 90 %.",
+            value=float(engine.settings.max_rss_mb * 2**20),
         )
         yield CounterMetricFamily(
             "plenary_captioner_recognizers_created",

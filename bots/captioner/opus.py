@@ -134,13 +134,7 @@ def packet_samples(data: bytes) -> int:
     if not data:
         return FRAME
     toc = data[0]
-    config = toc >> 3
-    if config < 12:  # SILK: 10, 20, 40, 60 ms
-        per_frame = (480, 960, 1920, 2880)[config % 4]
-    elif config < 16:  # hybrid: 10, 20 ms
-        per_frame = (480, 960)[config % 2]
-    else:  # CELT: 2.5, 5, 10, 20 ms
-        per_frame = (120, 240, 480, 960)[config % 4]
+    per_frame = _frame_samples(toc)
     code = toc & 3
     if code == 0:
         frames = 1
@@ -150,6 +144,96 @@ def packet_samples(data: bytes) -> int:
         frames = data[1] & 0x3F if len(data) > 1 else 0
     total = per_frame * frames
     return total if 0 < total <= MAX_FRAME else FRAME
+
+
+MAX_FRAME_BYTES = 1275  # RFC 6716 §3.2.1: no frame is longer
+# Six 20 ms frames (120 ms, the longest packet) of the largest size, their length bytes
+# and the TOC: anything longer is not a packet a browser or the bridge sends.
+MAX_PACKET = 6 * MAX_FRAME_BYTES + 13
+
+
+def invalid_packet(data: bytes) -> str | None:
+    """Why ``data`` is not a well-formed Opus packet (RFC 6716 §3.4, R1-R7), or None.
+
+    Only structure is checked (TOC, frame count, frame and padding lengths), never the
+    coded audio: libopus is never handed a packet whose framing it would have to guess.
+
+    >>> invalid_packet(b"\\x78" + bytes(60)), invalid_packet(b"")
+    (None, 'empty')
+    >>> invalid_packet(b"\\xff\\xff\\xff\\xff")  # code 3: 63 frames of 20 ms
+    'toc'
+    """
+    if not data:
+        return "empty"  # R1
+    if len(data) > MAX_PACKET:
+        return "oversized"
+    code = data[0] & 3
+    body = len(data) - 1
+    if code == 0:
+        return None if body <= MAX_FRAME_BYTES else "length"  # R2
+    if code == 1:
+        return None if body % 2 == 0 and body // 2 <= MAX_FRAME_BYTES else "length"  # R3
+    if code == 2:
+        first, used = _frame_length(data, 1)
+        if first is None:
+            return "truncated"
+        rest = body - used - first  # the second frame
+        if rest < 0:
+            return "truncated"  # R4
+        return None if max(first, rest) <= MAX_FRAME_BYTES else "length"
+    if len(data) < 2:
+        return "truncated"
+    count = data[1] & 0x3F
+    if count == 0 or count * _frame_samples(data[0]) > MAX_FRAME:
+        return "toc"  # R5
+    pos, padding = 2, 0
+    if data[1] & 0x40:  # padding lengths: 255 means 254 bytes and another length byte
+        while True:
+            if pos >= len(data):
+                return "padding"
+            size = data[pos]
+            pos += 1
+            padding += 254 if size == 255 else size
+            if size != 255:
+                break
+    left = len(data) - pos - padding
+    if left < 0:
+        return "padding"
+    if not data[1] & 0x80:  # constant bitrate: equal frames
+        ok = left % count == 0 and left // count <= MAX_FRAME_BYTES
+        return None if ok else "length"  # R6
+    for _ in range(count - 1):  # variable bitrate: every frame's length but the last
+        length, used = _frame_length(data, pos)
+        if length is None:
+            return "truncated"
+        pos += used
+        left -= used + length
+        if length > MAX_FRAME_BYTES:
+            return "length"
+    if left < 0:
+        return "truncated"
+    return None if left <= MAX_FRAME_BYTES else "length"  # R7
+
+
+def _frame_length(data: bytes, pos: int) -> tuple[int | None, int]:
+    """A frame length (RFC 6716 §3.2.1) at ``pos``: (length, bytes it took)."""
+    if pos >= len(data):
+        return None, 0
+    first = data[pos]
+    if first < 252:
+        return first, 1
+    if pos + 1 >= len(data):
+        return None, 1
+    return first + 4 * data[pos + 1], 2
+
+
+def _frame_samples(toc: int) -> int:
+    config = toc >> 3
+    if config < 12:  # SILK: 10, 20, 40, 60 ms
+        return (480, 960, 1920, 2880)[config % 4]
+    if config < 16:  # hybrid: 10, 20 ms
+        return (480, 960)[config % 2]
+    return (120, 240, 480, 960)[config % 4]  # CELT: 2.5, 5, 10, 20 ms
 
 
 class OpusError(Exception):

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bots.captioner import formats, metrics
+from bots.captioner import formats
 from bots.captioner.audio import AudioError, Samples, decode_file
-from bots.captioner.engine import Engine
+from bots.captioner.engine import Engine, StreamTranscriber
 from bots.captioner.events import CaptionEvent, Word
 from bots.captioner.models import ModelError, ModelRegistry
 from orchestrator.settings import Settings
@@ -92,9 +92,18 @@ async def transcribe_samples(
     """Final caption events of one recording, fed in CHUNK_SECONDS pieces."""
     await engine.preload([language])  # loads the model once; a missing one fails here
     stream = engine.open_stream(sample_rate=rate, language=language, room=ROOM, speaker=speaker)
+    slot = engine.admit("file")
+    try:
+        return await _feed_all(stream, samples, rate, speaker)
+    finally:
+        slot.release()
+
+
+async def _feed_all(
+    stream: StreamTranscriber, samples: Samples, rate: int, speaker: str
+) -> list[CaptionEvent]:
     chunk = max(1, int(rate * CHUNK_SECONDS))
     events: list[CaptionEvent] = []
-    metrics.STREAMS.labels(path="file").inc()
     with tqdm(
         total=round(len(samples) / rate, 1),
         desc=speaker,
@@ -109,7 +118,6 @@ async def transcribe_samples(
             events += (f.event for f in result.finals)
             bar.update(round(len(piece) / rate, 3))
         events += (f.event for f in (await stream.flush()).finals)
-    metrics.STREAMS.labels(path="file").dec()
     return events
 
 

@@ -14,9 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bots.captioner import metrics
 from bots.captioner import vosk_protocol as vp
-from bots.captioner.engine import Engine, EventSink, FeedResult, StreamTranscriber
+from bots.captioner.engine import Engine, EventSink, FeedResult, Refused, StreamTranscriber
 from bots.captioner.keys import bus_key, engine_key
 from bots.captioner.models import ModelError
 
@@ -33,16 +32,27 @@ async def vosk_stream(request: web.Request) -> web.StreamResponse:
             "(Jigasi, BigBlueButton, vosk-server's test.py) to this URL.\n"
         )
     await ws.prepare(request)
-    if engine.active_streams >= settings.max_streams:
-        log.warning("refusing stream from %s: at capacity", request.remote)
-        await _close(ws, vp.CLOSE_TRY_AGAIN, f"at capacity ({settings.max_streams} streams)")
+    try:
+        slot = engine.admit("vosk")
+    except Refused as exc:
+        log.warning("refusing stream from %s: %s", request.remote, exc)
+        await _close(ws, vp.CLOSE_TRY_AGAIN, str(exc))
         return ws
+    try:
+        await _serve(request, ws, engine)
+    finally:
+        slot.release()  # after the transcriber is closed: its recognizer is back
+    return ws
+
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse, engine: Engine) -> None:
+    settings = engine.settings
     language = request.query.get("lang") or settings.default_language
     try:
         engine.models.path(language)
     except ModelError as exc:
         await _close(ws, vp.CLOSE_POLICY, str(exc))
-        return ws
+        return
     session = VoskSession(
         engine,
         language=language,
@@ -50,17 +60,12 @@ async def vosk_stream(request: web.Request) -> web.StreamResponse:
         speaker=request.query.get("speaker") or f"speaker-{id(ws) % 10000}",
         bus_publish=request.app[bus_key].publish,
     )
-    engine.active_streams += 1
-    metrics.STREAMS.labels(path="vosk").inc()
     try:
         await session.run(ws)
     finally:
-        engine.active_streams -= 1
-        metrics.STREAMS.labels(path="vosk").dec()
         # Shielded: a second cancellation (server shutdown) must not keep the
         # recognizer from going back to the pool.
         await asyncio.shield(session.close())
-    return ws
 
 
 class VoskSocket(web.WebSocketResponse):
