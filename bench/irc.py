@@ -3,9 +3,13 @@
 - latency: caption event published → line seen by another IRC client (p50/p95), with
   1 room at a steady pace, and 20 rooms on one connection all speaking at once;
 - sustained: lines a second that reach the channel with the bot configured for 1, 2
-  and 4 lines a second, and whether the server disconnected it (Excess Flood).
+  and 4 lines a second, and whether the server disconnected it (Excess Flood);
+- conversation: captions POSTed to the real app every 1.5 s by 3 alternating speakers,
+  relayed at 1 line a second: POST → line seen p50/p95 (goal p95 ≤ 5 s) per minute and
+  overall, and words lost, repeated or out of order (goal 0). 10 minutes by default.
 
     .venv/bin/python -m bench.irc [--quick]
+    .venv/bin/python -m bench.irc --conversation 600   # only the conversation, seconds
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from bots.captioner.events import CaptionEvent
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
 from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
+from tests.irc_conversation import converse
 from tests.ircservers import HOST, RawClient, start_server
 
 
@@ -127,8 +132,9 @@ async def sustained(port: int, rate: float, seconds: float) -> dict[str, Any]:
         start = time.monotonic()
         i = 0
         while time.monotonic() - start < seconds:
-            # Two speakers alternating: no merging, every caption is one line.
-            run.publish("r0", "Alice" if i % 2 else "Bob", f"line {i:05d} " + "x" * 60)
+            # Two speakers alternating, captions of 300 bytes without a space: none is
+            # packed behind another, every caption is one line.
+            run.publish("r0", "Alice" if i % 2 else "Bob", f"line-{i:05d}-" + "x" * 300)
             i += 1
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)
@@ -146,8 +152,18 @@ async def sustained(port: int, rate: float, seconds: float) -> dict[str, Any]:
         }
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def conversation(seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder, start_server("ngircd", Path(folder)) as srv:
+        result = await converse(srv.port, Path(folder), seconds=seconds, lines_per_second=1.0)
+    return result.summary()
+
+
+async def run(quick: bool, conversation_seconds: float | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"server": "ngircd (Debian 26.1), loopback", "quick": quick}
+    seconds = conversation_seconds or (60.0 if quick else 600.0)
+    results["conversation"] = await conversation(seconds)
+    if conversation_seconds:
+        return results
     with tempfile.TemporaryDirectory() as folder, start_server("ngircd", Path(folder)) as srv:
         results["latency_1_room_paced"] = await latency(srv.port, 1, 8 if quick else 30, pace=2.1)
         results["latency_20_rooms_at_once"] = await latency(srv.port, 20, 20, pace=0.0)
@@ -163,4 +179,12 @@ async def run(quick: bool) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer captions, shorter runs")
-    print(json.dumps(asyncio.run(run(parser.parse_args().quick)), indent=2, ensure_ascii=False))
+    parser.add_argument(
+        "--conversation",
+        type=float,
+        metavar="SECONDS",
+        help="run only the conversation benchmark, for this long (default in a full run: 600)",
+    )
+    args = parser.parse_args()
+    results = asyncio.run(run(args.quick, args.conversation))
+    print(json.dumps(results, indent=2, ensure_ascii=False))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +59,7 @@ class IrcServer:
     tls_port: int = 0
     services: bool = False  # InspIRCd only: link Atheme services
     extra: str = ""  # appended to the config (ngircd: [Operator], [Channel] sections)
+    connect: str = ""  # InspIRCd: <connect> blocks matched before the default one
     link_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     atheme: subprocess.Popen[bytes] | None = None
@@ -150,9 +152,15 @@ class IrcServer:
 
 @contextlib.contextmanager
 def start_server(
-    kind: str, folder: Path, *, tls: bool = False, services: bool = False, extra: str = ""
+    kind: str,
+    folder: Path,
+    *,
+    tls: bool = False,
+    services: bool = False,
+    extra: str = "",
+    connect: str = "",
 ) -> Iterator[IrcServer]:
-    server = IrcServer(kind, folder / kind, services=services, extra=extra)
+    server = IrcServer(kind, folder / kind, services=services, extra=extra, connect=connect)
     if tls:
         server.tls_port = free_port()
     server.start()
@@ -220,6 +228,7 @@ def _inspircd(server: IrcServer) -> tuple[str, str]:
         id="0AA">
 <admin name="test" nick="test" email="test@example.org">
 <bind address="{HOST}" port="{server.port}" type="clients">
+{server.connect}
 <connect name="main" allow="*" localmax="100" globalmax="100" resolvehostnames="no">
 <files motd="{server.folder}/motd.txt">
 <performance nouserdns="yes">
@@ -480,6 +489,16 @@ async def register_account(port: int, account: str, password: str, email: str = 
     await until(done, 10, f"account {account} registered")
     await registrar.close()
     await asyncio.sleep(0.2)
+
+
+def speaker_pieces(text: str) -> list[tuple[str, str]]:
+    """(speaker, text) of each caption in one relay line: ``<A> … · <B> …``."""
+    out = []
+    for piece in re.split(r" · (?=<[^>\s]+> )", text):
+        speaker, _, rest = piece.partition("> ")
+        assert speaker.startswith("<"), text
+        out.append((speaker[1:], rest))
+    return out
 
 
 async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -29,7 +29,16 @@ from orchestrator.settings import (
     Settings,
     load_settings,
 )
-from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
+from tests.ircservers import (
+    HOST,
+    RawClient,
+    binary,
+    joined,
+    relay_running,
+    speaker_pieces,
+    start_server,
+    until,
+)
 from tests.rooms_helpers import AUTH, room_json
 from tests.rooms_helpers import TOKEN as ADMIN
 
@@ -111,9 +120,7 @@ def words(observer: RawClient) -> list[str]:
     """Every word the relay said, in order (merging only moves line boundaries)."""
     out = []
     for text in observer.texts("relay"):
-        speaker, _, rest = text.partition("> ")
-        assert speaker.startswith("<"), text
-        out += rest.split()
+        out += [word for _, rest in speaker_pieces(text) for word in rest.split()]
     return out
 
 

@@ -25,6 +25,7 @@ from tests.ircservers import (
     joined,
     register_account,
     relay_running,
+    speaker_pieces,
     start_server,
     until,
 )
@@ -101,12 +102,7 @@ def collapse(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def received_pairs(observer: RawClient, nick: str = "relay") -> list[tuple[str, str]]:
-    pairs = []
-    for text in observer.texts(nick):
-        speaker, _, rest = text.partition("> ")
-        assert speaker.startswith("<"), text
-        pairs.append((speaker[1:], rest))
-    return pairs
+    return [pair for text in observer.texts(nick) for pair in speaker_pieces(text)]
 
 
 KOREAN = "안녕하세요 여러분 오늘은 접근성 회의에 오신 것을 환영합니다 " * 7  # ~650 bytes

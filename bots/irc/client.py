@@ -40,6 +40,7 @@ WANTED_CAPS = ("server-time", "message-tags")
 JOIN_REFUSED = {"403", "405", "471", "473", "474", "475", "476", "477", "489"}
 SASL_FAILED = {"902", "904", "905", "906", "908"}
 KEEPALIVE = "plenary-keepalive"
+CONFIRM_EVERY = 4  # lines sent in a row before a PING confirms them
 
 
 class IrcError(Exception):
@@ -80,7 +81,9 @@ class IrcClient:
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self.channels: dict[str, Channel] = {}
         self.queues: list[MergeQueue] = []
+        self.nicklen: int | None = None  # the server's NICKLEN, kept across reconnects
         self.nick = settings.nick
+        self.exempt = False  # the server exempts us from flood limits (ngircd: +F)
         self.hostmask = protocol.worst_case_hostmask(settings.nick, settings.username)
         self.isupport: dict[str, str | None] = {}
         self.caps: set[str] = set()
@@ -103,6 +106,8 @@ class IrcClient:
         self._keepalive_sent = 0.0
         self._cap_ls: dict[str, str] = {}
         self._nick_tries = 0
+        self._nick_base = ""
+        self._server_user_modes = ""
         self.bucket = TokenBucket(settings.burst, settings.lines_per_second, time.monotonic())
 
     # -- what the relay uses -------------------------------------------------------
@@ -235,9 +240,12 @@ class IrcClient:
         for channel in self.channels.values():
             channel.joined = False
             channel.current = None
-        self.nick = self.settings.nick
+        self.nick = protocol.valid_nick(self.settings.nick, self.nicklen or 512)
+        self._exempt(False)
         self._set_hostmask(protocol.worst_case_hostmask(self.nick, self.settings.username))
         self._nick_tries = 0
+        self._nick_base = ""
+        self._server_user_modes = ""
         self._keepalive_sent = 0.0
 
     async def _serve(self) -> None:
@@ -320,7 +328,10 @@ class IrcClient:
         if not ready:
             return None
         self._rr = (self._rr + 1) % len(ready)
-        return ready[self._rr].take()
+        # Pack other speakers' captions into the line when the tokens there now cannot
+        # send every waiting line on its own: a conversation then never falls behind.
+        waiting = sum(q.backlog for q in ready)
+        return ready[self._rr].take(pack=self.bucket.available(now) < waiting)
 
     def _sendable(self, target: str, now: float) -> bool:
         channel = self.channels.get(self._fold(target))
@@ -330,46 +341,60 @@ class IrcClient:
         # is set (if it cannot be, the log and the room page say so).
         return not channel.protect or channel.reported is not None
 
+    def _confirm_due(self, busy: bool) -> bool:
+        """Whether the confirming PING goes next: when no line waits, or after
+        CONFIRM_EVERY unconfirmed lines, so that it does not halve the line rate."""
+        if not self._inflight or self._confirming is not None:
+            return False
+        return not busy or len(self._inflight) >= CONFIRM_EVERY
+
     async def _write_loop(self) -> None:
         assert self._writer is not None
         while True:
             now = time.monotonic()
-            if not self._control and not any(
+            busy = bool(self._control) or any(
                 len(q) and self._sendable(q.target, now) for q in self.queues
-            ):
-                self._confirm_soon()
+            )
+            confirm = self._confirm_due(busy)
+            if not busy and not confirm:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             delay = self.bucket.delay(now)
             if delay:
-                await asyncio.sleep(delay)  # captions arriving meanwhile merge in the queue
+                if busy:  # captions arriving meanwhile merge in the queue
+                    await asyncio.sleep(delay)
+                else:  # only the PING waits: a caption arriving meanwhile goes first
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
                 continue
-            item = self._next_line(time.monotonic())
-            if item is None:
-                continue
-            self.bucket.take(time.monotonic())
-            if isinstance(item, str):
-                self._send(item)
+            if confirm:
+                self._ping_confirm()
             else:
-                self._send(format_line("PRIVMSG", item.target, item.text))
-                self._inflight.append(item)
-                self.lines_sent += 1
-                self._confirm_soon()
+                item = self._next_line(now)
+                if item is None:
+                    continue
+                self.bucket.take(now)
+                if isinstance(item, str):
+                    self._send(item)
+                else:
+                    self._send(format_line("PRIVMSG", item.target, item.text))
+                    self._inflight.append(item)
+                    self.lines_sent += 1
             await self._writer.drain()
 
-    def _confirm_soon(self) -> None:
-        if self._inflight and self._confirming is None:
-            # The PING goes out right behind the line, so a server that dies between
-            # the two is the only way to repeat a line after a reconnect. Servers pace
-            # every command (ngircd: one a second after a burst), so it costs a token
-            # like a line does, borrowed if need be.
-            self.bucket.take(time.monotonic())
-            self._pings += 1
-            token = f"plenary-{self._pings}"
-            self._confirming = (token, len(self._inflight))
-            self._send(format_line("PING", token))
+    def _ping_confirm(self) -> None:
+        """PING behind the lines sent: its PONG confirms them. Servers pace every
+        command (ngircd: about one a second after a burst), so it costs a token like a
+        line does; a server that dies before answering gets these lines again after the
+        reconnect (at most CONFIRM_EVERY of them may then be seen twice)."""
+        self.bucket.take(time.monotonic())
+        self._pings += 1
+        token = f"plenary-{self._pings}"
+        self._confirming = (token, len(self._inflight))
+        self._send(format_line("PING", token))
 
     def _confirmed(self) -> None:
         assert self._confirming is not None
@@ -459,8 +484,14 @@ class IrcClient:
         mask = protocol.hostmask_in(msg.param(-1))
         self._set_hostmask(mask or protocol.worst_case_hostmask(self.nick, self.settings.username))
 
+    def _on_004(self, msg: Message) -> None:  # RPL_MYINFO: name, version, user modes, …
+        self._server_user_modes = msg.param(3)
+
     def _on_005(self, msg: Message) -> None:  # RPL_ISUPPORT
         self.isupport.update(protocol.parse_isupport(msg.params[1:-1]))
+        nicklen = self.isupport.get("NICKLEN")
+        if nicklen and nicklen.isdigit() and int(nicklen) > 0:
+            self.nicklen = int(nicklen)
 
     def _on_376(self, msg: Message) -> None:  # RPL_ENDOFMOTD
         self.registered.set()
@@ -469,6 +500,8 @@ class IrcClient:
 
     def _on_381(self, msg: Message) -> None:  # RPL_YOUREOPER
         log.info("irc: the relay is an IRC operator on %s", self.settings.host)
+        if "F" in self._server_user_modes:  # ngircd: relaxed flood protection, opers only
+            self._send(format_line("MODE", self.nick, "+F"))
 
     def _on_464(self, msg: Message) -> None:  # ERR_PASSWDMISMATCH
         if self.registered.is_set():  # before registration it is the server password's
@@ -481,18 +514,52 @@ class IrcClient:
         if mask:
             self._set_hostmask(f"{self.nick}!{mask}")
 
-    def _on_433(self, msg: Message) -> None:  # ERR_NICKNAMEINUSE
+    def _on_432(self, msg: Message) -> None:  # ERR_ERRONEUSNICKNAME
         if self.registered.is_set():
             return
-        self._nick_tries += 1
-        base = self.settings.nick
-        if self._nick_tries <= 2:
-            self.nick = base + "_" * self._nick_tries
-        else:
-            self.nick = f"{base[:12]}{self.rng.randrange(1000, 10000)}"
-        self._send(format_line("NICK", self.nick))
+        wanted = self.nick
+        limit = protocol.nick_limit(msg.param(-1)) or self.nicklen
+        if limit is None and len(wanted) > protocol.RFC_NICKLEN:
+            limit = protocol.RFC_NICKLEN  # what every server takes
+        if limit is not None:
+            self.nicklen = limit
+        nick = protocol.valid_nick(wanted, limit or len(wanted))
+        if nick == wanted:  # nothing to cut or clean: the server wants another one
+            nick = self._another_nick(nick)
+        self._try_nick(nick, f"refused the nick {wanted!r} ({msg.command}: {msg.param(-1)})")
 
-    _on_432 = _on_436 = _on_437 = _on_433
+    def _on_433(self, msg: Message) -> None:  # ERR_NICKNAMEINUSE
+        if not self.registered.is_set():
+            wanted = self.nick
+            nick = self._another_nick(wanted)
+            self._try_nick(nick, f"has the nick {wanted!r} in use ({msg.command})")
+
+    _on_436 = _on_437 = _on_433
+
+    def _another_nick(self, nick: str) -> str:
+        """A different nick within the server's NICKLEN (RFC 2812's 9 when unknown,
+        unless ``nick`` itself was accepted as longer)."""
+        self._nick_tries += 1
+        base = self._nick_base or nick
+        self._nick_base = base
+        limit = self.nicklen or max(len(nick), protocol.RFC_NICKLEN)
+        number = self.rng.randrange(1000, 10000)
+        return protocol.alternative_nick(base, limit, self._nick_tries, number)
+
+    def _try_nick(self, nick: str, what: str) -> None:
+        if self._nick_tries > 10:
+            raise IrcError(f"no nick accepted by {self.settings.host}: the last one {what}")
+        limit = f" (NICKLEN {self.nicklen})" if self.nicklen else ""
+        log.warning(
+            "irc: %s %s; using %r instead%s. Set irc.networks.*.nick to a nick the server "
+            "takes to keep a stable name.",
+            self.settings.host,
+            what,
+            nick,
+            limit,
+        )
+        self.nick = nick
+        self._send(format_line("NICK", nick))
 
     def _on_nick(self, msg: Message) -> None:
         if self._fold(msg.nick) == self._fold(self.nick):
@@ -529,6 +596,7 @@ class IrcClient:
                 self.user_modes += ch
             elif not adding:
                 self.user_modes = self.user_modes.replace(ch, "")
+        self._exempt("F" in self.user_modes and "F" in self._server_user_modes)
 
     _on_221 = _on_mode  # RPL_UMODEIS
 
@@ -686,6 +754,22 @@ class IrcClient:
             log.warning("irc: %s of a restricted room is NOT protected: %s", channel.name, detail)
         if self.on_protection is not None:
             self.on_protection(channel.name, protected, detail)
+
+    def _exempt(self, exempt: bool) -> None:
+        """Send at ``lines_per_second_exempt`` while the server exempts us."""
+        if exempt == self.exempt:
+            return
+        self.exempt = exempt
+        s = self.settings
+        rate = s.lines_per_second_exempt if exempt and s.lines_per_second_exempt else None
+        self.bucket.set_rate(rate or s.lines_per_second, time.monotonic())
+        if exempt:
+            log.info(
+                "irc: %s exempts the relay from flood limits (+F); sending up to %.1f lines a "
+                "second",
+                s.host,
+                self.bucket.rate,
+            )
 
     # -- sizes -----------------------------------------------------------------------
 

@@ -6,9 +6,12 @@ Servers disconnect clients that send too fast ("Excess Flood"; PROTOCOLS.md §6)
 a connection sends a small burst and then about one line a second. Captions can come
 faster than that. Rather than falling minutes behind, consecutive captions of the same
 speaker that are still waiting are merged into one text, which the splitter then packs
-into as few full lines as possible; and when the backlog grows past its bound, the
-oldest waiting captions are dropped and replaced by one notice saying how many lines
-were skipped and where the full transcript is.
+into as few full lines as possible; when lines cannot go out as fast as captions come,
+the captions of different speakers waiting are packed into one line too
+(``<A> … · <B> …``), so the delay stays bounded in a conversation. Every word goes out
+once, in order. Only when the backlog still grows past its bound are the oldest waiting
+captions dropped and replaced by one notice saying how many lines were skipped and
+where the full transcript is.
 
     bucket = TokenBucket(burst=4, rate=1.0, now=0.0)
     bucket.delay(now=0.0)  # 0.0: a token is there, take it with bucket.take()
@@ -20,6 +23,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from bots.irc.lines import cut, line_count, speaker_prefix
+
+SEPARATOR = " · "  # between speakers packed into one line
+MIN_PIECE = 16  # bytes of text worth packing behind another speaker's caption
 
 
 class TokenBucket:
@@ -45,6 +51,17 @@ class TokenBucket:
     def take(self, now: float) -> None:
         self._refill(now)
         self._tokens -= 1
+
+    def available(self, now: float) -> float:
+        """Tokens there now (negative when borrowed)."""
+        self._refill(now)
+        return self._tokens
+
+    def set_rate(self, rate: float, now: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self._refill(now)
+        self.rate = rate
 
 
 @dataclass(slots=True)
@@ -85,6 +102,7 @@ class MergeQueue:
         self.budget = 400  # bytes a line may hold; the client updates it
         self.merged = 0  # captions folded into an earlier one
         self.skipped_lines = 0  # lines dropped, all time
+        self.packed = 0  # captions of another speaker packed into a line
         self._items: deque[Pending] = deque()
         self._unreported = 0  # dropped lines not yet announced
         self._skip_position: int | None = None
@@ -94,8 +112,14 @@ class MergeQueue:
 
     @property
     def backlog(self) -> int:
-        """Lines waiting (an estimate for long merged texts)."""
-        return sum(self._lines(item) for item in self._items) + (1 if self._unreported else 0)
+        """Lines waiting (an estimate: captions packed behind each other share lines)."""
+        rendered = sum(1 for item in self._items if item.rendered)
+        size = sum(
+            len(f"{speaker_prefix(item.speaker)}{item.text}{SEPARATOR}".encode())
+            for item in self._items
+            if not item.rendered
+        )
+        return rendered + -(-size // self.budget) + (1 if self._unreported else 0)
 
     def _lines(self, item: Pending) -> int:
         if item.rendered:
@@ -129,8 +153,14 @@ class MergeQueue:
         where = f" — full transcript: {self.transcript_url}" if self.transcript_url else ""
         return f"[{self._unreported} lines skipped{where}]"
 
-    def take(self) -> OutLine | None:
-        """The next line to send, or None when nothing waits."""
+    def take(self, *, pack: bool = False) -> OutLine | None:
+        """The next line to send, or None when nothing waits.
+
+        With ``pack`` (lines are scarcer than captions) the captions waiting behind the
+        first one are added to its line, other speakers' too, as far as the line holds:
+        ``<A> … · <B> …``. A caption that does not fit whole is cut at a space and the
+        rest waits for the next line.
+        """
         if self._unreported:
             line = OutLine(self.room, self.target, self.skip_notice(), self._skip_position)
             self._unreported = 0
@@ -146,11 +176,37 @@ class MergeQueue:
                 self._items.appendleft(Pending("", rest, item.position, rendered=True))
                 return OutLine(self.room, self.target, head, None)
             return OutLine(self.room, self.target, head, item.position)
+        text, position = self._piece(item, self.budget)
+        if position is None or not pack:
+            return OutLine(self.room, self.target, text, position)
+        while self._items and not self._items[0].rendered:
+            room = self.budget - len((text + SEPARATOR).encode("utf-8"))
+            following = self._items[0]
+            if room - len(speaker_prefix(following.speaker).encode("utf-8")) < MIN_PIECE:
+                break
+            piece, finished = self._piece(following, room, whole_words=True)
+            if not piece:
+                break
+            text += SEPARATOR + piece
+            self.packed += 1
+            if finished is None:
+                break
+            position = finished
+        return OutLine(self.room, self.target, text, position)
+
+    def _piece(
+        self, item: Pending, budget: int, *, whole_words: bool = False
+    ) -> tuple[str, int | None]:
+        """``<Speaker> text`` of the head item within ``budget`` bytes, and the position
+        to resume after if the item is now finished (None: part of it still waits).
+        With ``whole_words`` nothing is taken unless the cut falls at a space."""
         prefix = speaker_prefix(item.speaker)
-        head, rest = cut(item.text, self.budget - len(prefix.encode("utf-8")))
+        head, rest = cut(item.text, budget - len(prefix.encode("utf-8")))
+        if rest and whole_words and item.text[len(head) : len(head) + 1] != " ":
+            return "", None
         if rest:
             item.text = rest
             item.started = True
-            return OutLine(self.room, self.target, prefix + head, None)
+            return prefix + head, None
         self._items.popleft()
-        return OutLine(self.room, self.target, prefix + head, item.position)
+        return prefix + head, item.position

@@ -22,6 +22,9 @@ WORST_CASE_USER = 10
 _TAG_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 _HOSTMASK = re.compile(r"^[^\s!@]+![^\s!@]+@[^\s!@]+$")
+RFC_NICKLEN = 9  # RFC 2812 §1.2.1: every server takes nicks of up to 9 characters
+_NOT_NICK = re.compile(r"[^A-Za-z0-9\[\]\\`_^{|}-]")
+_LIMIT = re.compile(r"(?:max(?:imum)?\b\.?|limit)\D{0,24}?(\d{1,3})", re.IGNORECASE)
 
 
 class LineError(ValueError):
@@ -163,6 +166,29 @@ def parse_isupport(tokens: list[str]) -> dict[str, str | None]:
         key, _, value = token.partition("=")
         result[key] = re.sub(r"\\x([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
     return result
+
+
+def valid_nick(nick: str, limit: int) -> str:
+    """``nick`` as RFC 2812 allows it: letters, digits and ``[]\\`_^{|}-`` only, not
+    starting with a digit or ``-``, at most ``limit`` characters ("plenary" if nothing
+    is left)."""
+    cleaned = _NOT_NICK.sub("", nick).lstrip("0123456789-") or "plenary"
+    return cleaned[: max(1, limit)]
+
+
+def nick_limit(text: str) -> int | None:
+    """The longest nick a 432 reply's text names, e.g. ngircd's "Nickname too long,
+    max. 9 characters" → 9; None when it names none."""
+    found = _LIMIT.search(text)
+    return int(found.group(1)) if found and int(found.group(1)) > 0 else None
+
+
+def alternative_nick(nick: str, limit: int, attempt: int, number: int) -> str:
+    """Another nick when ``nick`` is taken, never longer than ``limit``: ``nick_``,
+    ``nick__``, then ``nick`` cut short with ``number`` (e.g. 4 random digits) behind."""
+    suffix = "_" * attempt if attempt <= 2 else str(number)
+    suffix = suffix[: max(1, limit - 1)]
+    return valid_nick(nick, limit - len(suffix)) + suffix
 
 
 def parse_caps(text: str) -> dict[str, str]:
