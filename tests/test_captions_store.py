@@ -168,7 +168,9 @@ async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
         ({"room": "", "meeting_id": ""}, "room or meeting_id"),
         ({"is_final": "yes"}, "events[1].is_final"),
         ({"start": "0"}, "events[1].start"),
-        ({"speaker": "a\nb"}, "events[1].speaker"),
+        ({"speaker": "a\ud800"}, "events[1].speaker"),
+        ({"message_id": "a\nb"}, "events[1].message_id"),
+        ({"end": float("nan")}, "events[1].end"),
         ({"timestamp": 1.5}, "events[1].timestamp"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from tests.captions_helpers import cli_rooms
 
 SECRET = "jigasi-shared-secret"
 JID = "Keynote@conference.meet.example.org"
-T0 = 1_795_000_000_000
+T0 = time.time_ns() // 1_000_000 - 60_000  # a minute ago: within a day of server time
 CT = {"Content-Type": "application/json; charset=UTF-8"}
 
 

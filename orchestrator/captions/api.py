@@ -1,5 +1,7 @@
 """Caption producers and machine readers: authenticated POSTs, Jigasi posts, JSON polling.
 
+Every producer input is read by the one wire schema (wire.py): a bad field is a 400
+naming it, a timestamp more than a day from server time is replaced by the arrival time.
 Errors are problem documents (orchestrator/problems.py). Captions for a room Plenary does
 not know are refused with 404 unless captions.accept_unknown_rooms: a batch
 (``POST /api/v1/captions``) still stores its other events and answers 200 with a
@@ -8,6 +10,7 @@ per-event ``status`` (docs/delivery.md), so one stray meeting never costs good c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -16,10 +19,10 @@ from aiohttp import web
 
 from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
-from orchestrator.captions import jigasi
+from orchestrator.captions import jigasi, wire
 from orchestrator.captions.readers import admit
 from orchestrator.captions.service import UnknownRoom, captions_key, main_room
-from orchestrator.captions.store import Duplicate
+from orchestrator.captions.store import Duplicate, now_ms
 from orchestrator.keys import settings_key
 from orchestrator.problems import bearer, check_bearer, check_token, problem
 
@@ -27,12 +30,13 @@ log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
 MAX_BATCH = 1000  # events per POST /api/v1/captions
-MAX_TEXT = 10_000  # characters of one caption
-STRING_FIELDS = ("id", "room", "meeting_id", "endpoint", "speaker", "language", "message_id")
 _seen_producers: set[str] = set()  # producers already named in the log
 
 
-def bad_request(message: str) -> web.HTTPException:
+def bad_request(message: str, errors: list[dict[str, str]] | None = None) -> web.HTTPException:
+    """400 naming the field; ``errors`` lists every bad field (``field``, ``message``)."""
+    if errors:
+        return problem(400, message, errors=errors)
     return problem(400, message)
 
 
@@ -70,9 +74,34 @@ def _producer(request: web.Request) -> str:
 
 async def _json_body(request: web.Request) -> Any:
     try:
-        return json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"body is not JSON: {exc}") from None
+        return wire.json_body(await request.read())
+    except wire.WireError as exc:
+        raise bad_request(exc.detail) from None
+
+
+def _parse(room: str | None, items: list[Any]) -> list[tuple[CaptionEvent, int]]:
+    """Every posted event checked against the wire schema (all or nothing), each with
+    the time it is filed at: its timestamp, or the arrival time when it gave none or one
+    outside the window of server time (logged: the caption itself is good)."""
+    arrival = now_ms()
+    parsed = []
+    for n, item in enumerate(items):
+        try:
+            event, timestamp = wire.producer_event(item, n, room)
+        except wire.WireError as exc:
+            raise bad_request(exc.detail, exc.errors) from None
+        parsed.append((event, _filed_at(timestamp, arrival, f"events[{n}]", event.room)))
+    return parsed
+
+
+def _filed_at(timestamp: int | None, arrival: int, where: str, room: str) -> int:
+    sane = wire.sane_time(timestamp, arrival)
+    if sane is None and timestamp is not None:
+        log.warning(
+            "%s.timestamp %d for room %r is more than a day from server time (%d): filed"
+            " at arrival", where, timestamp, room, arrival,
+        )  # fmt: skip
+    return arrival if sane is None else sane
 
 
 async def post_batch(request: web.Request) -> web.Response:
@@ -87,7 +116,7 @@ async def post_batch(request: web.Request) -> web.Response:
     items: list[Any] = data["events"]
     if len(items) > MAX_BATCH:
         raise bad_request(f"events: at most {MAX_BATCH} per request, not {len(items)}")
-    parsed = [_producer_event(None, item, n) for n, item in enumerate(items)]
+    parsed = _parse(None, items)
     if producer not in _seen_producers:
         _seen_producers.add(producer)
         log.info("captions from producer %r (%s)", producer, request.remote)
@@ -129,7 +158,7 @@ async def post_captions(request: web.Request) -> web.Response:
     items = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(items, list) or not items:
         raise bad_request("events must be a non-empty list")
-    parsed = [_producer_event(room, item, n) for n, item in enumerate(items)]
+    parsed = _parse(room, items)
     captions = request.app[captions_key]
     seqs = []
     for event, at_ms in parsed:
@@ -139,60 +168,6 @@ async def post_captions(request: web.Request) -> web.Response:
             raise problem(404, str(exc)) from None
         seqs.append(caption.seq if caption is not None and caption.is_final else None)
     return web.json_response({"accepted": seqs}, status=202)
-
-
-def _string(item: dict[str, Any], key: str, where: str, limit: int = 200) -> str:
-    value = item.get(key, "")
-    if not isinstance(value, str):
-        raise bad_request(f"{where}.{key} must be a string")
-    if len(value) > limit:
-        raise bad_request(f"{where}.{key} is longer than {limit} characters")
-    if any(ord(c) < 32 for c in value):
-        raise bad_request(f"{where}.{key} must not contain control characters")
-    return value
-
-
-def _producer_event(room: str | None, item: Any, n: int) -> tuple[CaptionEvent, int | None]:
-    """One posted event. ``room`` from the URL; None: the event names its room or meeting."""
-    where = f"events[{n}]"
-    if not isinstance(item, dict):
-        raise bad_request(f"{where} must be an object")
-    text = item.get("text")
-    if not isinstance(text, str):
-        raise bad_request(f"{where}.text must be a string")
-    if len(text) > MAX_TEXT:
-        raise bad_request(f"{where}.text is longer than {MAX_TEXT} characters")
-    strings = {k: _string(item, k, where) for k in STRING_FIELDS}
-    is_final = item.get("is_final", True)
-    if not isinstance(is_final, bool):
-        raise bad_request(f"{where}.is_final must be true or false")
-    times = {k: item.get(k, 0.0) for k in ("start", "end")}
-    for key, value in times.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad_request(f"{where}.{key} must be seconds (a number)")
-    timestamp = item.get("timestamp")
-    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
-        raise bad_request(f"{where}.timestamp must be epoch milliseconds")
-    if room is None:
-        room = strings["room"]
-        if not room and not strings["meeting_id"]:
-            raise bad_request(f"{where}: room or meeting_id must name where the caption goes")
-        if is_final and not strings["id"]:
-            raise bad_request(f"{where}.id must be the producer's event id (a final needs one)")
-    event = CaptionEvent(
-        room=room,
-        speaker=strings["speaker"],
-        language=strings["language"],
-        text=text,
-        is_final=is_final,
-        start=float(times["start"]),
-        end=float(times["end"]),
-        message_id=strings["message_id"],
-        meeting_id=strings["meeting_id"],
-        endpoint=strings["endpoint"],
-        event_id=strings["id"],
-    )
-    return event, timestamp
 
 
 async def jigasi_post(request: web.Request) -> web.Response:
@@ -210,7 +185,9 @@ async def jigasi_post(request: web.Request) -> web.Response:
     try:
         post = jigasi.parse(await request.read())
     except jigasi.JigasiError as exc:
-        raise bad_request(str(exc)) from None
+        raise bad_request(exc.detail, exc.errors) from None
+    at = _filed_at(post.timestamp_ms, now_ms(), "body", post.room)
+    post = dataclasses.replace(post, timestamp_ms=at)
     try:
         caption = await captions.jigasi(post)
     except UnknownRoom as exc:

@@ -5,23 +5,26 @@
     post.event, post.room  # ('START', 'keynote')
 
 A body that is not exactly one of the documented shapes raises ``JigasiError``
-with a message naming what is wrong, before anything is stored.
+with a message naming what is wrong, before anything is stored. Strings, numbers and
+control characters follow the wire rules of every producer input (wire.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from orchestrator.captions import wire
 
 EVENTS = ("SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END")
 FALLBACK_NAME = "Fellow Jitser"
 _TENANT = re.compile(r"\[([^\]]+)\](.+)")
 
 
-class JigasiError(ValueError):
-    """The post is not one Plenary understands; the message says why."""
+class JigasiError(wire.WireError):
+    """The post is not one Plenary understands; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,67 +64,41 @@ def room_from_jid(jid: str) -> str:
 
 
 def parse(body: bytes) -> JigasiPost:
+    """Validated against ``wire.JigasiBody`` (the rules every producer input follows)."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise JigasiError(f"body is not UTF-8: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
-        raise JigasiError(f"body is not JSON: {exc.msg} at character {exc.pos}") from exc
+        data = wire.json_body(body)
+    except wire.WireError as exc:
+        raise JigasiError(exc.detail) from None
     if not isinstance(data, dict):
         raise JigasiError("body must be a JSON object")
-    event = data.get("event")
-    if event not in EVENTS:
-        raise JigasiError(f"event must be one of {', '.join(EVENTS)}; got {event!r}")
-    room_name = data.get("room_name")
-    if not isinstance(room_name, str):
+    if data.get("event") not in EVENTS:
+        raise JigasiError(f"event must be one of {', '.join(EVENTS)}; got {data.get('event')!r}")
+    if not isinstance(data.get("room_name"), str):
         raise JigasiError("room_name (the room's JID) is missing or not a string")
-    room = room_from_jid(room_name)
-    timestamp = data.get("timestamp")
-    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
-        raise JigasiError("timestamp must be epoch milliseconds (an integer)")
-    if event in ("RAISE_HAND", "WILL_END", "START", "END"):
-        return JigasiPost(event, room, timestamp, room_jid=room_name.strip().lower())
-    participant = _participant(data.get("participant"))
-    if event in ("JOIN", "LEAVE"):
-        return JigasiPost(event, room, timestamp, participant, room_jid=room_name.strip().lower())
-    return replace(_speech(data, room, timestamp, participant), room_jid=room_name.strip().lower())
-
-
-def _participant(value: Any) -> Participant:
-    if not isinstance(value, dict):
+    try:
+        post = wire.JigasiBody.model_validate(data)
+    except ValidationError as exc:
+        error = wire.wire_error(exc)
+        raise JigasiError(error.detail, error.errors) from None
+    room = room_from_jid(post.room_name)
+    jid = post.room_name.strip().lower()
+    if post.event in ("RAISE_HAND", "WILL_END", "START", "END"):
+        return JigasiPost(post.event, room, post.timestamp, room_jid=jid)
+    if post.participant is None:
         raise JigasiError("participant must be an object")
-    pid = value.get("id", "")
-    name = value.get("name")
-    if not isinstance(pid, str):
-        raise JigasiError("participant.id must be a string")
-    if name is not None and not isinstance(name, str):
-        raise JigasiError("participant.name must be a string")
-    return Participant(pid, (name or "").strip() or FALLBACK_NAME)
-
-
-def _speech(
-    data: dict[str, Any], room: str, timestamp: int | None, participant: Participant
-) -> JigasiPost:
-    transcript = data.get("transcript")
-    if not isinstance(transcript, list) or not transcript:
+    who = Participant(post.participant.id, (post.participant.name or "").strip() or FALLBACK_NAME)
+    if post.event in ("JOIN", "LEAVE"):
+        return JigasiPost(post.event, room, post.timestamp, who, room_jid=jid)
+    if not post.transcript:
         raise JigasiError("transcript must be a non-empty list of {text, confidence}")
-    best = transcript[0]
-    if not isinstance(best, dict) or not isinstance(best.get("text"), str):
-        raise JigasiError("transcript[0].text must be a string")
-    language = data.get("language", "")
-    message_id = data.get("message_id", "")
-    interim = data.get("is_interim", False)
-    if not isinstance(language, str) or not isinstance(message_id, str):
-        raise JigasiError("language and message_id must be strings")
-    if not isinstance(interim, bool):
-        raise JigasiError("is_interim must be true or false")
     return JigasiPost(
         "SPEECH",
         room,
-        timestamp,
-        participant,
-        text=best["text"],
-        language=language,
-        message_id=message_id,
-        is_interim=interim,
+        post.timestamp,
+        who,
+        text=post.transcript[0].text,
+        language=post.language,
+        message_id=post.message_id,
+        is_interim=post.is_interim,
+        room_jid=jid,
     )

@@ -21,15 +21,27 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bots.captioner.events import CaptionEvent
 from orchestrator.captions.model import Caption, Session
 from orchestrator.captions.pid import new_pid
+from orchestrator.captions.wire import MAX_DURATION_MS, duration_ms, scrub, stored_ms
 from orchestrator.db import Database
 from orchestrator.settings import CaptionsSettings
 
 DAY_MS = 86_400_000
 PID_ATTEMPTS = 8
+# Text columns are read as bytes: a row written by an older version may hold invalid
+# UTF-8 (or lone surrogates), which sqlite3 would fail to decode.
+CAPTION_COLUMNS = (
+    "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms, CAST(e.speaker AS BLOB),"
+    " CAST(e.language AS BLOB), CAST(e.text AS BLOB), CAST(e.message_id AS BLOB)"
+)
+SESSION_COLUMNS = (
+    "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
+    " s.withdrawn_at_ms, CAST(s.withdrawn_reason AS BLOB),"
+)
 
 
 def now_ms() -> int:
@@ -54,7 +66,7 @@ class CaptionStore:
         A final whose ``event_id`` is already known is not stored again: a ``Duplicate``
         with the number it got the first time comes back.
         """
-        duration = max(0, round((event.end - event.start) * 1000))
+        duration = duration_ms(event.start, event.end)
         gap_ms = int(self.settings.session_gap_minutes * 60_000)
 
         def run(conn: sqlite3.Connection) -> Caption:
@@ -151,9 +163,10 @@ class CaptionStore:
             ).fetchall()
             days: dict[str, int] = {}
             expired = []
-            for session_id, pid, room, last_at in rows:
+            for session_id, pid, room, stored_last in rows:
                 if room not in days:
                     days[room] = retention.get(room.split(".", 1)[0], self.settings.retention_days)
+                last_at = stored_ms(stored_last)
                 if days[room] and last_at < now - days[room] * DAY_MS:
                     reason = f"Removed after {days[room]} days under the room's retention policy."
                     _withdraw(conn, session_id, reason, now)
@@ -188,67 +201,82 @@ class CaptionStore:
     async def after(self, room: str, after: int, limit: int = 1000) -> list[Caption]:
         rows = await self.db.read(
             lambda c: c.execute(
-                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
-                " e.speaker, e.language, e.text, e.message_id"
-                " FROM caption_events e"
+                CAPTION_COLUMNS + " FROM caption_events e"
                 " JOIN caption_sessions s ON s.id = e.session_id"
                 " WHERE e.room = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
                 (room, after, limit),
             ).fetchall()
         )
-        return [Caption(*row) for row in rows]
+        return [_caption(row) for row in rows]
 
     async def latest(self, room: str, count: int) -> list[Caption]:
         rows = await self.db.read(
             lambda c: c.execute(
-                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
-                " e.speaker, e.language, e.text, e.message_id"
-                " FROM caption_events e"
+                CAPTION_COLUMNS + " FROM caption_events e"
                 " JOIN caption_sessions s ON s.id = e.session_id"
                 " WHERE e.room = ? ORDER BY e.seq DESC LIMIT ?",
                 (room, count),
             ).fetchall()
         )
-        return [Caption(*row) for row in reversed(rows)]
+        return [_caption(row) for row in reversed(rows)]
 
     async def sessions(self, room: str) -> list[Session]:
         rows = await self.db.read(
             lambda c: c.execute(
-                "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
-                " s.withdrawn_at_ms, s.withdrawn_reason,"
-                " count(e.seq) FROM caption_sessions s"
+                SESSION_COLUMNS + " count(e.seq) FROM caption_sessions s"
                 " LEFT JOIN caption_events e ON e.session_id = s.id"
                 " WHERE s.room = ? GROUP BY s.id ORDER BY s.id DESC",
                 (room,),
             ).fetchall()
         )
-        return [Session(*row) for row in rows]
+        return [_session(row) for row in rows]
 
     async def session(self, pid: str) -> Session | None:
         row = await self.db.read(
             lambda c: c.execute(
-                "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
-                " s.withdrawn_at_ms, s.withdrawn_reason,"
-                " count(e.seq) FROM caption_sessions s"
+                SESSION_COLUMNS + " count(e.seq) FROM caption_sessions s"
                 " LEFT JOIN caption_events e ON e.session_id = s.id"
                 " WHERE s.pid = ? GROUP BY s.id",
                 (pid,),
             ).fetchone()
         )
-        return Session(*row) if row else None
+        return _session(row) if row else None
 
     async def transcript(self, session: Session) -> list[Caption]:
         rows = await self.db.read(
             lambda c: c.execute(
-                "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms,"
-                " e.speaker, e.language, e.text, e.message_id"
-                " FROM caption_events e"
+                CAPTION_COLUMNS + " FROM caption_events e"
                 " JOIN caption_sessions s ON s.id = e.session_id"
                 " WHERE e.session_id = ? ORDER BY e.seq",
                 (session.id,),
             ).fetchall()
         )
-        return [Caption(*row) for row in rows]
+        return [_caption(row) for row in rows]
+
+
+# ---- rows to what pages show: any stored row renders ---------------------------------
+
+
+def _caption(row: tuple[Any, ...]) -> Caption:
+    """A stored caption as pages and exports can show it, whatever an older version or a
+    corrupted producer left: times clamped to 1970 … 2100, durations to 0 … 1 h, text
+    with U+FFFD for invalid bytes and no control characters."""
+    room, seq, pid, at, duration, speaker, language, text, message_id = row
+    return Caption(
+        str(room), int(seq), str(pid), stored_ms(at), min(stored_ms(duration), MAX_DURATION_MS),
+        scrub(speaker), scrub(language), scrub(text), scrub(message_id),
+    )  # fmt: skip
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    sid, pid, room, started, last, ended, withdrawn, reason, events = row
+    start = stored_ms(started)
+    return Session(
+        int(sid), str(pid), str(room), start, max(start, stored_ms(last, start)),
+        None if ended is None else max(start, stored_ms(ended, start)),
+        None if withdrawn is None else stored_ms(withdrawn),
+        None if reason is None else scrub(reason), int(events),
+    )  # fmt: skip
 
 
 # ---- helpers run inside one write transaction -------------------------------------
@@ -274,8 +302,10 @@ def _open_session(
         (room,),
     ).fetchone()
     if row is not None:
-        if at_ms - row[2] <= gap_ms:
+        if -gap_ms <= at_ms - stored_ms(row[2], at_ms + gap_ms + 1) <= gap_ms:
             return int(row[0]), str(row[1])
+        # Past the gap, or a session whose last caption lies in the future (older versions
+        # took any timestamp): ended, never joined.
         conn.execute("UPDATE caption_sessions SET ended_at_ms = last_at_ms WHERE id = ?", (row[0],))
     return _create_session(conn, room, min(speech_ms, at_ms), at_ms)
 
