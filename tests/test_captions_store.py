@@ -7,6 +7,7 @@ import html
 import io
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -275,10 +276,14 @@ async def test_text_stream_prints_lines_as_they_come(aiohttp_client: Any, db_pat
     await post(client, "t", "old", "recent", speaker="박")
     response = await client.get("/r/t/captions.txt")
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    hello = (await asyncio.wait_for(response.content.readline(), 5)).decode()
+    assert hello.startswith("-- Live captions of t; times are ")  # then the room's zone
     first = (await asyncio.wait_for(response.content.readline(), 5)).decode()
     await post(client, "t", "new <b>&", speaker="Ana Lee")
     second = (await asyncio.wait_for(response.content.readline(), 5)).decode()
-    assert first.endswith("] <박> recent\n") and first[0] == "[" and first[9] == "]"
+    stamp, rest = first[1:].split("] ", 1)
+    assert first[0] == "[" and rest == "<박> recent\n"
+    assert datetime.fromisoformat(stamp).utcoffset() is not None  # ISO 8601 with offset
     assert second.endswith("] <Ana Lee> new <b>&\n")
     response.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_txt_keeps_a_caption_on_one_line() -> None:
 
 def test_vtt_literal() -> None:
     assert formats.to_vtt(EVENTS[:1]) == (
-        "WEBVTT\n\n00:00:00.480 --> 00:00:02.130\n<v 민지>안녕하세요 🎉\n"
+        "WEBVTT\nLanguage: ko\n\n00:00:00.480 --> 00:00:02.130\n<v 민지>안녕하세요 🎉\n"
     )
 
 
@@ -106,13 +107,29 @@ def test_vtt_without_speaker_has_no_voice_tag() -> None:
     assert cue.raw_text == "말"
 
 
-def test_cue_never_ends_before_it_starts() -> None:
-    events = [ev("거꾸로", 5.0, 4.2, "a"), ev("음수", -0.5, -0.1, "a")]
+def test_cue_never_has_zero_length() -> None:
+    """A cue that would end at or before its start lasts as long as its text takes to
+    read: 15 characters a second, at least a second."""
+    long = "가" * 45
+    events = [ev("거꾸로", 5.0, 4.2, "a"), ev("음수", -0.5, -0.1, "a"), ev(long, 9.0, 9.0)]
     doc = webvtt.from_string(formats.to_vtt(events), strict=True)
     assert [(c.start, c.end) for c in doc.captions] == [
-        ("00:00:05.000", "00:00:05.000"),
-        ("00:00:00.000", "00:00:00.000"),
+        ("00:00:05.000", "00:00:06.000"),
+        ("00:00:00.000", "00:00:01.000"),
+        ("00:00:09.000", "00:00:12.000"),
     ]
+    assert all(c.end_in_seconds > c.start_in_seconds for c in doc.captions)
+
+
+def test_vtt_names_its_language_and_marks_cues_in_another() -> None:
+    events = [ev("안녕하세요", 0, 1), ev("둘", 1, 2), replace(EVENTS[0], language="en", text="Hi")]
+    text = formats.to_vtt(events)
+    assert text.startswith("WEBVTT\nLanguage: ko\n\n")
+    doc = webvtt.from_string(text, strict=True)
+    assert doc[2].raw_text == "<v 민지><lang en>Hi</lang>"
+    assert formats.to_vtt(events, "en").startswith("WEBVTT\nLanguage: en\n\n")
+    odd = replace(EVENTS[0], language="ko\n\n00:00 --> x")  # not a tag: no header, no span
+    assert formats.to_vtt([odd]).startswith("WEBVTT\n\n00:00:00.480")
 
 
 def test_milliseconds_round_without_carry_errors() -> None:
@@ -156,7 +173,7 @@ def test_srt_escapes_markup(tmp_path: Path) -> None:
 
 def test_srt_end_never_before_start(tmp_path: Path) -> None:
     doc = read_srt(formats.to_srt([ev("거꾸로", 5.0, 4.2)]), tmp_path)
-    assert (doc[0].start, doc[0].end) == ("00:00:05.000", "00:00:05.000")
+    assert (doc[0].start, doc[0].end) == ("00:00:05.000", "00:00:06.000")
 
 
 # --- jsonl ---

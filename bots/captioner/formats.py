@@ -1,19 +1,39 @@
 """Transcript writers: final caption events → txt, WebVTT, SRT or JSON lines. No I/O.
 
-    write(events, "vtt")  # 'WEBVTT\\n\\n00:00:00.480 --> 00:00:02.130\\n<v pfa00001>안녕하세요\\n'
+    write(events, "vtt")
+    # 'WEBVTT\\nLanguage: ko\\n\\n00:00:00.480 --> 00:00:02.130\\n<v pfa00001>안녕하세요\\n'
 
-Times are the events' own seconds. A cue never ends before it starts, and cue text
-never spans lines (a blank line would end a cue early).
+Times are the events' own seconds. A cue never has zero length (one that would is
+given the time its text takes to read), and cue text never spans lines (a blank line
+would end a cue early). WebVTT names the document's language in a ``Language:`` header
+(the most common of the events') and wraps a cue in another language in ``<lang …>``.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from bots.captioner.events import CaptionEvent
 
 FORMATS = ("txt", "vtt", "srt", "jsonl")
+READ_CHARS_PER_SECOND = 15  # a comfortable subtitle reading speed
+MIN_CUE_MS = 1000
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+def reading_ms(text: str) -> int:
+    """How long a cue of ``text`` should at least stay up: 15 characters a second,
+    at least one second."""
+    return max(MIN_CUE_MS, round(len(_one_line(text)) * 1000 / READ_CHARS_PER_SECOND))
+
+
+def language_of(events: Sequence[CaptionEvent]) -> str:
+    """The most common valid language tag of ``events`` (the first on a tie), or ""."""
+    counts = Counter(e.language for e in events if _LANG.fullmatch(e.language))
+    return counts.most_common(1)[0][0] if counts else ""
 
 
 def write(events: Sequence[CaptionEvent], fmt: str) -> str:
@@ -42,13 +62,20 @@ def to_txt(events: Sequence[CaptionEvent]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def to_vtt(events: Sequence[CaptionEvent]) -> str:
-    """A WebVTT document; the speaker is a voice tag, text is escaped for cue text."""
-    cues = ["WEBVTT\n"]
+def to_vtt(events: Sequence[CaptionEvent], language: str = "") -> str:
+    """A WebVTT document; the speaker is a voice tag, text is escaped for cue text.
+
+    ``Language:`` names ``language`` (default: the events' most common); a cue in
+    another language is wrapped in ``<lang xx>``.
+    """
+    language = language if _LANG.fullmatch(language) else language_of(events)
+    cues = [f"WEBVTT\nLanguage: {language}\n" if language else "WEBVTT\n"]
     for e in events:
         start, end = _span(e)
         voice = f"<v {_escape(_one_line(e.speaker))}>" if e.speaker.strip() else ""
         text = _escape(_one_line(e.text))
+        if e.language != language and _LANG.fullmatch(e.language):
+            text = f"<lang {e.language}>{text}</lang>"
         cues.append(f"{_clock(start)} --> {_clock(end)}\n{voice}{text}\n")
     return "\n".join(cues)
 
@@ -74,10 +101,11 @@ def to_jsonl(events: Sequence[CaptionEvent]) -> str:
 
 
 def _span(event: CaptionEvent) -> tuple[int, int]:
-    """Start and end in whole milliseconds, never negative, end never before start."""
+    """Start and end in whole milliseconds, never negative; a cue that would end at or
+    before its start lasts as long as its text takes to read."""
     start = max(0, round(event.start * 1000))
-    end = max(start, round(event.end * 1000))
-    return start, end
+    end = round(event.end * 1000)
+    return start, end if end > start else start + reading_ms(event.text)
 
 
 def _clock(ms: int, sep: str = ".") -> str:

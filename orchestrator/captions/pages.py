@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from aiohttp import web
 from bots.captioner import formats
 from orchestrator.captions.model import Session
 from orchestrator.captions.pid import normalize
+from orchestrator.captions.present import CHROME_LANG, main_language, room_view, timed_events
 from orchestrator.captions.readers import Reader, admit
 from orchestrator.captions.service import captions_key, main_room
 from orchestrator.problems import problem
@@ -43,6 +43,7 @@ async def captions_page(request: web.Request) -> web.Response:
         "captions.html",
         {
             "room": room,
+            "view": await room_view(captions, room),
             "lines": lines,
             "after": after,
             "size": size,
@@ -65,8 +66,8 @@ async def transcripts_page(request: web.Request) -> web.Response:
     return render(
         request,
         "transcripts.html",
-        {"room": room, "sessions": sessions, "when": _when, "notice": recording.notice,
-         "token": _token(request, reader)},
+        {"room": room, "view": await room_view(captions, room), "sessions": sessions,
+         "notice": recording.notice, "token": _token(request, reader)},
         status=200 if sessions or recording.keep_transcript else 404,
     )  # fmt: skip
 
@@ -74,12 +75,6 @@ async def transcripts_page(request: web.Request) -> web.Response:
 def _token(request: web.Request, reader: Reader) -> str:
     """The ?token= that let this reader in, for the page's own links and stream."""
     return request.query.get("token", "") if reader.kind in ("token", "service", "admin") else ""
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "ongoing"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def negotiate(accept: str) -> str | None:
@@ -145,12 +140,15 @@ async def pid(request: web.Request) -> web.Response:
         return _withdrawn(request, session, kind, vary)
     await admit(request, main_room(session.room), transcript=True)
     captions = await store.transcript(session)
+    view = await room_view(request.app[captions_key], session.room)
+    language = main_language((c.language for c in captions), view.lang)
     if kind == "html":
         response = render(
             request,
             "transcript.html",
-            {"session": session, "lines": captions, "when": _when},
-        )
+            {"session": session, "lines": captions, "view": view, "page_lang": language,
+             "chrome_lang": CHROME_LANG},
+        )  # fmt: skip
         response.headers.update(vary)
         return response
     if kind == "json":
@@ -158,15 +156,19 @@ async def pid(request: web.Request) -> web.Response:
             {
                 "pid": session.pid,
                 "room": session.room,
+                "title": view.title,
+                "language": language,
+                "timezone": view.tz.key,
                 "started_at": session.started_at_ms,
                 "ended_at": session.ended_at_ms,
                 "captions": [c.to_json() for c in captions],
             },
             ensure_ascii=False,
         )
+    elif kind == "vtt":
+        body = formats.to_vtt(timed_events(captions, session.started_at_ms), language)
     else:
-        events = [c.as_event(session.started_at_ms) for c in captions]
-        body = formats.write(events, kind)
+        body = formats.write(timed_events(captions, session.started_at_ms), kind)
     return web.Response(text=body, content_type=EXPORTS[kind], charset="utf-8", headers=vary)
 
 
@@ -175,9 +177,7 @@ def _withdrawn(
 ) -> web.Response:
     reason = session.withdrawn_reason or "Withdrawn."
     if kind == "html":
-        response = render(
-            request, "transcript_withdrawn.html", {"session": session, "when": _when}, status=410
-        )
+        response = render(request, "transcript_withdrawn.html", {"session": session}, status=410)
         response.headers.update(vary)
         return response
     if kind == "json":

@@ -2,6 +2,13 @@
 
 Both subscribe to the room *before* reading the stored backlog, then skip live
 captions already sent, so a caption stored in between is neither lost nor repeated.
+A reader that closes its connection is let go within about a second (hub.WATCH_SECONDS),
+caption or not, so ``plenary_text_subscribers`` counts open streams.
+
+The text stream is for people with ``curl -N``: a first line names the room and its time
+zone, each caption is ``[2026-11-28T10:04:05+09:00] <Speaker> text`` (ISO 8601 in the
+room's zone, with its offset), and lines that are not captions start with ``-- ``; the
+last one says why the stream stopped and the command that goes on from there.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from aiohttp import web
 
 from orchestrator import metrics
 from orchestrator.captions.api import after_param
+from orchestrator.captions.hub import Subscriber
 from orchestrator.captions.model import Caption
+from orchestrator.captions.present import room_view
 from orchestrator.captions.readers import admit
 from orchestrator.captions.service import Captions, captions_key, main_room
+from orchestrator.keys import settings_key
 
 PAGE = 500
 RETRY = b"retry: 2000\n\n"
@@ -40,8 +50,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
     await response.write(RETRY)
     metrics.TEXT_SENT_BYTES.labels(kind="sse").inc(len(RETRY))
 
-    def end(reason: str) -> bytes:
-        return f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+    def end(sub: Subscriber, last: int) -> bytes:
+        return f"event: end\ndata: {json.dumps({'reason': sub.reason})}\n\n".encode()
 
     await _relay(
         request,
@@ -58,7 +68,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def text(request: web.Request) -> web.StreamResponse:
-    """``[HH:MM:SS] <Speaker> text`` per line, as each caption comes (``curl -N``)."""
+    """``[2026-11-28T10:04:05+09:00] <Speaker> text`` per line, as each caption comes."""
     await admit(request, main_room(request.match_info["room"]))
     captions = request.app[captions_key]
     room = request.match_info["room"]
@@ -74,6 +84,21 @@ async def text(request: web.Request) -> web.StreamResponse:
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
+    view = await room_view(captions, room)
+    hello = f"-- Live captions of {view.title}; times are {view.zone_label()}.\n".encode()
+    await response.write(hello)
+    metrics.TEXT_SENT_BYTES.labels(kind="text").inc(len(hello))
+
+    def end(sub: Subscriber, last: int) -> bytes:
+        why = (
+            "the server is restarting"
+            if sub.shutdown
+            else "this connection fell too far behind the captions"
+        )
+        base = request.app[settings_key].orchestrator.public_url.rstrip("/")
+        again = base + str(request.rel_url.update_query(after=str(last)))
+        return f"-- Stopped: {why}. To go on from here, run: curl -N '{again}'\n".encode()
+
     await _relay(
         request,
         response,
@@ -81,9 +106,9 @@ async def text(request: web.Request) -> web.StreamResponse:
         after,
         kind="text",
         partials=False,
-        encode=lambda c: c.line,
+        encode=view.text_line,
         heartbeat=None,
-        end=lambda reason: f"-- {reason}\n".encode(),
+        end=end,
     )
     return response
 
@@ -98,7 +123,7 @@ async def _relay(
     partials: bool,
     encode: Callable[[Caption], bytes],
     heartbeat: bytes | None,
-    end: Callable[[str], bytes],
+    end: Callable[[Subscriber, int], bytes],
 ) -> None:
     room = request.match_info["room"]
     sent = metrics.TEXT_SENT_BYTES.labels(kind=kind)  # payload bytes, not HTTP framing
@@ -108,7 +133,11 @@ async def _relay(
         await response.write(data)
         sent.inc(len(data))
 
-    sub = captions.hub.subscribe(room, partials)
+    def alive() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    sub = captions.hub.subscribe(room, partials, alive)
     subscribers.inc()  # the finally below always takes it back, however the reader left
     last = after
     try:
@@ -128,7 +157,8 @@ async def _relay(
                     await write(heartbeat)
                 continue
             if caption is None:
-                await write(end(sub.reason))
+                if not sub.gone:
+                    await write(end(sub, last))
                 break
             if caption.is_final:
                 if caption.seq <= last:

@@ -7,6 +7,11 @@
   var url = list.getAttribute("data-stream");
   var status = document.getElementById("status");
   var pause = document.getElementById("pause");
+  var page = document.documentElement.lang;
+  var lang = /^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$/;
+  // Times in the room's zone (named in the header), as the server writes them.
+  var clock = new Intl.DateTimeFormat("en-GB", {timeZone: list.getAttribute("data-zone") || "UTC",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"});
   var held = [];
   var paused = false;
   var source = null;
@@ -15,7 +20,9 @@
     var li = document.createElement("li");
     var time = document.createElement("time");
     var who = document.createElement("b");
-    time.textContent = new Date(c.at).toTimeString().slice(0, 8);
+    if (c.language !== page && lang.test(c.language)) li.lang = c.language;
+    time.dateTime = new Date(c.at).toISOString();
+    time.textContent = clock.format(new Date(c.at));
     who.textContent = c.speaker;
     li.appendChild(time);
     li.appendChild(document.createTextNode(" "));
