@@ -15,14 +15,18 @@ import asyncio
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from bots.captioner.delivery import Delivery
+from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
-from orchestrator.captions import captions_key
+from orchestrator.captions import captions_key, wire
 from orchestrator.captions.pid import new_pid
 from orchestrator.settings import load_settings
 from tests.captions_helpers import make_room
@@ -334,3 +338,46 @@ async def test_a_new_caption_is_never_filed_into_a_session_from_the_future(
     assert [e["text"] for e in await poll(client, "old")] == ["today"]  # it survived
     assert (await client.get("/r/old/transcripts")).status == 200
     assert (await client.get(f"/pid/{today[0]['session']}.vtt")).status == 200
+
+
+# ---- the captioner's side: what delivery sends fits the same schema --------------------
+
+
+async def test_what_delivery_sends_validates_against_the_wire_schema(aiohttp_client: Any) -> None:
+    """Bridge and vosk results become events the captioner's Delivery posts; the bodies
+    it really sends read back through wire.py as the same events."""
+    bodies: list[bytes] = []
+
+    async def take(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.json_response({"accepted": [], "duplicates": 0, "refused": 0})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/captions", take)
+    server = await aiohttp_client(app)
+    sent = [
+        CaptionEvent("", "Speaker 3", "ko", "안녕하세요 😀", False, 12.48, 13.2, "u0",
+                     meeting_id="b1c2-meeting", endpoint="e5a6b7c8"),
+        CaptionEvent("", "Speaker 2", "ko", "안녕하세요 여러분", True, 12.48, 13.9, "u1",
+                     meeting_id="b1c2-meeting", endpoint="e4f1a2b3"),
+        CaptionEvent("keynote", "Ana <b>", "en", 'tab\tand "quotes" & <tags>', True, 0.0,
+                     1e6, "u2"),
+    ]  # fmt: skip
+    delivery = Delivery(str(server.make_url("/")), "tok", 10)
+    await delivery.start()
+    for event in sent:
+        delivery.offer(event)
+    received: dict[str, CaptionEvent] = {}
+    async with asyncio.timeout(5):
+        while len(received) < len(sent):
+            await asyncio.sleep(0.01)
+            for body in bodies:
+                for n, item in enumerate(wire.json_body(body)["events"]):
+                    event, timestamp = wire.producer_event(item, n, None)
+                    assert timestamp is not None and abs(timestamp - now_ms()) < 60_000
+                    received[event.text] = event
+    await delivery.close()
+    for event in sent:
+        got = received[event.text]
+        assert bool(got.event_id) == event.is_final  # a final carries its id
+        assert got == replace(event, event_id=got.event_id)
