@@ -68,11 +68,16 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
         yield await browser.new_page()
 
 
-async def assert_accessible(page: Page, what: str) -> None:
+async def assert_accessible(page: Page, what: str, lang: str = "en") -> None:
+    """axe finds nothing; the page's language is ``lang`` (a captions or transcript page
+    is in its captions' language), and every heading and the navigation are English."""
     violations = await page.axe()
     assert violations == [], f"axe-core on {what}: {violations}"
-    lang = await page.evaluate("document.documentElement.lang")
-    assert lang == "en"
+    assert await page.evaluate("document.documentElement.lang") == lang
+    chrome = await page.evaluate(
+        "[...document.querySelectorAll('h1,h2,h3,nav')].map(e => e.closest('[lang]').lang)"
+    )
+    assert set(chrome) == {"en"}, chrome
     levels = await page.evaluate(
         "[...document.querySelectorAll('h1,h2,h3,h4')].map(h => +h.tagName[1])"
     )
@@ -186,8 +191,8 @@ async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
         lines = ["안녕하세요, 여러분.", "Welcome <everyone> & thanks 🎉", "다음 발표를 시작합니다."]
         for n, text in enumerate(lines):
             await app[captions_key].accept(
-                CaptionEvent("keynote", f"Speaker {n % 2 + 1}", "ko", text, True,
-                             n * 3.0, n * 3.0 + 2.5, f"m{n}")
+                CaptionEvent("keynote", f"Speaker {n % 2 + 1}", "en" if n == 1 else "ko", text,
+                             True, n * 3.0, n * 3.0 + 2.5, f"m{n}")
             )  # fmt: skip
 
     app.on_startup.append(seed)
@@ -199,7 +204,11 @@ async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> 
     # The room's captions are for its attendees (LDAP group devs): alice logs in first.
     await log_in(page, captioned_site, "alice", "alice-pw", "/r/keynote/captions")
     assert await page.evaluate("location.pathname") == "/r/keynote/captions"
-    await assert_accessible(page, "captions page")
+    await assert_accessible(page, "captions page", lang="ko")
+    langs = await page.evaluate(
+        "[...document.querySelectorAll('#lines li')].map(l => l.closest('[lang]').lang)"
+    )
+    assert langs == ["ko", "en", "ko"]  # each line in its own language
     text = await page.evaluate("document.body.innerText")
     assert "다음 발표를 시작합니다." in text and "Welcome <everyone> & thanks" in text
     await page.goto(f"{captioned_site}/r/keynote/transcripts")
@@ -208,7 +217,7 @@ async def test_caption_and_transcript_pages(page: Page, captioned_site: str) -> 
     pids = [part.split('"')[0] for part in html.split('href="/pid/')[1:]]
     assert pids, "no transcript linked from the transcripts list"
     await page.goto(f"{captioned_site}/pid/{pids[0]}")
-    await assert_accessible(page, "transcript page")
+    await assert_accessible(page, "transcript page", lang="ko")
     await page.goto(f"{captioned_site}/r/keynote")
     assert "Make a read token" in await page.evaluate("document.body.innerText")
     await assert_accessible(page, "room page with the read token form")

@@ -212,6 +212,7 @@ async def test_read_tokens(
     bearer = {"Authorization": f"Bearer {token}"}
     txt = await anonymous.http.get(f"/r/devroom/captions.txt?token={token}&after=0")
     assert txt.status == 200
+    assert (await txt.content.readline()).startswith(b"-- Live captions of ")
     assert "토큰으로 읽기" in (await txt.content.readline()).decode()
     txt.close()
     assert await anonymous.status("/api/v1/rooms/devroom/captions", bearer) == 200

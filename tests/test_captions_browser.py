@@ -9,8 +9,10 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -18,8 +20,9 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.app import create_app
 from orchestrator.settings import load_settings
-from tests.captions_helpers import cli_rooms
+from tests.captions_helpers import cli_rooms, make_room
 from tests.netutil import free_port
+from tests.rooms_helpers import TOKEN as ADMIN
 
 TOKEN = "browser-test"
 READER = "screen-reader-service-token"
@@ -161,5 +164,63 @@ async def test_live_captions_reach_the_accessibility_tree(browser: str, tmp_path
                     " document.querySelector('#lines li:last-child').textContent"
                 )
                 assert last.endswith("Ana: Held while paused")
+            await devtools.get(f"{browser}/json/close/{target['id']}")
+    await server.close()
+
+
+async def test_live_lines_carry_their_language_and_the_rooms_clock(
+    browser: str, tmp_path: Path
+) -> None:
+    """A public room in Seoul: lines added live by the page's script say their language
+    where it is not the page's, and show their time on the room's clock, named."""
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+        captions={"producer_token": TOKEN},
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    base = f"http://127.0.0.1:{server.port}"
+    schedule = {"start": "2030-03-01T10:00", "end": "2030-03-01T11:00", "timezone": "Asia/Seoul"}
+    async with aiohttp.ClientSession(base) as http:
+        await make_room(http, "seoul", title="서울 회의", languages=["ko", "en"], schedule=schedule)
+        async with aiohttp.ClientSession() as devtools:
+            target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
+            async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.send("Page.enable")
+                await page.send("Page.navigate", url=f"{base}/r/seoul/captions")
+                await page.wait_for("document.getElementById('status').textContent === 'Live.'")
+                assert await page.evaluate("document.documentElement.lang") == "ko"
+                assert await page.evaluate("document.querySelector('h1').textContent") == (
+                    "Captions: 서울 회의"
+                )
+                assert "KST (Asia/Seoul)" in await page.evaluate("document.body.innerText")
+                for speaker, language, text in (
+                    ("김민지", "ko", "안녕하세요"),
+                    ("Ana Lima", "en", "Good morning"),
+                ):
+                    posted = await http.post(
+                        "/api/v1/rooms/seoul/captions",
+                        json={"speaker": speaker, "language": language, "text": text},
+                        headers={"Authorization": f"Bearer {TOKEN}"},
+                    )
+                    assert posted.status == 202
+                await page.wait_for("document.querySelectorAll('#lines li').length === 2")
+                shown = await page.evaluate(
+                    "[...document.querySelectorAll('#lines li')].map(l =>"
+                    " [l.closest('[lang]').lang, l.querySelector('time').textContent])"
+                )
+                poll = await (await http.get("/api/v1/rooms/seoul/captions?after=0")).json()
+                seoul = ZoneInfo("Asia/Seoul")
+                clocks = [
+                    datetime.fromtimestamp(e["at"] / 1000, seoul).strftime("%H:%M:%S")
+                    for e in poll["events"]
+                ]
+                assert shown == [["ko", clocks[0]], ["en", clocks[1]]]
+                tree = await page.send("Accessibility.getFullAXTree")
+                spoken = " ".join(
+                    str(node.get("name", {}).get("value", "")) for node in tree["nodes"]
+                )
+                assert "김민지" in spoken and "Ana Lima" in spoken  # the speaker, as text
             await devtools.get(f"{browser}/json/close/{target['id']}")
     await server.close()
