@@ -21,7 +21,6 @@
     var time = document.createElement("time");
     var who = document.createElement("b");
     if (c.language !== page && lang.test(c.language)) li.lang = c.language;
-    time.dateTime = new Date(c.at).toISOString();
     time.textContent = clock.format(new Date(c.at));
     who.textContent = c.speaker;
     li.appendChild(time);
