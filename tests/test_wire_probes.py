@@ -30,6 +30,7 @@ from orchestrator.captions import captions_key, wire
 from orchestrator.captions.pid import new_pid
 from orchestrator.settings import load_settings
 from tests.captions_helpers import make_room
+from tests.fake_prosody import FakeProsody, Room
 from tests.rooms_helpers import AUTH as ADMIN_AUTH
 from tests.rooms_helpers import TOKEN as ADMIN
 
@@ -53,6 +54,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
             "producers": {"cap": "cap-token"},
             "producer_token": "cap-token",
             "jigasi_secret": SECRET,
+            "event_sync_secret": "prosody-secret",
         },
     )
     client = await aiohttp_client(create_app(settings))
@@ -181,6 +183,33 @@ async def test_control_characters_never_reach_pages_or_exports(client: Any, how:
     line = await asyncio.wait_for(text.content.readline(), 5)
     assert line.endswith(b"abcd[31m e f\n") and b"\x00" not in line
     text.close()
+
+
+async def test_a_name_from_prosody_follows_the_same_rules(client: Any) -> None:
+    """Speaker names also come from Prosody's occupant posts: a lone surrogate there is
+    refused naming the field, and control characters never reach a reader."""
+    prosody = FakeProsody(client, "prosody-secret")
+    room = Room("keynote")
+    assert (await prosody.room_created(room)).status == 202
+    refused = await prosody.occupant_joined(room, "a1b2c3d4", {"id": "x", "name": "Bo\ud800"})
+    await assert_refused(refused, "occupant.name")
+    who = {"id": "x", "name": "Bo\x00\x01 Kim"}
+    assert (await prosody.occupant_joined(room, "a1b2c3d4", who)).status == 202
+    stream = await client.get("/r/keynote/captions/stream?partials=1&after=0")
+    while client.app[captions_key].hub.subscribers("keynote") == 0:
+        await asyncio.sleep(0.01)
+    events = [batch_event(n, room="", meeting_id=room.meeting_id, endpoint="a1b2c3d4",
+                          speaker="Speaker 1", is_final=n == 2) for n in (1, 2)]  # fmt: skip
+    events[0]["id"] = ""
+    posted = await client.post("/api/v1/captions", json={"events": events}, headers=PRODUCER)
+    assert posted.status == 200, await posted.text()
+    speakers = []
+    while len(speakers) < 2:  # the partial and the final
+        line = await asyncio.wait_for(stream.content.readline(), 5)
+        if line.startswith(b"data: "):
+            speakers.append(json.loads(line[6:])["speaker"])
+    stream.close()
+    assert speakers == ["Bo Kim", "Bo Kim"]
 
 
 # ---- numbers ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from bots.captioner.events import CaptionEvent
+from orchestrator.captions.wire import is_clean, scrub
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class Caption:
     text: str
     message_id: str
     is_final: bool = True
+
+    def __post_init__(self) -> None:
+        # Whatever built it (a row, a name Prosody or Jigasi gave before the wire rules),
+        # every page, stream and export gets text it can encode: no lone surrogates, no
+        # control characters but tab.
+        for name in ("speaker", "language", "text", "message_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not is_clean(value):
+                object.__setattr__(self, name, scrub(value))
 
     def to_json(self) -> dict[str, Any]:
         return {

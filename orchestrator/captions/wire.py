@@ -77,6 +77,13 @@ def _no_controls(value: str) -> str:
     return value
 
 
+def is_clean(value: str) -> bool:
+    """Whether ``value`` is Unicode scalar values without control characters but tab."""
+    return value.isprintable() or (
+        strip_controls(value) == value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    )
+
+
 def scrub(value: object) -> str:
     """Any stored value as text a page can show: invalid bytes and lone surrogates become
     U+FFFD, control characters go as in ``strip_controls``."""
@@ -171,7 +178,7 @@ class JigasiBody(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event: Literal["SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END"]
-    room_name: Annotated[_Str, Field(max_length=3071)]
+    room_name: Annotated[_Str, Field(max_length=3071), AfterValidator(_no_controls)]
     timestamp: EpochMs | None = None
     participant: JigasiParticipant | None = None
     transcript: list[JigasiAlternative] | None = None
