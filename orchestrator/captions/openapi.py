@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.captions.event_sync import KINDS
+from orchestrator.captions.wire import ProducerEvent
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 ERRORS = {
@@ -35,20 +36,7 @@ CAPTION = {
         "message_id": STRING, "is_final": {"type": "boolean"},
     },
 }  # fmt: skip
-EVENT = {
-    "type": "object",
-    "required": ["text"],
-    "properties": {
-        "id": {"type": "string", "description": "The producer's event id (a final needs one "
-               "in POST /api/v1/captions)"},
-        "room": STRING, "meeting_id": STRING, "endpoint": STRING, "speaker": STRING,
-        "language": STRING, "message_id": STRING,
-        "text": {"type": "string", "maxLength": 10000},
-        "is_final": {"type": "boolean", "default": True},
-        "start": {"type": "number"}, "end": {"type": "number"},
-        "timestamp": {"type": "integer", "description": "When it was produced, epoch ms"},
-    },
-}  # fmt: skip
+EVENT = ProducerEvent.model_json_schema()  # the one wire schema (wire.py)
 RESULT = {
     "type": "object",
     "required": ["id", "status", "room", "seq", "duplicate"],

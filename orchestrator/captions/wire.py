@@ -145,18 +145,20 @@ class ProducerEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: Ident = ""
+    id: Ident = Field("", description="The producer's event id (a final needs one in "
+                      "POST /api/v1/captions)")  # fmt: skip
     room: Ident = ""
     meeting_id: Ident = ""
     endpoint: Ident = ""
-    speaker: Name = ""
+    speaker: Name = Field("", description="Control characters are removed")
     language: Ident = ""
     message_id: Ident = ""
-    text: Text
+    text: Text = Field(description="Control characters other than tab are removed")
     is_final: Flag = True
-    start: Seconds = 0.0
+    start: Seconds = Field(0.0, description="Seconds on the stream's audio clock")
     end: Seconds = 0.0
-    timestamp: EpochMs | None = None
+    timestamp: EpochMs | None = Field(None, description="When it was produced, epoch ms; "
+                                      "more than a day from server time: arrival time")  # fmt: skip
 
 
 class JigasiParticipant(BaseModel):
