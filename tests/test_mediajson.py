@@ -227,3 +227,52 @@ def test_query_room_parameter_is_validated() -> None:
     assert parse_query({"sessionId": "m1", "room": "Keynote"}).room == "keynote"
     assert parse_query({"sessionId": "m1", "room": "a b/../c"}).room is None
     assert parse_query({"sessionId": "m1"}).room is None
+
+
+# --- Opus packet framing (RFC 6716 §3.4) ---
+
+
+@pytest.mark.parametrize(
+    ("packet", "reason"),
+    [
+        (b"", "empty"),
+        (b"\x78" + bytes(1276), "length"),  # code 0: one frame over 1275 bytes
+        (b"\x79" + bytes(5), "length"),  # code 1: two equal frames need an even length
+        (b"\x7a", "truncated"),  # code 2 without the first frame's length
+        (b"\x7a\xfc", "truncated"),  # a two-byte length cut after its first byte
+        (b"\x7a\x10" + bytes(8), "truncated"),  # first frame longer than the packet
+        (b"\x7b", "truncated"),  # code 3 without its frame count
+        (b"\x7b\x00", "toc"),  # no frames
+        (b"\xfb\x07", "toc"),  # 7 frames of 20 ms: over 120 ms
+        (b"\x7b\x43\xff", "padding"),  # padding length runs off the end
+        (b"\x7b\x42\x20" + bytes(4), "padding"),  # more padding than bytes
+        (b"\x7b\x03" + bytes(10), "length"),  # CBR: 10 bytes do not split in 3 frames
+        (b"\x7b\x83\x05" + bytes(3), "truncated"),  # VBR: frame lengths beyond the packet
+        (b"\x7b\x03" + bytes(8000), "oversized"),
+    ],
+)
+def test_invalid_opus_packets_are_named(packet: bytes, reason: str) -> None:
+    assert opus.invalid_packet(packet) == reason
+
+
+def test_valid_opus_packets_pass() -> None:
+    assert opus.invalid_packet(b"\xf8") is None  # a 0-byte frame (DTX) is valid
+    assert opus.invalid_packet(b"\x79" + bytes(6)) is None
+    assert opus.invalid_packet(b"\x7a\x02" + bytes(5)) is None
+    assert opus.invalid_packet(b"\x7b\x42\x02" + bytes(6)) is None  # CBR, 2 bytes padding
+    assert opus.invalid_packet(b"\x7b\x83\x02\x03" + bytes(9)) is None  # VBR 2+3+4
+    encoder = opuslib.Encoder(48000, 1, opuslib.APPLICATION_VOIP)
+    noise = np.random.default_rng(1).normal(0, 3000, 960 * 40).astype("<i2")
+    for n in range(40):
+        assert (
+            opus.invalid_packet(encoder.encode(noise[n * 960 : (n + 1) * 960].tobytes(), 960))
+            is None
+        )
+    # Every packet of the real videobridge capture.
+    payloads = [
+        mj.decode_payload(m)
+        for m in (mj.parse_frame(f) for f in dump_frames())
+        if isinstance(m, mj.Media)
+    ]
+    assert len(payloads) > 100
+    assert [p for p in payloads if opus.invalid_packet(p)] == []

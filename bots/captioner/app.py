@@ -61,6 +61,8 @@ async def health(request: web.Request) -> web.Response:
             "max_streams": engine.settings.max_streams,
             "threads": engine.threads,
             "recognizers": engine.recognizers.stats(),
+            "rss_mb": round(engine.memory.rss_mb(), 1),
+            "max_rss_mb": engine.settings.max_rss_mb,
         }
     )
 

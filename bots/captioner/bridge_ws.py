@@ -42,6 +42,7 @@ TICK = 0.05  # how often a session looks for quiet sources
 REORDER_WAIT = 0.06  # a held packet waits this long for a missing one when nothing follows
 QUEUE_PACKETS = 500  # 10 s of audio per source; beyond it the source is behind and loses packets
 MAX_ERRORS = 50  # consecutive undecodable packets (1 s) before a source is refused
+CAUGHT_UP = 25  # queued packets (0.5 s) of a source that is keeping up with its speaker
 MOSTLY_BAD = 25  # after this many packets, a source with more bad than good is refused
 VOICE_HOLD = 2.0  # after a voiced packet, silence is fed at once so the utterance can end
 STUCK_WRITER = 30.0  # seconds a send may block (peer not reading) before the socket is dropped
@@ -266,9 +267,9 @@ class Source:
             if isinstance(op, str):
                 await self._feed(pcm)
                 pcm = []
-                await self.transcriber.flush()
                 if op == STOP:
-                    return True  # _run closes the transcriber
+                    return True  # _run closes the transcriber: no final (FLUSH asks for one)
+                await self.transcriber.flush()
             else:
                 following = ops[i + 1] if i + 1 < len(ops) else None
                 pcm.append(self._pcm(op, following))
@@ -459,11 +460,12 @@ class BridgeSession:
         )
 
     def end(self) -> None:
-        """session-end: queued audio is dropped and recognizers go back at once; what
-        was already decoded of an open utterance still becomes its final."""
+        """session-end: queued audio is dropped and recognizers go back at once. A source
+        that kept up still gets the final of its open utterance; one that was behind
+        (a storm) gets none, so ending never waits for its recognition."""
         self.ended = True
         for source in self.sources.values():
-            source.stop(flush=True)
+            source.stop(flush=source.queue.qsize() <= CAUGHT_UP)
 
     async def _drain_results(self) -> None:
         """After session-end: let every source's last final out, then give the writer a moment."""
