@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from aiohttp import web
 from bots.captioner.delivery import Delivery
 from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
+from orchestrator.captions import api as captions_api
 from orchestrator.captions import captions_key, wire
 from orchestrator.captions.pid import new_pid
 from orchestrator.settings import load_settings
@@ -239,8 +241,10 @@ async def test_a_jigasi_timestamp_that_is_not_finite_is_refused(client: Any) -> 
 
 @pytest.mark.parametrize("how", HOW)
 async def test_a_far_timestamp_is_filed_at_arrival_and_the_room_stays_sane(
-    client: Any, how: str
+    client: Any, how: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(captions_api, "_replaced_logged", {})
+    caplog.set_level(logging.WARNING, logger="orchestrator.captions.api")
     before = now_ms()
     for stamp in (FAR_FUTURE, -5, 1):
         response = await send(client, how, body_for(how, text=f"at {stamp}", timestamp=stamp))
@@ -252,6 +256,8 @@ async def test_a_far_timestamp_is_filed_at_arrival_and_the_room_stays_sane(
                                            "a normal one"]  # fmt: skip
     assert all(before - 1000 <= e["at"] <= now_ms() + 1000 for e in events)
     assert len({e["session"] for e in events}) == 1  # one session, on today's clock
+    warned = [r.getMessage() for r in caplog.records if "more than a day" in r.getMessage()]
+    assert len(warned) == 1 and "1000000000000000000" in warned[0]  # once a minute
     for url in ("/r/keynote/captions", "/r/keynote/transcripts"):
         assert (await client.get(url)).status == 200, url
     text = await client.get("/r/keynote/captions.txt?after=0")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
 MAX_BATCH = 1000  # events per POST /api/v1/captions
 _seen_producers: set[str] = set()  # producers already named in the log
+LOG_EVERY = 60.0  # seconds between warnings about one room's replaced timestamps
+_replaced: dict[str, int] = {}  # captions per room whose timestamp was replaced
+_replaced_logged: dict[str, float] = {}
 
 
 def bad_request(message: str, errors: list[dict[str, str]] | None = None) -> web.HTTPException:
@@ -90,17 +94,25 @@ def _parse(room: str | None, items: list[Any]) -> list[tuple[CaptionEvent, int]]
             event, timestamp = wire.producer_event(item, n, room)
         except wire.WireError as exc:
             raise bad_request(exc.detail, exc.errors) from None
-        parsed.append((event, _filed_at(timestamp, arrival, f"events[{n}]", event.room)))
+        room_key = event.room or event.meeting_id
+        parsed.append((event, _filed_at(timestamp, arrival, f"events[{n}]", room_key)))
     return parsed
 
 
 def _filed_at(timestamp: int | None, arrival: int, where: str, room: str) -> int:
     sane = wire.sane_time(timestamp, arrival)
     if sane is None and timestamp is not None:
-        log.warning(
-            "%s.timestamp %d for room %r is more than a day from server time (%d): filed"
-            " at arrival", where, timestamp, room, arrival,
-        )  # fmt: skip
+        if len(_replaced) > 10_000:  # many meeting ids: forget the counts, keep going
+            _replaced.clear()
+            _replaced_logged.clear()
+        _replaced[room] = _replaced.get(room, 0) + 1
+        if time.monotonic() - _replaced_logged.get(room, -LOG_EVERY) >= LOG_EVERY:
+            _replaced_logged[room] = time.monotonic()
+            log.warning(
+                "%s.timestamp %d for room %r is more than a day from server time (%d): filed"
+                " at arrival (%d such captions for this room so far; logged once a minute)",
+                where, timestamp, room, arrival, _replaced[room],
+            )  # fmt: skip
     return arrival if sane is None else sane
 
 
