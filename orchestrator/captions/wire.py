@@ -10,7 +10,9 @@ the same ``ProducerEvent``. The rules (docs/delivery.md):
 - numbers are finite: ``NaN``, ``Infinity`` and ``1e400`` (which overflows) are refused,
   naming the field;
 - control characters other than tab are removed from caption text and speaker names
-  (line breaks become spaces); identifiers with any are refused.
+  (line breaks become spaces); identifiers with any are refused;
+- a timestamp more than a day from server time is not refused: ``sane_time`` says so and
+  the caller files the caption at its arrival.
 
     event, timestamp = producer_event(json_body(raw)["events"][0], 0, room=None)
 
