@@ -419,6 +419,15 @@ class IrcNetworkSettings(BaseModel):
         "always. On InspIRCd give the relay a <connect> class with a higher threshold and "
         "commandrate and raise lines_per_second instead (docs/irc.md).",
     )
+    confirm_every: int = Field(
+        4,
+        ge=1,
+        le=20,
+        description="While captions wait, lines sent before a PING confirms them (the PING "
+        "costs a flood token like a line). Lines not confirmed when the server dies are "
+        "sent again after the reconnect, so up to this many may be seen twice; 1 repeats "
+        "none but halves the line rate while behind.",
+    )
     max_backlog_lines: int = Field(
         120,
         ge=5,

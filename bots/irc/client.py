@@ -40,7 +40,6 @@ WANTED_CAPS = ("server-time", "message-tags")
 JOIN_REFUSED = {"403", "405", "471", "473", "474", "475", "476", "477", "489"}
 SASL_FAILED = {"902", "904", "905", "906", "908"}
 KEEPALIVE = "plenary-keepalive"
-CONFIRM_EVERY = 4  # lines sent in a row before a PING confirms them
 
 
 class IrcError(Exception):
@@ -342,54 +341,54 @@ class IrcClient:
         return not channel.protect or channel.reported is not None
 
     def _confirm_due(self, busy: bool) -> bool:
-        """Whether the confirming PING goes next: when no line waits, or after
-        CONFIRM_EVERY unconfirmed lines, so that it does not halve the line rate."""
+        """Whether a PING goes right behind the lines sent: when no line waits, or after
+        ``confirm_every`` unconfirmed lines (a PING behind every line would halve the
+        line rate on servers that pace PING like any command)."""
         if not self._inflight or self._confirming is not None:
             return False
-        return not busy or len(self._inflight) >= CONFIRM_EVERY
+        return not busy or len(self._inflight) >= self.settings.confirm_every
+
+    def _busy(self, now: float) -> bool:
+        return bool(self._control) or any(
+            len(q) and self._sendable(q.target, now) for q in self.queues
+        )
 
     async def _write_loop(self) -> None:
         assert self._writer is not None
         while True:
             now = time.monotonic()
-            busy = bool(self._control) or any(
-                len(q) and self._sendable(q.target, now) for q in self.queues
-            )
-            confirm = self._confirm_due(busy)
-            if not busy and not confirm:
+            if not self._busy(now):
+                if self._confirm_due(busy=False):
+                    self._ping_confirm()
+                    await self._writer.drain()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             delay = self.bucket.delay(now)
             if delay:
-                if busy:  # captions arriving meanwhile merge in the queue
-                    await asyncio.sleep(delay)
-                else:  # only the PING waits: a caption arriving meanwhile goes first
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.sleep(delay)  # captions arriving meanwhile merge in the queue
                 continue
-            if confirm:
-                self._ping_confirm()
+            item = self._next_line(now)
+            if item is None:
+                continue
+            self.bucket.take(now)
+            if isinstance(item, str):
+                self._send(item)
             else:
-                item = self._next_line(now)
-                if item is None:
-                    continue
-                self.bucket.take(now)
-                if isinstance(item, str):
-                    self._send(item)
-                else:
-                    self._send(format_line("PRIVMSG", item.target, item.text))
-                    self._inflight.append(item)
-                    self.lines_sent += 1
+                self._send(format_line("PRIVMSG", item.target, item.text))
+                self._inflight.append(item)
+                self.lines_sent += 1
+                if self._confirm_due(self._busy(time.monotonic())):
+                    self._ping_confirm()
             await self._writer.drain()
 
     def _ping_confirm(self) -> None:
-        """PING behind the lines sent: its PONG confirms them. Servers pace every
+        """PING right behind the lines sent: its PONG confirms them. Servers pace every
         command (ngircd: about one a second after a burst), so it costs a token like a
-        line does; a server that dies before answering gets these lines again after the
-        reconnect (at most CONFIRM_EVERY of them may then be seen twice)."""
+        line does, borrowed if need be. Lines written before a server dies and not
+        confirmed are sent again after the reconnect: with ``confirm_every`` above 1,
+        a few may then be seen twice."""
         self.bucket.take(time.monotonic())
         self._pings += 1
         token = f"plenary-{self._pings}"
