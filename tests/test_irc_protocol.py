@@ -299,3 +299,65 @@ def test_channel_table_of_the_orchestrator_is_checked() -> None:
                 {"channels": [{"room": "x", "restricted": True, "key": "a b"}]}):  # fmt: skip
         with pytest.raises(KeysError):
             parse_table(bad)
+
+
+# -- packing speakers and nicks ----------------------------------------------------------
+
+
+def drain(queue: MergeQueue, *, pack: bool) -> list[tuple[str, int | None]]:
+    out = []
+    while (line := queue.take(pack=pack)) is not None:
+        out.append((line.text, line.position))
+    return out
+
+
+def test_speakers_waiting_are_packed_into_one_line_within_the_budget() -> None:
+    budget = budget_for("#room")
+    queue = MergeQueue("r", "#room", max_lines=50)
+    queue.budget = budget
+    script = [
+        ("Alice", "so the budget"),
+        ("민준", "네 그 부분은 다음 회의에서"),
+        ("Bob", "I agree"),
+    ]
+    for position, (speaker, text) in enumerate(script, 1):
+        queue.push(speaker, text, position)
+    assert drain(queue, pack=True) == [
+        ("<Alice> so the budget · <민준> 네 그 부분은 다음 회의에서 · <Bob> I agree", 3)
+    ]
+    for position, (speaker, text) in enumerate(script, 4):
+        queue.push(speaker, text, position)
+    assert [p for _, p in drain(queue, pack=False)] == [4, 5, 6]  # tokens enough: one each
+    assert queue.packed == 2
+
+
+def test_packing_cuts_at_spaces_and_keeps_every_word_once_in_order() -> None:
+    budget = budget_for("#room")
+    queue = MergeQueue("r", "#room", max_lines=500)
+    queue.budget = budget
+    sent = []
+    for i in range(30):
+        words = [f"말{i:02d}{k}" if i % 3 == 1 else f"w{i:02d}{k}" for k in range(12)]
+        sent += words
+        queue.push(("Alice", "민준", "Bob")[i % 3], " ".join(words), i + 1)
+    lines = drain(queue, pack=True)
+    assert len(lines) < 30
+    got = [w for text, _ in lines for w in text.split() if w != "·" and not w.startswith("<")]
+    assert got == sent
+    for text, _ in lines:
+        assert len(relayed(text)) <= 512
+        assert text.startswith("<")
+    positions = [p for _, p in lines if p is not None]
+    assert positions == sorted(positions) and positions[-1] == 30
+
+
+def test_nick_helpers() -> None:
+    assert protocol.valid_nick("plenarybot", 9) == "plenarybo"
+    assert protocol.valid_nick("9 relay!", 30) == "relay"
+    assert protocol.valid_nick("---", 9) == "plenary"
+    assert protocol.nick_limit("Nickname too long, max. 9 characters") == 9
+    assert protocol.nick_limit("Erroneous Nickname") is None
+    assert protocol.alternative_nick("plenarybo", 9, 1, 1234) == "plenaryb_"
+    assert protocol.alternative_nick("plenarybo", 9, 2, 1234) == "plenary__"
+    assert protocol.alternative_nick("plenarybo", 9, 3, 1234) == "plena1234"
+    assert protocol.alternative_nick("relay", 30, 3, 1234) == "relay1234"
