@@ -125,11 +125,14 @@ class RecognizerPool:
         )
         return _Recognizer(rec)
 
-    def release(self, language: str, grammar: str | None, rec: _Recognizer) -> None:
+    def release(
+        self, language: str, grammar: str | None, rec: _Recognizer, *, reuse: bool = True
+    ) -> None:
         with self._lock:
             self.in_use -= 1
             idle = self._idle.setdefault(language, [])
-            if grammar is None and len(idle) < self._max_idle and rec.fed < self._max_audio:
+            reusable = reuse and grammar is None and rec.fed < self._max_audio
+            if reusable and len(idle) < self._max_idle:
                 idle.append(rec)
                 return
             self.retired += 1
@@ -517,8 +520,13 @@ class StreamTranscriber:
         self._partial = ""
 
     def _discard(self, rec: _Recognizer) -> None:
+        if self.abandoned:
+            # No result wanted and no time to lose: the recognizer is dropped mid-
+            # utterance (Reset does not clear it for reuse; FinalResult is a last decode).
+            self._engine.recognizers.release(self.language, self._grammar, rec, reuse=False)
+            return
         with self._thread_lock:
-            rec.rec.Reset()  # no result wanted: cheaper than FinalResult's last decode
+            rec.rec.FinalResult()
         self._engine.recognizers.release(self.language, self._grammar, rec)
 
     def _publish(self, raw: dict[str, Any], finals: list[Final], end: float | None = None) -> None:
