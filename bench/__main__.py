@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench all --quick
     .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
-    .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery
+    .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery, soak
+    .venv/bin/python -m bench soak --duration 120   # the 10-minute soak, shorter
 
 ``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
 bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost, captioner →
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer-name", default="vosk-server", help="the peer's name in tables")
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", type=Path, help="write all results as JSON here")
+    parser.add_argument(
+        "--duration", type=float, help="soak: seconds of load (600; 60 with --quick)"
+    )
     parser.add_argument("--config", type=Path, help="Plenary TOML settings (or $PLENARY_CONFIG)")
     parser.add_argument("--streams", type=_ints, help="capacity: stream counts (1,2,4,6)")
     parser.add_argument(
@@ -126,12 +130,16 @@ OTHERS = {
     "sse": "bench.sse",
     "metrics": "bench.metrics",
     "delivery": "bench.delivery",
+    "soak": "bench.soak",
 }
 
 
-def run_other(name: str, quick: bool) -> dict[str, Any]:
+def run_other(name: str, quick: bool, duration: float | None = None) -> dict[str, Any]:
     module = importlib.import_module(OTHERS[name])
-    data: dict[str, Any] = asyncio.run(module.run(quick))
+    if name == "soak":
+        data: dict[str, Any] = asyncio.run(module.run(quick, duration))
+    else:
+        data = asyncio.run(module.run(quick))
     report = getattr(module, "report", None)
     print(report(data) if report else json.dumps(data, indent=2, default=str), flush=True)
     return data
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     targets: list[Target] = []
     for name in [n for n in which if n in OTHERS]:
-        results[name] = run_other(name, args.quick)
+        results[name] = run_other(name, args.quick, args.duration)
     for name in [n for n in which if n in MODULES]:
         # A fresh Plenary per benchmark, so its memory figures are that benchmark's own;
         # the peer runs on as it was started.
