@@ -377,6 +377,18 @@ class CaptionsSettings(BaseModel):
     text_backlog: int = Field(
         10, ge=0, description="Earlier captions the plain-text stream prints before live ones."
     )
+    correction_window_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Hours after its session ended (or, live only, after the room's last "
+        "caption) a caption may still be corrected by a captioner.",
+    )
+    corrections_per_minute: int = Field(
+        60, ge=1, description="Corrections and typed captions one captioner may send a minute."
+    )
+    max_correction_chars: int = Field(
+        2000, ge=1, description="Longest corrected or typed caption text, in characters."
+    )
 
 
 class IrcNetworkSettings(BaseModel):

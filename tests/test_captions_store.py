@@ -344,7 +344,7 @@ async def test_page_weight_and_accessibility_basics(aiohttp_client: Any, db_path
     assert "http://" not in text and "https://" not in text  # no external assets
     assert "<script>" not in text and "style=" not in text  # CSP: no inline script/style
     assert 'aria-live="polite"' in text and 'class="size-4"' in text
-    assert text.count("<li>") == 50  # captions.page_lines
+    assert text.count("<li id=") == 50  # captions.page_lines
     assert "문장 번호 59," in text and "<b>Kim</b>" in text
     assert 'href="?size=4" id="refresh"' in text  # works without JavaScript
     assert "recorded" in text

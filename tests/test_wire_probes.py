@@ -315,7 +315,8 @@ def store_worst_rows(database: Path) -> tuple[str, str]:
         ]
         for seq, at, duration, speaker, text in rows:
             conn.execute(
-                f"INSERT INTO caption_events VALUES ('old', {seq}, {sid}, {at}, {duration},"
+                "INSERT INTO caption_events (room, seq, session_id, at_ms, duration_ms, speaker,"
+                f" language, text, message_id) VALUES ('old', {seq}, {sid}, {at}, {duration},"
                 " CAST(? AS TEXT), 'ko', CAST(? AS TEXT), ?)",
                 (speaker, text, f"m{seq}"),
             )

@@ -4,7 +4,8 @@ A room's policy is two ordered rule lists, stored as JSON:
 
     {"access":     [{"kind": "ldap_group", "group": "devs"},
                     {"kind": "wiki_event", "event_id": 123}],
-     "moderators": [{"kind": "user", "source": "ldap", "name": "alice"}]}
+     "moderators": [{"kind": "user", "source": "ldap", "name": "alice"}],
+     "captioners": [{"kind": "ldap_group", "group": "cart"}]}
 
 How ``decide`` reads them:
 
@@ -18,6 +19,9 @@ How ``decide`` reads them:
 A rule that needs the wiki (global groups, event registrations) while the wiki cannot
 answer does not match. If no other rule lets the person in, the denial says the
 wiki is unavailable: sources that are down never open the door.
+
+Captioners (``captioners``, same rule kinds, optional) may correct and type the room's
+captions (``captioner``); being one does not let a person in by itself.
 
 Each decision is logged and returned with ``outcome`` and ``rule_kind`` so that a
 metrics counter can label it without parsing sentences.
@@ -99,12 +103,14 @@ Rule = Annotated[Anyone | User | LdapGroup | WikiGroup | WikiEvent, Field(discri
 
 
 class Policy(BaseModel):
-    """Who may enter a room (``access``) and who moderates it (``moderators``)."""
+    """Who may enter a room (``access``), who moderates it (``moderators``) and who
+    corrects and types its captions (``captioners``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     access: list[Rule] = Field(default_factory=list)
     moderators: list[Rule] = Field(default_factory=list)
+    captioners: list[Rule] = Field(default_factory=list)
 
 
 Outcome = Literal["allowed", "denied", "blocked", "unavailable"]
@@ -225,3 +231,25 @@ async def _decide(policy: Policy, identity: Identity, wiki: MediaWiki | None) ->
     if down:
         return Decision(False, False, None, "; ".join(down), "unavailable")
     return Decision(False, False, None, "; ".join(more), "denied")
+
+
+async def captioner(
+    policy: Policy, identity: Identity, wiki: MediaWiki | None, *, room: str | None = None
+) -> Decision:
+    """May ``identity`` correct and type the room's captions (a captioner rule matches)?"""
+    if identity.blocked:
+        decision = Decision(False, False, None, "the wiki account is blocked", "blocked")
+    else:
+        rule, reasons, down = await _first(policy.captioners, identity, wiki)
+        if rule is not None:
+            decision = Decision(True, False, str(rule), f"captioner: {reasons[0]}", "allowed",
+                                rule.kind)  # fmt: skip
+        elif down:
+            decision = Decision(False, False, None, "; ".join(down), "unavailable")
+        elif not policy.captioners:
+            decision = Decision(False, False, None, "this room names no captioners")
+        else:
+            decision = Decision(False, False, None, "not a captioner: " + "; ".join(reasons))
+    log.info("captioner %s: %s in room %s: %s", decision.outcome, _who(identity), room or "?",
+             decision.reason)  # fmt: skip
+    return decision

@@ -21,6 +21,7 @@ from aiohttp import web
 from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.captions import jigasi, wire
+from orchestrator.captions.model import Caption, Correction
 from orchestrator.captions.readers import admit
 from orchestrator.captions.service import UnknownRoom, captions_key, main_room
 from orchestrator.captions.store import Duplicate, now_ms
@@ -211,7 +212,8 @@ async def jigasi_post(request: web.Request) -> web.Response:
 
 
 async def poll(request: web.Request) -> web.Response:
-    """``GET /api/v1/rooms/<room>/captions?after=N&limit=M``: finals after N, oldest first."""
+    """``GET /api/v1/rooms/<room>/captions?after=N&limit=M``: finals after N, oldest first,
+    each at its latest revision, and the corrections made after N (``corrections``)."""
     room = request.match_info["room"]
     await admit(request, main_room(room))
     after = after_param(request) or 0
@@ -223,13 +225,15 @@ async def poll(request: web.Request) -> web.Response:
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}")
     service = request.app[captions_key]
     store = service.store
-    captions = await service.after(room, after, limit)
+    # Captions (at their latest revision) and corrections after ``after``, in stream order.
+    items = await service.stream_after(room, after, limit)
     response = web.json_response(
         {
             "room": room,
             "after": after,
-            "events": [c.to_json() for c in captions],
-            "next_after": captions[-1].seq if captions else after,
+            "events": [c.to_json() for c in items if isinstance(c, Caption)],
+            "corrections": [c.to_json() for c in items if isinstance(c, Correction)],
+            "next_after": items[-1].position if items else after,
             "last_seq": await store.last_seq(room),
         },
         dumps=lambda obj: json.dumps(obj, ensure_ascii=False),

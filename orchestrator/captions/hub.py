@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from orchestrator.captions.model import Caption
+from orchestrator.captions.model import Item
 
 SLOW = "too slow: more than {n} captions behind; reconnect with Last-Event-ID to resume"
 SHUTDOWN = "server shutting down; reconnect with Last-Event-ID to resume"
@@ -42,10 +42,10 @@ class Subscriber:
         self.room = room
         self.partials = partials
         self.alive = alive
-        self.queue: asyncio.Queue[Caption | None] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize)
         self.reason = ""
 
-    def offer(self, caption: Caption) -> None:
+    def offer(self, caption: Item) -> None:
         if self.reason:
             return
         try:
@@ -61,8 +61,8 @@ class Subscriber:
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(None)
 
-    async def next(self) -> Caption | None:
-        """The next caption; None when the subscription has ended."""
+    async def next(self) -> Item | None:
+        """The next caption or correction; None when the subscription has ended."""
         if self.reason and self.queue.empty():
             return None
         return await self.queue.get()
@@ -113,7 +113,7 @@ class Hub:
             if not subs:
                 del self._rooms[sub.room]
 
-    def publish(self, caption: Caption) -> None:
+    def publish(self, caption: Item) -> None:
         for sub in tuple(self._rooms.get(caption.room, ())):
             if caption.is_final or sub.partials:
                 sub.offer(caption)

@@ -30,6 +30,7 @@ class Caption:
     text: str
     message_id: str
     is_final: bool = True
+    revision: int = 0  # corrections made to it (docs/corrections.md)
 
     def __post_init__(self) -> None:
         # Whatever built it (a row, a name Prosody or Jigasi gave before the wire rules),
@@ -52,7 +53,13 @@ class Caption:
             "text": self.text,
             "message_id": self.message_id,
             "is_final": self.is_final,
+            "revision": self.revision,
         }
+
+    @property
+    def position(self) -> int:
+        """Its place in the room's ordered stream (SSE id): its number."""
+        return self.seq
 
     @property
     def clock(self) -> str:
@@ -86,6 +93,65 @@ class Caption:
             end=end,
             message_id=self.message_id,
         )
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Revision ``revision`` of caption ``seq``, by a captioner; ``pos`` is its own number
+    in the room's stream (taken from the same counter as captions' numbers)."""
+
+    room: str
+    pos: int
+    seq: int
+    revision: int
+    at_ms: int
+    by: str
+    text: str
+    speaker: str
+    old_text: str = ""
+    old_speaker: str = ""
+    is_final: bool = True  # travels like a final: numbered, never a partial
+
+    def __post_init__(self) -> None:
+        for name in ("by", "text", "speaker", "old_text", "old_speaker"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not is_clean(value):
+                object.__setattr__(self, name, scrub(value))
+
+    @property
+    def position(self) -> int:
+        return self.pos
+
+    def to_json(self) -> dict[str, Any]:
+        """What live readers get (SSE ``correction``, the JSON poll's ``corrections``)."""
+        return {
+            "pos": self.pos,
+            "seq": self.seq,
+            "revision": self.revision,
+            "text": self.text,
+            "speaker": self.speaker,
+            "by": self.by,
+            "at": self.at_ms,
+        }
+
+    def history_json(self) -> dict[str, Any]:
+        """One entry of a caption's history in the JSON transcript export."""
+        return {**self.to_json(), "old_text": self.old_text, "old_speaker": self.old_speaker}
+
+    @cached_property
+    def sse(self) -> bytes:
+        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return f"id: {self.pos}\nevent: correction\ndata: {data}\n\n".encode()
+
+    @property
+    def irc(self) -> str:
+        """The IRC line: ``* correction: <Speaker> new text`` (no CR, LF or NUL)."""
+        text = " ".join(self.text.replace("\0", " ").split())
+        who = " ".join(self.speaker.replace("\0", " ").split())
+        return f"* correction: <{who}> {text}"
+
+
+Item = Caption | Correction  # what a room's stream carries
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,11 @@ async def captions_page(request: web.Request) -> web.Response:
     except ValueError:
         size = DEFAULT_SIZE
     size = min(max(size, SIZES[0]), SIZES[-1])
+    # Corrections made before the lines are read are in them: the stream goes on after
+    # both the last line and the last such correction (docs/corrections.md).
+    fixed = await captions.last_fix_pos(room)
     lines = await captions.latest(room, captions.settings.page_lines)
-    after = lines[-1].seq if lines else await captions.store.last_seq(room)
+    after = max(lines[-1].seq, fixed) if lines else await captions.store.last_seq(room)
     return render(
         request,
         "captions.html",
@@ -152,6 +155,7 @@ async def pid(request: web.Request) -> web.Response:
         response.headers.update(vary)
         return response
     if kind == "json":
+        history = await store.history(session)
         body = json.dumps(
             {
                 "pid": session.pid,
@@ -161,7 +165,12 @@ async def pid(request: web.Request) -> web.Response:
                 "timezone": view.tz.key,
                 "started_at": session.started_at_ms,
                 "ended_at": session.ended_at_ms,
-                "captions": [c.to_json() for c in captions],
+                # Each caption at its latest revision, with its corrections (old and new
+                # text and speaker, who, when) for audit.
+                "captions": [
+                    {**c.to_json(), "history": [f.history_json() for f in history.get(c.seq, [])]}
+                    for c in captions
+                ],
             },
             ensure_ascii=False,
         )

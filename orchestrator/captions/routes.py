@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.captions import api, events_api, pages, streams
+from orchestrator.captions import api, corrections, editing, events_api, pages, streams
 from orchestrator.web import read_tokens
 
 PID = r"{pid:[^/.]+}"
@@ -24,6 +24,14 @@ def routes() -> list[web.AbstractRouteDef]:
         web.delete(f"/api/v1/transcripts/{PID}", api.withdraw),
         web.post("/api/v1/jigasi", api.jigasi_post),
         web.post("/api/v1/jigasi/{secret}", api.jigasi_post),
+        # Captioners (docs/corrections.md): the editing view, corrections, typed captions.
+        web.get("/r/{room}/captions/edit", editing.view, name="captions_edit"),
+        web.post("/r/{room}/captions/edit", editing.act),
+        web.post(
+            r"/api/v1/rooms/{room}/captions/{seq:\d+}/corrections", corrections.post_correction
+        ),  # fmt: skip
+        web.post("/api/v1/rooms/{room}/captions/typed", corrections.post_typed),
+        web.get("/api/v1/rooms/{room}/captions/typed/ws", corrections.typed_ws),
         web.post(events_api.PATH, events_api.post_event),  # Prosody: docs/jitsi-events.md
         # Personal read tokens, made and revoked on the room page (forms, CSRF-checked).
         web.post("/r/{slug}/read-tokens", read_tokens.create, name="read_token_new"),

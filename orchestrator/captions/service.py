@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -32,8 +33,8 @@ from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
 from orchestrator.captions.meetings import Meetings
-from orchestrator.captions.model import Caption, Recording
-from orchestrator.captions.store import CaptionStore, Duplicate, now_ms
+from orchestrator.captions.model import Caption, Correction, Item, Recording
+from orchestrator.captions.store import CaptionStore, Duplicate, NoSuchCaption, TooLate, now_ms
 from orchestrator.keys import bus_key, db_key, settings_key
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
@@ -67,6 +68,8 @@ class Captions:
         self.hub = Hub(settings.subscriber_queue)
         self._locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, deque[Caption]] = {}  # rooms keeping no transcript
+        self._live_fixes: dict[str, deque[Correction]] = {}  # their corrections
+        self._sent: dict[str, deque[float]] = {}  # captioners' recent actions (rate limit)
         # Meeting id → room, endpoint → name (Prosody posts, Jigasi JOINs), in the database.
         self.meetings = Meetings(store.db)
         self.rooms = RoomRepository(store.db)
@@ -103,6 +106,84 @@ class Captions:
             return await self.store.after(room, after, limit)
         return [c for c in self._live.get(room, ()) if c.seq > after][:limit]
 
+    async def stream_after(self, room: str, after: int, limit: int) -> list[Item]:
+        """Captions and corrections whose position is after ``after``, in stream order
+        (what a reader resuming from SSE id ``after`` is owed)."""
+        items: list[Item] = list(await self.after(room, after, limit))
+        if (await self.recording(room)).keep_transcript:
+            items += await self.store.corrections_after(room, after, limit)
+        else:
+            items += [f for f in self._live_fixes.get(room, ()) if f.pos > after][:limit]
+        return sorted(items, key=lambda i: i.position)[:limit]
+
+    async def corrections_after(self, room: str, after: int, limit: int) -> list[Correction]:
+        if (await self.recording(room)).keep_transcript:
+            return await self.store.corrections_after(room, after, limit)
+        return [f for f in self._live_fixes.get(room, ()) if f.pos > after][:limit]
+
+    async def last_fix_pos(self, room: str) -> int:
+        """The stream position of the room's latest correction (0: none)."""
+        if (await self.recording(room)).keep_transcript:
+            return await self.store.last_fix_pos(room)
+        fixes = self._live_fixes.get(room)
+        return fixes[-1].pos if fixes else 0
+
+    async def last_correction(self, room: str, by: str) -> Correction | None:
+        """Captioner ``by``'s latest correction in ``room`` (what undo reverts)."""
+        if (await self.recording(room)).keep_transcript:
+            return await self.store.last_correction(room, by)
+        return next((f for f in reversed(self._live_fixes.get(room, ())) if f.by == by), None)
+
+    def allow(self, who: str, per_minute: int, now: float | None = None) -> bool:
+        """Whether captioner ``who`` may act again (``per_minute`` a sliding minute)."""
+        now = time.monotonic() if now is None else now
+        if len(self._sent) > 10_000:
+            self._sent.clear()
+        recent = self._sent.setdefault(who, deque())
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) >= per_minute:
+            return False
+        recent.append(now)
+        return True
+
+    async def correct(
+        self, room: str, seq: int, text: str | None, speaker: str | None, by: str
+    ) -> Correction:
+        """Revise caption ``seq`` (None: that field unchanged) and publish the correction;
+        ``NoSuchCaption`` or ``TooLate`` otherwise (docs/corrections.md)."""
+        window_ms = round(self.settings.correction_window_hours * 3_600_000)
+        at = now_ms()
+        async with self._locks.setdefault(room, asyncio.Lock()):
+            if (await self.recording(room)).keep_transcript:
+                fix = await self.store.correct(room, seq, text, speaker, by, at, window_ms)
+            else:
+                fix = await self._correct_live(room, seq, text, speaker, by, at, window_ms)
+            self.hub.publish(fix)
+        return fix
+
+    async def _correct_live(
+        self, room: str, seq: int, text: str | None, speaker: str | None, by: str,
+        at: int, window_ms: int,
+    ) -> Correction:  # fmt: skip
+        window = self._live.get(room, deque())
+        found = next((i for i, c in enumerate(window) if c.seq == seq), None)
+        if found is None:
+            raise NoSuchCaption(f"caption {seq} of room {room!r} is no longer in the live window")
+        old = window[found]
+        if at > window[-1].at_ms + window_ms:
+            raise TooLate("the room's last caption is older than the correction window")
+        fix = Correction(
+            room, await self.store.number(room), seq, old.revision + 1, at, by,
+            old.text if text is None else text, old.speaker if speaker is None else speaker,
+            old.text, old.speaker,
+        )  # fmt: skip
+        window[found] = dataclasses.replace(
+            old, text=fix.text, speaker=fix.speaker, revision=fix.revision
+        )
+        self._live_fixes.setdefault(room, deque(maxlen=LIVE_WINDOW)).append(fix)
+        return fix
+
     async def latest(self, room: str, count: int) -> list[Caption]:
         if (await self.recording(room)).keep_transcript:
             return await self.store.latest(room, count)
@@ -138,6 +219,7 @@ class Captions:
                 return caption
             if keep:
                 self._live.pop(room, None)  # recording on: the live-only past stays unsaid
+                self._live_fixes.pop(room, None)
             else:
                 self._live.setdefault(room, deque(maxlen=LIVE_WINDOW)).append(caption)
             self.hub.publish(caption)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bots.captioner.events import CaptionEvent
-from orchestrator.captions.model import Caption, Session
+from orchestrator.captions.model import Caption, Correction, Session
 from orchestrator.captions.pid import new_pid
 from orchestrator.captions.wire import MAX_DURATION_MS, duration_ms, scrub, stored_ms
 from orchestrator.db import Database
@@ -36,7 +36,12 @@ PID_ATTEMPTS = 8
 # UTF-8 (or lone surrogates), which sqlite3 would fail to decode.
 CAPTION_COLUMNS = (
     "SELECT e.room, e.seq, s.pid, e.at_ms, e.duration_ms, CAST(e.speaker AS BLOB),"
-    " CAST(e.language AS BLOB), CAST(e.text AS BLOB), CAST(e.message_id AS BLOB)"
+    " CAST(e.language AS BLOB), CAST(e.text AS BLOB), CAST(e.message_id AS BLOB), e.revision"
+)
+CORRECTION_COLUMNS = (
+    "SELECT room, pos, seq, revision, at_ms, CAST(by AS BLOB), CAST(new_text AS BLOB),"
+    " CAST(new_speaker AS BLOB), CAST(old_text AS BLOB), CAST(old_speaker AS BLOB)"
+    " FROM caption_corrections"
 )
 SESSION_COLUMNS = (
     "SELECT s.id, s.pid, s.room, s.started_at_ms, s.last_at_ms, s.ended_at_ms,"
@@ -51,6 +56,14 @@ def now_ms() -> int:
 @dataclass(frozen=True)
 class Duplicate(Caption):
     """A final whose producer event id was stored before: numbered ``seq`` then."""
+
+
+class NoSuchCaption(LookupError):
+    """The caption to correct is not stored (never was, expired or withdrawn)."""
+
+
+class TooLate(ValueError):
+    """The caption's session ended longer ago than captions.correction_window_hours."""
 
 
 class CaptionStore:
@@ -102,7 +115,8 @@ class CaptionStore:
             if session_id is not None:
                 # The stored row is the caption with the session's row id for its pid.
                 conn.execute(
-                    "INSERT INTO caption_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO caption_events (room, seq, session_id, at_ms, duration_ms,"
+                    " speaker, language, text, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         room,
                         seq,
@@ -122,6 +136,50 @@ class CaptionStore:
             return caption
 
         return await self.db.write(run)
+
+    async def correct(
+        self, room: str, seq: int, text: str | None, speaker: str | None, by: str,
+        at_ms: int, window_ms: int,
+    ) -> Correction:  # fmt: skip
+        """Store a revision of stored caption ``seq`` (None: that field unchanged): the
+        caption row holds it from now on, the correction row keeps both versions; the
+        correction takes the room's next number as its stream position."""
+
+        def run(conn: sqlite3.Connection) -> Correction:
+            row = conn.execute(
+                "SELECT CAST(e.text AS BLOB), CAST(e.speaker AS BLOB), e.revision,"
+                " coalesce(s.ended_at_ms, s.last_at_ms) FROM caption_events e"
+                " JOIN caption_sessions s ON s.id = e.session_id"
+                " WHERE e.room = ? AND e.seq = ? AND s.withdrawn_at_ms IS NULL",
+                (room, seq),
+            ).fetchone()
+            if row is None:
+                raise NoSuchCaption(f"room {room!r} has no stored caption {seq}")
+            if at_ms > stored_ms(row[3]) + window_ms:
+                raise TooLate(f"caption {seq}'s session ended more than the correction window ago")
+            old_text, old_speaker = scrub(row[0]), scrub(row[1])
+            fix = Correction(
+                room, _next_seq(conn, room), seq, int(row[2]) + 1, at_ms, by,
+                old_text if text is None else text, old_speaker if speaker is None else speaker,
+                old_text, old_speaker,
+            )  # fmt: skip
+            conn.execute(
+                "INSERT INTO caption_corrections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (room, fix.pos, seq, fix.revision, at_ms, fix.by, old_text, fix.text,
+                 old_speaker, fix.speaker),
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE caption_events SET text = ?, speaker = ?, revision = ?"
+                " WHERE room = ? AND seq = ?",
+                (fix.text, fix.speaker, fix.revision, room, seq),
+            )
+            return fix
+
+        return await self.db.write(run)
+
+    async def number(self, room: str) -> int:
+        """The room's next number, for a correction of a caption kept in memory only."""
+        return await self.db.write(lambda conn: _next_seq(conn, room))
 
     async def start_session(self, room: str, at_ms: int, keep: bool) -> str | None:
         """End the room's open session and begin a new one (Jigasi START) when ``keep``;
@@ -185,6 +243,7 @@ class CaptionStore:
             conn.execute("UPDATE caption_sessions SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_events SET room = ? WHERE room = ?", (new, old))
             conn.execute("UPDATE caption_event_ids SET room = ? WHERE room = ?", (new, old))
+            conn.execute("UPDATE caption_corrections SET room = ? WHERE room = ?", (new, old))
 
         await self.db.write(run)
 
@@ -219,6 +278,47 @@ class CaptionStore:
             ).fetchall()
         )
         return [_caption(row) for row in reversed(rows)]
+
+    async def corrections_after(self, room: str, after: int, limit: int) -> list[Correction]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                CORRECTION_COLUMNS + " WHERE room = ? AND pos > ? ORDER BY pos LIMIT ?",
+                (room, after, limit),
+            ).fetchall()
+        )
+        return [_correction(row) for row in rows]
+
+    async def last_fix_pos(self, room: str) -> int:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT max(pos) FROM caption_corrections WHERE room = ?", (room,)
+            ).fetchone()
+        )
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def last_correction(self, room: str, by: str) -> Correction | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                CORRECTION_COLUMNS + " WHERE room = ? AND by = ? ORDER BY pos DESC LIMIT 1",
+                (room, by),
+            ).fetchone()
+        )
+        return _correction(row) if row else None
+
+    async def history(self, session: Session) -> dict[int, list[Correction]]:
+        """Every correction of a session's captions, by caption number, oldest first."""
+        rows = await self.db.read(
+            lambda c: c.execute(
+                CORRECTION_COLUMNS + " WHERE (room, seq) IN (SELECT room, seq FROM"
+                " caption_events WHERE session_id = ?) ORDER BY pos",
+                (session.id,),
+            ).fetchall()
+        )
+        found: dict[int, list[Correction]] = {}
+        for row in rows:
+            fix = _correction(row)
+            found.setdefault(fix.seq, []).append(fix)
+        return found
 
     async def sessions(self, room: str) -> list[Session]:
         rows = await self.db.read(
@@ -261,10 +361,18 @@ def _caption(row: tuple[Any, ...]) -> Caption:
     """A stored caption as pages and exports can show it, whatever an older version or a
     corrupted producer left: times clamped to 1970 … 2100, durations to 0 … 1 h, text
     with U+FFFD for invalid bytes and no control characters."""
-    room, seq, pid, at, duration, speaker, language, text, message_id = row
+    room, seq, pid, at, duration, speaker, language, text, message_id, revision = row
     return Caption(
         str(room), int(seq), str(pid), stored_ms(at), min(stored_ms(duration), MAX_DURATION_MS),
-        scrub(speaker), scrub(language), scrub(text), scrub(message_id),
+        scrub(speaker), scrub(language), scrub(text), scrub(message_id), True, int(revision),
+    )  # fmt: skip
+
+
+def _correction(row: tuple[Any, ...]) -> Correction:
+    room, pos, seq, revision, at, by, text, speaker, old_text, old_speaker = row
+    return Correction(
+        str(room), int(pos), int(seq), int(revision), stored_ms(at), scrub(by), scrub(text),
+        scrub(speaker), scrub(old_text), scrub(old_speaker),
     )  # fmt: skip
 
 
@@ -337,6 +445,11 @@ def _end_open(conn: sqlite3.Connection, room: str, at_ms: int) -> None:
 
 
 def _withdraw(conn: sqlite3.Connection, session_id: int, reason: str, at_ms: int) -> None:
+    conn.execute(
+        "DELETE FROM caption_corrections WHERE (room, seq) IN"
+        " (SELECT room, seq FROM caption_events WHERE session_id = ?)",
+        (session_id,),
+    )
     conn.execute("DELETE FROM caption_events WHERE session_id = ?", (session_id,))
     conn.execute(
         "UPDATE caption_sessions SET withdrawn_at_ms = ?, withdrawn_reason = ?,"

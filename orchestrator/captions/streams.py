@@ -22,7 +22,7 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.captions.api import after_param
 from orchestrator.captions.hub import Subscriber
-from orchestrator.captions.model import Caption
+from orchestrator.captions.model import Caption, Correction, Item
 from orchestrator.captions.present import room_view
 from orchestrator.captions.readers import admit
 from orchestrator.captions.service import Captions, captions_key, main_room
@@ -33,7 +33,8 @@ RETRY = b"retry: 2000\n\n"
 
 
 async def sse(request: web.Request) -> web.StreamResponse:
-    """Event id = caption number; ``?partials=1`` adds live partials (no id)."""
+    """Event id = stream position: a caption's number, a correction's own number (event
+    ``correction``, docs/corrections.md); ``?partials=1`` adds live partials (no id)."""
     await admit(request, main_room(request.match_info["room"]))
     captions = request.app[captions_key]
     after = after_param(request)
@@ -106,7 +107,7 @@ async def text(request: web.Request) -> web.StreamResponse:
         after,
         kind="text",
         partials=False,
-        encode=view.text_line,
+        encode=lambda c: view.text_line(c) if isinstance(c, Caption) else _fixed(view.iso, c),
         heartbeat=None,
         end=end,
     )
@@ -121,7 +122,7 @@ async def _relay(
     *,
     kind: str,
     partials: bool,
-    encode: Callable[[Caption], bytes],
+    encode: Callable[[Item], bytes],
     heartbeat: bytes | None,
     end: Callable[[Subscriber, int], bytes],
 ) -> None:
@@ -142,10 +143,10 @@ async def _relay(
     last = after
     try:
         while True:
-            page = await captions.after(room, last, PAGE)
+            page = await captions.stream_after(room, last, PAGE)
             if page:
                 await write(b"".join(encode(c) for c in page))
-                last = page[-1].seq
+                last = page[-1].position
             if len(page) < PAGE:
                 break
         while True:
@@ -161,12 +162,17 @@ async def _relay(
                     await write(end(sub, last))
                 break
             if caption.is_final:
-                if caption.seq <= last:
+                if caption.position <= last:
                     continue
-                last = caption.seq
+                last = caption.position
             await write(encode(caption))
     except ConnectionError:
         pass  # the reader went away; it resumes from its last id
     finally:
         sub.close()
         subscribers.dec()
+
+
+def _fixed(iso: Callable[[int], str], fix: Correction) -> bytes:
+    """A correction in ``captions.txt``: ``[time] * correction: <Speaker> new text``."""
+    return f"[{iso(fix.at_ms)}] {fix.irc}\n".encode()

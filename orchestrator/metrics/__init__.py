@@ -113,6 +113,14 @@ READ_TOKENS = Counter(
     registry=None,
 )
 READ_TOKEN_EVENTS = ("issued", "revoked", "used")
+CORRECTIONS = Counter(
+    "plenary_caption_corrections",
+    "Captioners' actions by outcome: corrected, undone, typed (accepted); refused (not a "
+    "captioner, bad input), limited (rate), late (outside the window), missing (no caption).",
+    ["outcome"],
+    registry=None,
+)
+CORRECTION_OUTCOMES = ("corrected", "undone", "typed", "refused", "limited", "late", "missing")
 
 METRICS: tuple[Collector, ...] = (
     ROOMS,
@@ -125,6 +133,7 @@ METRICS: tuple[Collector, ...] = (
     TEXT_SENT_BYTES,
     CAPTION_STORE_SECONDS,
     READ_TOKENS,
+    CORRECTIONS,
 )
 
 # Known label values show as 0 before the first event, so rate() and alerts see them.
@@ -140,6 +149,8 @@ for _kind in SUBSCRIBER_KINDS:
     TEXT_SENT_BYTES.labels(kind=_kind)
 for _event in READ_TOKEN_EVENTS:
     READ_TOKENS.labels(event=_event)
+for _outcome in CORRECTION_OUTCOMES:
+    CORRECTIONS.labels(outcome=_outcome)
 
 poller_key = web.AppKey("stats_poller", StatsPoller)
 

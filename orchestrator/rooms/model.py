@@ -150,8 +150,8 @@ class RoomFields(BaseModel):
     schedule: Schedule
     policy: dict[str, Any] = Field(
         default_factory=lambda: {"access": [], "moderators": []},
-        description="Access policy and moderators as orchestrator.access.policy.Policy JSON; "
-        "an empty object lets no one in.",
+        description="Access policy, moderators and captioners (who correct and type the "
+        "captions) as orchestrator.access.policy.Policy JSON; an empty object lets no one in.",
     )
     caption_readers: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -6,6 +6,7 @@
   var last = list.getAttribute("data-after") || "0";
   var url = list.getAttribute("data-stream");
   var status = document.getElementById("status");
+  var fixes = document.getElementById("fixes");
   var pause = document.getElementById("pause");
   var page = document.documentElement.lang;
   var lang = /^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$/;
@@ -18,6 +19,7 @@
 
   function line(c) {
     var li = document.createElement("li");
+    li.id = "c" + Number(c.seq);
     var time = document.createElement("time");
     var who = document.createElement("b");
     if (c.language !== page && lang.test(c.language)) li.lang = c.language;
@@ -26,8 +28,28 @@
     li.appendChild(time);
     li.appendChild(document.createTextNode(" "));
     li.appendChild(who);
-    li.appendChild(document.createTextNode(": " + c.text));
+    li.appendChild(document.createTextNode(": " + c.text + (c.revision ? " (corrected)" : "")));
     return li;
+  }
+  // A correction changes the line's text in place (text node data, not new nodes: the
+  // list announces additions only) and is said once in the polite #fixes region.
+  function fix(f) {
+    var li = document.getElementById("c" + Number(f.seq));
+    var said = f.speaker + ": " + f.text;
+    if (li) {
+      var who = li.querySelector("b");
+      if (who && who.firstChild) who.firstChild.data = f.speaker;
+      var rest = who && who.nextSibling;
+      var marked = li.querySelector(".rev");  // a line served corrected has the marker
+      if (rest && rest.nodeType === 3) rest.data = ": " + f.text + (marked ? "" : " (corrected)");
+      li.setAttribute("data-revision", String(f.revision));
+      list.setAttribute("data-fixed", String(Number(list.getAttribute("data-fixed") || 0) + 1));
+    } else {
+      held.forEach(function (c) {
+        if (c.seq === f.seq) { c.text = f.text; c.speaker = f.speaker; c.revision = f.revision; }
+      });
+    }
+    if (fixes) fixes.textContent = "Corrected: " + said;
   }
   function show(c) {
     var follow = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
@@ -42,6 +64,12 @@
       last = String(c.seq);
       if (paused) { held.push(c); pause.textContent = "Resume (" + held.length + " new)"; }
       else show(c);
+    });
+    source.addEventListener("correction", function (e) {
+      var f = JSON.parse(e.data);
+      if (Number(f.pos) <= Number(last)) return;
+      last = String(f.pos);
+      fix(f);
     });
     source.addEventListener("end", function () {
       // Dropped (too slow) or the server restarts: resume from the last line.
