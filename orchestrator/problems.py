@@ -110,5 +110,6 @@ _CLASSES: dict[int, type[web.HTTPException]] = {
     410: web.HTTPGone,
     413: web.HTTPRequestEntityTooLarge,
     415: web.HTTPUnsupportedMediaType,
+    429: web.HTTPTooManyRequests,
     503: web.HTTPServiceUnavailable,
 }
