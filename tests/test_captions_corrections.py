@@ -251,10 +251,10 @@ async def test_only_captioners_correct(client: Any, people: dict[str, Person]) -
     poll = await (await client.get("/api/v1/rooms/hall/captions?after=0")).json()
     assert [e["text"] for e in poll["events"]] == ["원래 문장"] and poll["corrections"] == []
     # With her session's token the API takes it.
-    page = await (await people["alice"].http.get("/r/hall/captions/edit")).text()
+    html = await (await people["alice"].http.get("/r/hall/captions/edit")).text()
     ok = await people["alice"].http.post(
         f"/api/v1/rooms/hall/captions/{seq}/corrections", json={"speaker": "Lee"},
-        headers={"X-CSRF-Token": csrf_of(page)},
+        headers={"X-CSRF-Token": csrf_of(html)},
     )  # fmt: skip
     assert ok.status == 200, await ok.text()
     body = await ok.json()
