@@ -366,3 +366,19 @@ async def test_live_only_room_corrections_resume(client: Any, people: dict[str, 
         ("correction", seqs[0], "기록하지 않는 방")]  # fmt: skip
     poll = await (await client.get("/api/v1/rooms/live/captions?after=0", headers=RELAY)).json()
     assert poll["events"][0]["text"] == "기록하지 않는 방"
+
+
+async def test_openapi_documents_the_captioner_endpoints(client: Any) -> None:
+    from openapi_spec_validator import validate
+
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    validate(doc)
+    for path, method in [
+        ("/api/v1/rooms/{room}/captions/{seq}/corrections", "post"),
+        ("/api/v1/rooms/{room}/captions/typed", "post"),
+        ("/api/v1/rooms/{room}/captions/typed/ws", "get"),
+    ]:
+        assert method in doc["paths"][path], path
+    body = doc["paths"]["/api/v1/rooms/{room}/captions/typed"]["post"]["requestBody"]
+    assert "text/plain" in body["content"]
+    assert {"captioner", "captioner_session"} <= set(doc["components"]["securitySchemes"])

@@ -17,9 +17,12 @@ ERRORS = {
     400: "The body, a field or a query parameter is not valid (detail names it)",
     401: "No credentials: a bearer token (or, for readers, a login) is needed",
     403: "The token is not valid for this, the feature is off, or the room refuses the reader",
-    404: "No room (or transcript) by that name",
+    404: "No room (or transcript, or caption) by that name",
     406: "None of the representations asked for (Accept)",
+    409: "The caption is past the correction window (captions.correction_window_hours)",
     410: "The transcript was withdrawn; the stub says only that",
+    415: "The body is not of the media type the endpoint takes",
+    429: "Too many corrections or typed captions (captions.corrections_per_minute)",
 }
 STRING = {"type": "string"}
 INT = {"type": "integer"}
@@ -34,6 +37,7 @@ CAPTION = {
         "at": {"type": "integer", "description": "End of the speech, epoch ms"},
         "duration_ms": INT, "speaker": STRING, "language": STRING, "text": STRING,
         "message_id": STRING, "is_final": {"type": "boolean"},
+        "revision": {"type": "integer", "description": "Corrections made to it (0: none)"},
     },
 }  # fmt: skip
 EVENT = ProducerEvent.model_json_schema()  # the one wire schema (wire.py)
@@ -84,7 +88,10 @@ def openapi_paths() -> dict[str, Any]:
                                                  "duplicates": INT, "refused": INT}}  # fmt: skip
     poll = {"type": "object", "required": ["room", "after", "events", "next_after", "last_seq"],
             "properties": {"room": STRING, "after": INT, "events": {"type": "array",
-                           "items": CAPTION}, "next_after": INT, "last_seq": INT}}  # fmt: skip
+                           "items": CAPTION}, "corrections": {"type": "array", "items": {
+                           "type": "object", "description": "Corrections after `after` "
+                           "(as the SSE correction event)"}},
+                           "next_after": INT, "last_seq": INT}}  # fmt: skip
     jigasi = {"type": "object", "required": ["event", "room_name"],
               "description": "Jigasi's SEND_JSON_REMOTE_URLS post"}  # fmt: skip
     jigasi_op = {
@@ -148,8 +155,9 @@ def openapi_paths() -> dict[str, Any]:
                                       "schema": INT}]),
         "/r/{room}/captions.txt": _read("Captions as plain text lines, as they come",
                                         "text/plain", STRING, [AFTER]),
-        "/r/{room}/captions/stream": _read("Server-sent events: caption (id = seq), partial, "
-                                           "end", "text/event-stream", STRING,
+        "/r/{room}/captions/stream": _read("Server-sent events: caption (id = seq), "
+                                           "correction (id = its position), partial, end",
+                                           "text/event-stream", STRING,
                                            [AFTER, {"name": "partials", "in": "query",
                                                     "required": False, "schema": STRING}]),
         "/r/{room}/transcripts": _read("The room's transcripts (404 with the reason when it "
@@ -170,6 +178,53 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/jigasi/{secret}": {"post": {**jigasi_op, "parameters": [
             {"name": "secret", "in": "path", "required": True, "schema": STRING}]}},
         **events,
+        **correction_paths(),
+    }  # fmt: skip
+
+
+def correction_paths() -> dict[str, Any]:
+    """Captioners (docs/corrections.md): corrections and typed captions."""
+    from orchestrator.captions.corrections import FixIn
+
+    captioner: list[dict[str, list[str]]] = [{"captioner": []}, {"captioner_session": []}]
+    fix = FixIn.model_json_schema()
+    correction = {"type": "object", "required": ["pos", "seq", "revision", "text", "speaker",
+                  "by", "at"], "properties": {
+        "pos": {"type": "integer", "description": "The correction's own position in the "
+                "room's stream (its SSE id)"},
+        "seq": {"type": "integer", "description": "The caption corrected"},
+        "revision": {"type": "integer", "description": "1 for the first correction, …"},
+        "text": STRING, "speaker": STRING, "by": {"type": "string",
+        "description": "The captioner (source:username)"}, "at": INT}}  # fmt: skip
+    seq = {"name": "seq", "in": "path", "required": True, "schema": INT}
+    speaker = {"name": "speaker", "in": "query", "required": False, "schema": STRING,
+               "description": "Whom the captions are attributed to"}  # fmt: skip
+    return {
+        "/api/v1/rooms/{room}/captions/{seq}/corrections": {"post": {
+            "summary": "Correct a caption (a new revision; text and/or speaker). A browser "
+            "session must send X-CSRF-Token",
+            "security": captioner, "parameters": [ROOM, seq],
+            "requestBody": {"required": True, **_body(fix, "The new text and/or speaker "
+                            "(at most captions.max_correction_chars characters)")},
+            "responses": {"200": _body(correction, "The correction, published to readers"),
+                          **_errors(400, 401, 403, 404, 409, 429)}}},
+        "/api/v1/rooms/{room}/captions/typed": {"post": {
+            "summary": "Captions typed by a captioner or sent by stenography/respeaking "
+            "software: text/plain, one caption per line",
+            "security": captioner,
+            "parameters": [ROOM, speaker, {"name": "speaker_prefix", "in": "query",
+                           "required": False, "schema": {"type": "string", "enum": ["1"]},
+                           "description": "1: lines are 'Speaker: text'"}],
+            "requestBody": {"required": True, **_body(STRING, "Lines (UTF-8)", "text/plain")},
+            "responses": {"202": _body({"type": "object", "properties": {"accepted": {
+                "type": "array", "items": INT}}}, "The captions' numbers"),
+                **_errors(400, 401, 403, 404, 415, 429)}}},
+        "/api/v1/rooms/{room}/captions/typed/ws": {"get": {
+            "summary": "Websocket for captioning software: each text message is one caption "
+            "(a line, or {\"text\", \"speaker\"} JSON), answered {\"seq\": n} or {\"error\": …}",
+            "security": captioner, "parameters": [ROOM, speaker],
+            "responses": {"101": {"description": "Switching to the websocket"},
+                          **_errors(401, 403, 404)}}},
     }  # fmt: skip
 
 
@@ -180,4 +235,9 @@ def security_schemes() -> dict[str, Any]:
         "reader": {**bearer, "description": "A personal read token from the room page "
                    "(also as ?token=), or a logged-in session"},
         "prosody": {**bearer, "description": "captions.event_sync_secret"},
+        "captioner": {**bearer, "description": "The personal read token of a person the "
+                      "room's policy names in captioners"},
+        "captioner_session": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
+                              "description": "A captioner's logged-in session with its "
+                              "CSRF token"},
     }  # fmt: skip
