@@ -140,6 +140,13 @@ class IrcClient:
             queue.push(speaker, text, position)
             self._wake.set()
 
+    def post_line(self, queue: MergeQueue, text: str, position: int) -> None:
+        """A line already formatted (a correction); sanitized again all the same."""
+        text = sanitize(text)
+        if text:
+            queue.push_line(text, position)
+            self._wake.set()
+
     @property
     def backlog(self) -> int:
         """Lines waiting over all rooms of this connection (unconfirmed ones included)."""

@@ -136,6 +136,11 @@ class MergeQueue:
             self._items.append(Pending(speaker, text, position))
         self._bound()
 
+    def push_line(self, text: str, position: int) -> None:
+        """A finished line (a correction): sent as is, never merged with captions."""
+        self._items.append(Pending("", text, position, rendered=True))
+        self._bound()
+
     def _bound(self) -> None:
         while len(self._items) > 1 and self.backlog > self.max_lines:
             dropped = self._items.popleft()

@@ -118,3 +118,8 @@ def line_count(speaker: str, text: str, budget: int) -> int:
     if size <= room:
         return 1 if text else 0
     return len(split_text(text, room))
+
+
+def correction_line(speaker: str, text: str) -> str:
+    """A captioner's correction as one line: ``* correction: <Speaker> new text``."""
+    return f"* correction: {speaker_prefix(speaker)}{sanitize(text)}"

@@ -27,7 +27,8 @@ import aiohttp
 from bots.irc.client import IrcClient
 from bots.irc.flood import MergeQueue
 from bots.irc.keys import ChannelDirectory, KeysError
-from bots.irc.source import CaptionSource
+from bots.irc.lines import correction_line
+from bots.irc.source import CaptionSource, CorrectionEvent
 from orchestrator.settings import IrcRoomSettings, IrcSettings
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,10 @@ class Relay:
                     failures = 0
                     if room not in self._listed and self.channels is not None:
                         await self._refresh_soon()  # a room made after the last refresh
-                    if event.is_final and event.text.strip():
+                    if isinstance(event, CorrectionEvent):  # docs/corrections.md
+                        line = correction_line(event.speaker, event.text)
+                        client.post_line(queue, line, position)
+                    elif event.is_final and event.text.strip():
                         client.post(queue, event.speaker, event.text, position)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 failures += 1

@@ -5,7 +5,9 @@ numbered above ``n`` and then waits for more, so a consumer that restarts resume
 where it left off. Two implementations:
 
 - ``SseCaptionSource`` reads the orchestrator's caption stream (SSE); positions are
-  the orchestrator's caption numbers, the same for every consumer and every restart.
+  the orchestrator's stream positions (a caption's number, a correction's own number:
+  docs/corrections.md), the same for every consumer and every restart. A captioner's
+  correction comes as a ``CorrectionEvent``.
 - ``BusCaptionSource`` serves the in-process ``CaptionBus`` (the captioner in the same
   process), numbers its events itself and keeps the last ones of each room.
 
@@ -24,7 +26,7 @@ import random
 import re
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import quote
@@ -35,6 +37,14 @@ from bots.captioner.bus import CaptionBus, Subscription
 from bots.captioner.events import CaptionEvent
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionEvent(CaptionEvent):
+    """A captioner's correction of caption ``corrects`` (its new text and speaker)."""
+
+    corrects: int = field(default=0, kw_only=True)
+    revision: int = field(default=0, kw_only=True)
 
 
 class CaptionSource(Protocol):
@@ -204,6 +214,33 @@ def caption_from_json(room: str, data: str) -> tuple[int, CaptionEvent]:
     return seq, event
 
 
+def correction_from_json(room: str, data: str) -> tuple[int, CorrectionEvent]:
+    """(position, event) from the data of an ``event: correction``:
+    ``{"pos", "seq", "revision", "text", "speaker", "by", "at"}``. ValueError otherwise."""
+    item = json.loads(data)
+    if not isinstance(item, dict):
+        raise ValueError("correction data is not a JSON object")
+    numbers = {k: item.get(k) for k in ("pos", "seq", "revision")}
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"correction {key} is not a positive integer: {value!r}")
+    text, speaker = item.get("text", ""), item.get("speaker", "")
+    if not isinstance(text, str) or not isinstance(speaker, str):
+        raise ValueError("correction text and speaker must be strings")
+    event = CorrectionEvent(
+        room=room, speaker=speaker, language="", text=text, is_final=True, start=0.0,
+        end=0.0, message_id="", corrects=int(numbers["seq"] or 0),
+        revision=int(numbers["revision"] or 0),
+    )  # fmt: skip
+    return int(numbers["pos"] or 0), event
+
+
+def _parse(room: str, message: SseMessage) -> tuple[int, CaptionEvent]:
+    if message.event == "correction":
+        return correction_from_json(room, message.data)
+    return caption_from_json(room, message.data)
+
+
 class StreamError(Exception):
     """The caption stream answered with something other than an event stream."""
 
@@ -322,10 +359,10 @@ class SseCaptionSource:
                             if message.event == "end":
                                 ended = message.data
                                 break
-                            if message.event != "caption":
+                            if message.event not in ("caption", "correction"):
                                 continue  # partials (not asked for) and anything new
                             try:
-                                seq, event = caption_from_json(room, message.data)
+                                seq, event = _parse(room, message)
                             except ValueError as exc:
                                 log.warning("irc: caption of %s not understood: %s", room, exc)
                                 continue
