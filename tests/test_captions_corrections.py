@@ -239,6 +239,11 @@ async def test_only_captioners_correct(client: Any, people: dict[str, Person]) -
                               json={"text": "x"})).status == 401  # fmt: skip
     assert (await client.post(f"/api/v1/rooms/hall/captions/{seq}/corrections",
                               json={"text": "x"}, headers=RELAY)).status == 401  # fmt: skip
+    # The operators' admin token may correct (recorded as admin).
+    as_admin = await client.post(f"/api/v1/rooms/hall/captions/{seq}/corrections",
+                                 json={"text": "원래 문장."}, headers={"Authorization":
+                                 f"Bearer {ADMIN}"})  # fmt: skip
+    assert as_admin.status == 200 and (await as_admin.json())["by"] == "admin"
     # CSRF: alice's form without its token, her API call without X-CSRF-Token.
     form = await people["alice"].http.post(
         "/r/hall/captions/edit", data={"action": "correct", "seq": str(seq), "text": "forged"}
@@ -249,7 +254,8 @@ async def test_only_captioners_correct(client: Any, people: dict[str, Person]) -
     )
     assert api.status == 403 and "X-CSRF-Token" in (await api.json())["detail"]
     poll = await (await client.get("/api/v1/rooms/hall/captions?after=0")).json()
-    assert [e["text"] for e in poll["events"]] == ["원래 문장"] and poll["corrections"] == []
+    assert [e["text"] for e in poll["events"]] == ["원래 문장."]  # the admin's, no forgery
+    assert [c["by"] for c in poll["corrections"]] == ["admin"]
     # With her session's token the API takes it.
     html = await (await people["alice"].http.get("/r/hall/captions/edit")).text()
     ok = await people["alice"].http.post(
@@ -258,7 +264,7 @@ async def test_only_captioners_correct(client: Any, people: dict[str, Person]) -
     )  # fmt: skip
     assert ok.status == 200, await ok.text()
     body = await ok.json()
-    assert body["speaker"] == "Lee" and body["text"] == "원래 문장" and body["revision"] == 1
+    assert body["speaker"] == "Lee" and body["text"] == "원래 문장." and body["revision"] == 2
 
 
 async def test_limits_and_bad_input(client: Any, people: dict[str, Person]) -> None:

@@ -186,7 +186,11 @@ def correction_paths() -> dict[str, Any]:
     """Captioners (docs/corrections.md): corrections and typed captions."""
     from orchestrator.captions.corrections import FixIn
 
-    captioner: list[dict[str, list[str]]] = [{"captioner": []}, {"captioner_session": []}]
+    captioner: list[dict[str, list[str]]] = [
+        {"captioner": []},
+        {"captioner_session": []},
+        {"admin": []},
+    ]
     fix = FixIn.model_json_schema()
     correction = {"type": "object", "required": ["pos", "seq", "revision", "text", "speaker",
                   "by", "at"], "properties": {
