@@ -63,6 +63,7 @@ def every_series_name() -> set[str]:
         {"networks": {"libera": {}}, "rooms": [{"room": "r", "network": "libera", "channel": "#r"}]}
     )
     registry.register(RelayCollector(Relay(irc, BusCaptionSource(CaptionBus()))))
+    registry.register(metrics.BusCollector(CaptionBus()))  # plenary_caption_events_total
     text = generate_latest(registry).decode()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
     return {
