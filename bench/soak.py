@@ -236,22 +236,29 @@ async def stored(url: str) -> list[dict[str, Any]]:
 
 
 def latencies(rec: Record, irc: IrcWatcher) -> dict[str, list[float]]:
-    """Per bridge final: from its speaker's last speech packet before it arrived."""
+    """Per bridge utterance: from its last speech packet to the last of its finals sent
+    back, seen on SSE and in IRC. Finals of a turn are those of its tag from shortly
+    before its speech ended (Vosk may end one mid-clip) to the tag's next turn."""
     back, sse, to_irc = [], [], []
-    for at, result in rec.bridge_back:
-        tag = result["participant"].get("tag")
-        ends = [m for t, m in rec.bridge_marks if t == tag and m <= at]
-        if not ends:
+    for i, (tag, end) in enumerate(rec.bridge_marks):
+        later = [m for t, m in rec.bridge_marks[i + 1 :] if t == tag]
+        window_end = later[0] - 30 if later else float("inf")
+        finals = [
+            (at, r) for at, r in rec.bridge_back
+            if r["participant"].get("tag") == tag and end - 30 <= at < window_end
+        ]  # fmt: skip
+        if not finals or max(at for at, _ in finals) < end:
             continue
-        end = max(ends)
-        back.append(at - end)
-        first = rec.sse_first.get(result["message_id"])
-        if first is not None:
-            sse.append(first - end)
-        text = result["transcript"][0]["text"][:20]
-        seen = next((t for t, line in irc.lines if t >= end and text in line), None)
-        if seen is not None:
-            to_irc.append(seen - end)
+        back.append(max(at for at, _ in finals) - end)
+        arrivals = [rec.sse_first.get(r["message_id"]) for _, r in finals]
+        if None not in arrivals:
+            sse.append(max(a for a in arrivals if a is not None) - end)
+        texts = [(at, r["transcript"][0]["text"][:20]) for at, r in finals]
+        lines = [
+            next((t for t, line in irc.lines if t >= at and x in line), None) for at, x in texts
+        ]
+        if None not in lines:
+            to_irc.append(max(t for t in lines if t is not None) - end)
     return {"sendback": back, "sse": sse, "irc": to_irc, "vosk": rec.vosk_latency}
 
 

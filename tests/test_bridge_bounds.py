@@ -114,8 +114,11 @@ async def test_bridge_storm_stays_within_limits_and_leaves_room_for_vosk(
             sid = f"storm-{round_}"
             await bridge.wait_for(lambda: tags[-1] in refused(bridge, sid), 10)  # noqa: B023
             session = session_of(bridge, sid)
-            assert len(session.sources) == 10  # captioner.bridge_max_sources
-            assert "bridge_max_sources" in session.refused[tags[-1]]
+            # captioner.bridge_max_sources, or fewer while the last session's sources are
+            # still closing (its fair share then counts two sessions)
+            assert 0 < len(session.sources) <= 10
+            reason = session.refused[tags[-1]]
+            assert "bridge_max_sources" in reason or "fair share" in reason, reason
             # While the storm session lives, a vosk client is still served.
             served.append(await vosk_reply(bridge))
             await bridge.ws.send_str(json.dumps({"event": "session-end"}))

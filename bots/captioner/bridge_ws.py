@@ -216,17 +216,20 @@ class Source:
             )
 
     def stop(self, *, flush: bool) -> None:
-        """Drop the queued audio at once and end the task; with ``flush`` the utterance
-        open now still gets its final (from what was already decoded)."""
+        """End the task. With ``flush`` (a source that kept up: at most 0.5 s queued) its
+        queue is decoded and the open utterance gets its final; without, the queued audio
+        is dropped at once and decodes waiting for a thread are skipped."""
         if self.stopping:
             return
         self.stopping = True
-        self.transcriber.abandon()  # jobs already waiting for a thread decode nothing
+        if flush:
+            self.queue.put_nowait(FLUSH)
+            self.queue.put_nowait(STOP)
+            return
+        self.transcriber.abandon()
         while not self.queue.empty():
             self.queue.get_nowait()
             self.queue.task_done()
-        if flush:
-            self.queue.put_nowait(FLUSH)
         self.queue.put_nowait(STOP)
 
     def _put(self, op: Op) -> None:
@@ -284,7 +287,7 @@ class Source:
             return self.decoder.conceal(op.count, fec)
         if op.silent:
             return opus.silence(opus.packet_samples(op.data))
-        if self.stopping:
+        if self.transcriber.abandoned:
             return b""
         try:
             pcm = self.decoder.decode(op.data)
