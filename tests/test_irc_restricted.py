@@ -177,6 +177,16 @@ async def test_restricted_channel_needs_the_key_from_the_room_page(
                 "#taken" in r.getMessage() and "NOT protected" in r.getMessage()
                 for r in caplog.records
             )
+            # ... and its captions are held back: the open channel never reads them.
+            secret = [{"speaker": "Alice", "text": "never on an open channel", "language": "en"}]
+            r = await http.post(
+                f"{base}/api/v1/rooms/taken/captions",
+                json={"events": secret},
+                headers={"Authorization": f"Bearer {PRODUCER}"},
+            )
+            assert r.status == 202, await r.text()
+            await asyncio.sleep(3)
+            assert not any("never on an open channel" in t for t in squatter.texts())
 
             # A new key: the relay sets it at its next refresh; the old one is refused.
             r = await http.post(f"{base}/api/v1/irc/channels/devroom/key", headers=AUTH)

@@ -343,9 +343,10 @@ class IrcClient:
         channel = self.channels.get(self._fold(target))
         if channel is None or not channel.joined or now < channel.paused_until:
             return False
-        # A restricted room's channel gets captions once the relay knows whether its key
-        # is set (if it cannot be, the log and the room page say so).
-        return not channel.protect or channel.reported is not None
+        # A restricted room's channel gets captions only once its key is set: where the
+        # relay cannot set it, they are held back (fail closed) and the log and the room
+        # page say why.
+        return not channel.protect or (channel.reported is not None and channel.reported[0])
 
     def _confirm_due(self, busy: bool) -> bool:
         """Whether a PING goes right behind the lines sent: when no line waits, or after
