@@ -1,15 +1,18 @@
-"""A captioner's correction reaches IRC once: a real ngircd, slapd, the real app and relay.
+"""A captioner's correction reaches IRC and a browser once: a real ngircd, slapd,
+Chromium, the real app and relay.
 
-The relay reads the app's SSE stream (``SseCaptionSource``) and an independent IRC
-client watches the channel. The correction is made while no relay runs; a relay
-restarted from its delivered positions posts it once, as one line, and never again.
+The relay reads the app's SSE stream (``SseCaptionSource``), an independent IRC client
+watches the channel and Chromium the captions page. The correction is made while no
+relay runs; the page shows it live, once; a relay restarted from its delivered
+positions posts it once, as one line, and never again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,6 +23,7 @@ from bots.irc.source import CorrectionEvent, SseCaptionSource, correction_from_j
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
 from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
+from tests.browser import Browser, Page, chromium_binary
 from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
 from tests.rooms_helpers import AUTH, room_json
 from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
@@ -29,6 +33,7 @@ from tests.web_helpers import csrf_of
 pytestmark = [
     pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed"),
     pytest.mark.skipif(binary("ngircd") is None, reason="ngircd is not installed"),
+    pytest.mark.skipif(chromium_binary() is None, reason="chromium is not installed"),
 ]
 
 
@@ -59,7 +64,24 @@ def irc(port: int) -> IrcSettings:
     )
 
 
-async def test_a_correction_is_one_irc_line_once(slapd: Slapd, tmp_path: Path) -> None:
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with Browser.start(tmp_path / "chromium-profile") as found:
+        yield found
+
+
+async def page_until(page: Page, expression: str, seconds: float = 10) -> Any:
+    for _ in range(int(seconds * 10)):
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {expression}")
+
+
+async def test_a_correction_is_one_irc_line_once(
+    slapd: Slapd, browser: Browser, tmp_path: Path
+) -> None:
     settings = settings_for(slapd, tmp_path, heartbeat_seconds=1.0)
     app = create_app(settings)
     server = TestServer(app, host=HOST)
@@ -82,6 +104,9 @@ async def test_a_correction_is_one_irc_line_once(slapd: Slapd, tmp_path: Path) -
                 )  # fmt: skip
                 seqs = (await posted.json())["accepted"]
                 await until(lambda: relay.delivered.get("hall") == seqs[-1], 15, "captions")
+            watch = await browser.new_page()  # a reader's browser on the captions page
+            await watch.goto(f"{base}/r/hall/captions")
+            await page_until(watch, "document.getElementById('status').textContent === 'Live.'")
             # While no relay runs, alice (slapd login) corrects the first caption.
             page = await (await http.get("/login")).text()
             login = await http.post(
@@ -100,6 +125,11 @@ async def test_a_correction_is_one_irc_line_once(slapd: Slapd, tmp_path: Path) -
             )  # fmt: skip
             assert fixed.status == 200, await fixed.text()
             pos = (await fixed.json())["pos"]
+            line = f"document.getElementById('c{seqs[0]}').textContent"
+            shown = await page_until(watch, f"{line}.includes('(corrected)') && {line}")
+            assert shown.endswith(
+                "Kim Min: 발표자는 金 교수입니다. PRIVMSG #hall :evil ACTION x (corrected)"
+            )
             second = Relay(irc(ircd.port), source(base, http), positions=relay.delivered)
             async with relay_running(second):
                 await until(lambda: second.delivered.get("hall") == pos, 15, "the correction")
@@ -109,6 +139,8 @@ async def test_a_correction_is_one_irc_line_once(slapd: Slapd, tmp_path: Path) -
                 )  # fmt: skip
                 await until(lambda: second.delivered.get("hall") == pos + 1, 15, "next caption")
                 await asyncio.sleep(1.0)  # a repeat would arrive now
+            await page_until(watch, "document.querySelectorAll('#lines li').length === 3")
+            assert await watch.evaluate("document.getElementById('lines').dataset.fixed") == "1"
         lines = observer.texts("relay")
         raw = b"".join(observer.raw)
         await observer.close()
