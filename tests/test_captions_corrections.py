@@ -223,6 +223,12 @@ async def test_a_correction_reaches_every_reader_once(
 
 async def test_only_captioners_correct(client: Any, people: dict[str, Person]) -> None:
     (seq,) = await post(client, "hall", "원래 문장")
+    # The captions page links the editing view for captioners only.
+    assert (
+        'href="captions/edit"' in await (await people["alice"].http.get("/r/hall/captions")).text()
+    )
+    assert "captions/edit" not in await (await people["bob"].http.get("/r/hall/captions")).text()
+    assert "captions/edit" not in await (await client.get("/r/hall/captions")).text()
     # bob reads the room but is no captioner: the editing view and its forms refuse him.
     status, html = await people["bob"].edit("hall", action="correct", seq=str(seq), text="x")
     assert status == 403 and "not a captioner" in html
@@ -290,6 +296,25 @@ async def test_limits_and_bad_input(client: Any, people: dict[str, Person]) -> N
     assert status == 200 and "Not done: text: at most 2000 characters" in html
     poll = await (await client.get("/api/v1/rooms/hall/captions?after=0")).json()
     assert poll["events"][0]["text"] == "짧은 문장"  # nothing accepted was lost
+
+
+async def test_correction_window(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> None:
+    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path,
+                                                          correction_window_hours=0)))  # fmt: skip
+    await make_room(client, "hall", policy=POLICY, caption_readers=[{"kind": "anyone"}])
+    await make_room(client, "live", policy=POLICY, transcript_retention_days=None)
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    for room in ("hall", "live"):
+        (seq,) = await post(client, room, "지난 회의")
+        await asyncio.sleep(0.01)
+        late = await client.post(f"/api/v1/rooms/{room}/captions/{seq}/corrections",
+                                 json={"text": "늦은 수정"}, headers=auth)  # fmt: skip
+        assert late.status == 409, await late.text()
+        assert "correction window" in (await late.json())["detail"]
+        poll = await (
+            await client.get(f"/api/v1/rooms/{room}/captions?after=0", headers=RELAY)
+        ).json()
+        assert poll["events"][0]["text"] == "지난 회의" and poll["corrections"] == []
 
 
 async def test_rate_limit(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> None:

@@ -7,13 +7,17 @@ import json
 from aiohttp import web
 
 from bots.captioner import formats
+from orchestrator.access.policy import captioner
 from orchestrator.captions.model import Session
 from orchestrator.captions.pid import normalize
 from orchestrator.captions.present import CHROME_LANG, main_language, room_view, timed_events
-from orchestrator.captions.readers import Reader, admit
+from orchestrator.captions.readers import Reader, admit, room_or_none
 from orchestrator.captions.service import captions_key, main_room
 from orchestrator.problems import problem
 from orchestrator.render import render
+from orchestrator.rooms.policy import parse
+from orchestrator.web.keys import wiki_key
+from orchestrator.web.sessions import current_identity
 
 SIZES = (1, 2, 3, 4, 5)
 DEFAULT_SIZE = 3
@@ -54,8 +58,21 @@ async def captions_page(request: web.Request) -> web.Response:
             "notice": (await captions.recording(room)).notice,
             # A reader who came with ?token= keeps it in the page's stream and links.
             "token": _token(request, reader),
+            "captioner": await _captioner(request, room, reader),
         },
     )
+
+
+async def _captioner(request: web.Request, room: str, reader: Reader) -> bool:
+    """Whether to link the editing view: a logged-in reader the room names a captioner."""
+    found = await room_or_none(request, main_room(room))
+    if found is None or not found.policy.get("captioners") or reader.kind == "token":
+        return False
+    who = await current_identity(request)
+    if who is None:
+        return False
+    decision = await captioner(parse(found.policy), who, request.app.get(wiki_key), room=room)
+    return decision.allowed
 
 
 async def transcripts_page(request: web.Request) -> web.Response:
