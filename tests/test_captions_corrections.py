@@ -21,7 +21,7 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.settings import load_settings
-from tests.captions_helpers import make_room
+from tests.captions_helpers import cli_rooms, make_room
 from tests.rooms_helpers import TOKEN as ADMIN
 from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, csrf_of
@@ -413,3 +413,27 @@ async def test_openapi_documents_the_captioner_endpoints(client: Any) -> None:
     body = doc["paths"]["/api/v1/rooms/{room}/captions/typed"]["post"]["requestBody"]
     assert "text/plain" in body["content"]
     assert {"captioner", "captioner_session"} <= set(doc["components"]["securitySchemes"])
+
+
+async def test_captioners_set_with_the_cli(
+    aiohttp_client: Any, slapd: Slapd, tmp_path: Path
+) -> None:
+    """``plenary rooms create --policy`` takes captioners; alice may correct, bob not."""
+    cli_rooms(tmp_path / "fix.sqlite3", "clihall", policy=json.dumps(POLICY))
+    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path)))
+    room = await (
+        await client.get("/api/v1/rooms/clihall", headers={"Authorization": f"Bearer {ADMIN}"})
+    ).json()
+    assert room["policy"]["captioners"] == POLICY["captioners"]
+    (seq,) = await post(client, "clihall", "하나")
+    crowd = {name: Person(client) for name in ("alice", "bob")}
+    try:
+        for name, person in crowd.items():
+            await person.login(name)
+            status, html = await person.edit("clihall", action="correct", seq=str(seq), text="둘")
+            assert status == (200 if name == "alice" else 403), (name, html)
+    finally:
+        for person in crowd.values():
+            await person.close()
+    with pytest.raises(AssertionError):  # an invalid captioner rule is refused by the CLI
+        cli_rooms(tmp_path / "fix.sqlite3", "bad", policy='{"captioners": [{"kind": "x"}]}')
