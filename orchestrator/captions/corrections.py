@@ -158,7 +158,7 @@ async def typed(captions: Captions, room: str, text: str, speaker: str, who: str
     view = await room_view(captions, room)
     mid = f"typed-{secrets.token_hex(12)}"
     event = CaptionEvent(
-        room=room, speaker=speaker or who, language=view.lang, text=text, is_final=True,
+        room=room, speaker=speaker or "Captioner", language=view.lang, text=text, is_final=True,
         start=0.0, end=0.0, message_id=mid, event_id=mid,
     )  # fmt: skip
     try:

@@ -13,6 +13,12 @@ finals in memory only, the last ``LIVE_WINDOW`` per room, so live readers can re
 (SSE Last-Event-ID, JSON poll ``after``); turning recording on drops that window, so
 what was said before is never shown as part of a transcript. Captions for a room
 Plenary does not know raise ``UnknownRoom`` unless ``captions.accept_unknown_rooms``.
+
+A captioner's correction (``correct``, docs/corrections.md) is a revision of a final: it
+takes the room's next number as its own stream position and is published like a final,
+so ``stream_after`` (what SSE, captions.txt and the JSON poll replay after a position)
+holds captions and corrections in one order; a room without transcript keeps its
+corrections in memory beside its live window.
 """
 
 from __future__ import annotations

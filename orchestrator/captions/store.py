@@ -14,6 +14,10 @@ ever written to the database.
     caption = await store.append("keynote", event, at_ms=now_ms(), keep=True)
     isinstance(caption, Duplicate)  # True: event.event_id was stored before, as caption.seq
     await store.after("keynote", 41, limit=100)  # captions 42, 43, …
+
+A captioner's correction (``correct``) is kept append-only in ``caption_corrections``
+(old and new text and speaker, who, when) under its own number from the room's counter;
+the caption row holds the latest revision (docs/corrections.md).
 """
 
 from __future__ import annotations
