@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.corrections            # 2,000 subscribers, 20 corrections
     .venv/bin/python -m bench.corrections --quick    # 200 subscribers, 5 corrections
+    .venv/bin/python -m bench.corrections --irc 30   # correction → IRC line, 30 of them
 
 The orchestrator runs as its own process (bench.sse's ``Server``: ``plenary serve
 --no-captioner``, a temp database). One caption is posted; then each correction is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -116,6 +118,93 @@ async def fan_out(server: Server, subscribers: int, corrections: int, interval: 
     }
 
 
+def _said(observer: Any, marker: str) -> bool:
+    return any(
+        t.startswith("* correction:") and t.endswith(marker) for t in observer.texts("relay")
+    )
+
+
+async def _until(predicate: Any, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the line did not come")
+        await asyncio.sleep(0.005)
+
+
+async def irc(count: int, spacing: float = 1.5) -> dict[str, Any]:
+    """Correction accepted → its line seen by an independent client on ngircd, through the
+    real app (in this process), the relay's SSE source and its flood control (one line a
+    second after a burst of 4: corrections are spaced so the bucket is not the figure)."""
+    from aiohttp.test_utils import TestServer
+
+    from bots.irc.relay import Relay
+    from bots.irc.source import SseCaptionSource
+    from orchestrator.app import create_app
+    from orchestrator.settings import (
+        IrcNetworkSettings,
+        IrcRoomSettings,
+        IrcSettings,
+        load_settings,
+    )
+    from tests.ircservers import HOST, RawClient, relay_running, start_server
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            orchestrator={"database": Path(tmp) / "db.sqlite3", "admin_token": ADMIN},
+            captions={"producer_token": TOKEN, "heartbeat_seconds": 1.0},
+        )
+        server = TestServer(create_app(settings), host=HOST)
+        await server.start_server()
+        base = f"http://{HOST}:{server.port}"
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        room = {"slug": ROOM, "title": "bench", "languages": ["ko"],
+                "schedule": {"start": "2030-01-01T10:00", "end": "2030-01-01T11:00",
+                             "timezone": "UTC"},
+                "policy": {"access": [{"kind": "anyone"}]},
+                "transcript_retention_days": 1}  # fmt: skip
+        seen: dict[int, float] = {}
+        accepted: dict[int, float] = {}
+        with start_server("ngircd", Path(tmp)) as ircd:
+            network = IrcNetworkSettings(host=HOST, port=ircd.port, tls=False, nick="relay")
+            channel = IrcRoomSettings(room=ROOM, channel="#bench")
+            irc_settings = IrcSettings(networks={"default": network}, rooms=[channel])
+            observer = await RawClient.connect(ircd.port, "watcher", "#bench")
+            async with aiohttp.ClientSession(base) as http:
+                assert (await http.post("/api/v1/rooms", json=room, headers=admin)).status == 201
+                r = await http.post(f"/api/v1/rooms/{ROOM}/captions",
+                                    json={"speaker": "김민지", "text": "발표자는 김 교수입니다."},
+                                    headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+                seq = (await r.json())["accepted"][0]
+                relay = Relay(irc_settings, SseCaptionSource(base, http, replay=True))
+                async with relay_running(relay):
+                    await _until(lambda: relay.delivered.get(ROOM) == seq)
+                    for n in range(count):
+                        r = await http.post(
+                            f"/api/v1/rooms/{ROOM}/captions/{seq}/corrections",
+                            json={"text": f"발표자는 金 교수입니다 ({n})."}, headers=admin,
+                        )  # fmt: skip
+                        accepted[n] = time.monotonic()
+                        assert r.status == 200, await r.text()
+                        marker = f"({n})."
+                        await _until(functools.partial(_said, observer, marker))
+                        seen[n] = time.monotonic()
+                        await asyncio.sleep(spacing)
+                lines = [t for t in observer.texts("relay") if t.startswith("* correction:")]
+            await observer.close()
+        await server.close()
+    ms = sorted((seen[n] - accepted[n]) * 1000 for n in seen)
+    return {
+        "corrections": count,
+        "lines": len(lines),
+        "accepted_to_irc_line_ms": {
+            "p50": round(statistics.median(ms), 1),
+            "p95": round(_pct(ms, 95), 1),
+            "max": round(ms[-1], 1),
+        },
+    }
+
+
 async def run(quick: bool) -> dict[str, Any]:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -134,8 +223,11 @@ async def run(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--irc", type=int, metavar="N", help="N corrections → IRC instead")
+    parser.add_argument("--spacing", type=float, default=1.5, help="seconds between (--irc)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.quick)), indent=2, ensure_ascii=False))
+    result = asyncio.run(irc(args.irc, args.spacing) if args.irc else run(args.quick))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
