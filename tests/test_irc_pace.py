@@ -22,17 +22,18 @@ from tests.ircservers import RawClient, relay_running, start_server, until
 from tests.test_irc_servers import caption, irc_settings, need
 
 
-@pytest.mark.parametrize("kind", ["ngircd", "inspircd"])
+# ngircd only here (the server of the issue's probe); the packing test below runs on both.
+@pytest.mark.parametrize("kind", ["ngircd"])
 async def test_three_speakers_taking_turns_stay_within_seconds(kind: str, tmp_path: Path) -> None:
     """A caption every 1.5 s from 3 alternating speakers at 1 line a second. Before, a
     PING behind every line took a token too, so the relay sent a line every 2 s and the
-    delay grew by 0.5 s a caption (p95 ~15 s after 45 s, 58.8 s after 150 s)."""
+    delay grew by 0.5 s a caption (p95 ~10 s after 30 s, 58.8 s after 150 s)."""
     need(kind)
     with start_server(kind, tmp_path) as srv:
-        result = await converse(srv.port, tmp_path, seconds=45.0, lines_per_second=1.0)
+        result = await converse(srv.port, tmp_path, seconds=30.0, lines_per_second=1.0)
     summary = result.summary()
     print(summary)
-    assert result.captions >= 29, summary
+    assert result.captions >= 19, summary
     assert result.missing == 0 and result.repeated == 0 and result.in_order, summary
     assert result.p95 <= 5.0, summary
     assert result.longest_line <= 512, summary

@@ -24,7 +24,9 @@ READER = {"Authorization": "Bearer service-0123456789"}
 JIGASI = "jigasi-0123456789"
 PROSODY = "prosody-0123456789"
 # Pages for people with forms (login, room editing, joining): not part of the API.
-BROWSER_ONLY = re.compile(r"^/($|rooms|schedule|login|logout|static|r/\{slug\})")
+BROWSER_ONLY = re.compile(
+    r"^/($|rooms|schedule|login|logout|static|r/\{slug\}|r/\{room\}/captions/edit)"
+)
 
 
 @pytest.fixture
@@ -169,6 +171,20 @@ async def test_every_documented_operation_answers_as_documented(client: Any) -> 
                json={"protected": True, "detail": ""}, headers=READER)  # fmt: skip
     key = "/api/v1/irc/channels/{room}/key"
     await call("POST", key, "/api/v1/irc/channels/open/key", 200, headers=ADMIN)
+
+    # Captioners (the admin token may act as one): a correction, typed lines, the websocket.
+    seq = (await poll.json())["events"][0]["seq"]
+    fix = "/api/v1/rooms/{room}/captions/{seq}/corrections"
+    await call("POST", fix, f"/api/v1/rooms/open/captions/{seq}/corrections", 401,
+               json={"text": "고친 말"})  # fmt: skip
+    await call("POST", fix, f"/api/v1/rooms/open/captions/{seq}/corrections", 200,
+               json={"text": "고친 말"}, headers=ADMIN)  # fmt: skip
+    typed = "/api/v1/rooms/{room}/captions/typed"
+    await call("POST", typed, "/api/v1/rooms/open/captions/typed", 202,
+               data="타자로 친 자막\n".encode(),
+               headers={**ADMIN, "Content-Type": "text/plain; charset=utf-8"})  # fmt: skip
+    await call("GET", "/api/v1/rooms/{room}/captions/typed/ws",
+               "/api/v1/rooms/open/captions/typed/ws", 401)  # fmt: skip
 
     # Withdrawal, last: the admin token.
     gone = "/api/v1/transcripts/{pid}"
