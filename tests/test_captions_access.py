@@ -26,7 +26,6 @@ from tests.captions_helpers import make_room
 from tests.rooms_helpers import TOKEN as ADMIN
 from tests.slapd import (
     GROUPS,
-    PASSWORDS,
     ROOT_DN,
     ROOT_PASSWORD,
     Slapd,
@@ -35,6 +34,7 @@ from tests.slapd import (
     user_dn,
 )
 from tests.web_helpers import JITSI_SECRET, csrf_of
+from tests.web_helpers import Person as Browser
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
 
@@ -78,23 +78,8 @@ async def post(client: Any, room: str, *texts: str) -> list[dict[str, Any]]:
     return accepted
 
 
-class Person:
-    """A browser of one person: its own cookie jar against the test server."""
-
-    def __init__(self, client: Any) -> None:
-        self.http = aiohttp.ClientSession(
-            str(client.make_url("")), cookie_jar=aiohttp.CookieJar(unsafe=True)
-        )
-
-    async def login(self, user: str) -> None:
-        page = await (await self.http.get("/login")).text()
-        answer = await self.http.post(
-            "/login/ldap",
-            data={"username": user, "password": PASSWORDS[user],
-                  "csrf_token": csrf_of(page), "next": "/"},
-            allow_redirects=False,
-        )  # fmt: skip
-        assert answer.status == 303, await answer.text()
+class Person(Browser):
+    """A logged-in browser that also reads pages and makes and revokes read tokens."""
 
     async def status(self, path: str, headers: dict[str, str] | None = None) -> int:
         async with self.http.get(path, headers=headers, allow_redirects=False) as response:
@@ -118,9 +103,6 @@ class Person:
             allow_redirects=False,
         )
         return answer.status
-
-    async def close(self) -> None:
-        await self.http.close()
 
 
 @pytest.fixture

@@ -16,15 +16,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from orchestrator.app import create_app
 from orchestrator.settings import load_settings
 from tests.captions_helpers import cli_rooms, make_room
 from tests.rooms_helpers import TOKEN as ADMIN
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
+from tests.slapd import Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, csrf_of
+from tests.web_helpers import Person as Browser
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
 
@@ -63,23 +63,8 @@ async def client(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> Any:
     return client
 
 
-class Person:
-    """One person's browser: its own cookie jar."""
-
-    def __init__(self, client: Any) -> None:
-        self.http = aiohttp.ClientSession(
-            str(client.make_url("")), cookie_jar=aiohttp.CookieJar(unsafe=True)
-        )
-
-    async def login(self, user: str) -> None:
-        page = await (await self.http.get("/login")).text()
-        answer = await self.http.post(
-            "/login/ldap",
-            data={"username": user, "password": PASSWORDS[user],
-                  "csrf_token": csrf_of(page), "next": "/"},
-            allow_redirects=False,
-        )  # fmt: skip
-        assert answer.status == 303, await answer.text()
+class Person(Browser):
+    """A logged-in browser that also sends the editing view's forms."""
 
     async def edit(self, room: str, **fields: str) -> tuple[int, str]:
         """Send one form of the editing view as a browser does; the page it lands on."""
@@ -91,9 +76,6 @@ class Person:
             f"/r/{room}/captions/edit", data={"csrf_token": csrf_of(html), **fields}
         )
         return answer.status, await answer.text()
-
-    async def close(self) -> None:
-        await self.http.close()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials
 from orchestrator.access.identity import Identity
 from orchestrator.settings import Settings, load_settings
@@ -59,3 +61,28 @@ async def login(client: Any, username: str, password: str) -> Any:
         data={"username": username, "password": password, "csrf_token": csrf, "next": "/"},
         allow_redirects=False,
     )
+
+
+class Person:
+    """One person's browser against a test server: its own cookie jar, an LDAP login
+    through the real form (passwords of tests/slapd.py)."""
+
+    def __init__(self, client: Any) -> None:
+        self.http = aiohttp.ClientSession(
+            str(client.make_url("")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+
+    async def login(self, user: str) -> None:
+        from tests.slapd import PASSWORDS
+
+        page = await (await self.http.get("/login")).text()
+        answer = await self.http.post(
+            "/login/ldap",
+            data={"username": user, "password": PASSWORDS[user],
+                  "csrf_token": csrf_of(page), "next": "/"},
+            allow_redirects=False,
+        )  # fmt: skip
+        assert answer.status == 303, await answer.text()
+
+    async def close(self) -> None:
+        await self.http.close()
