@@ -90,6 +90,15 @@ class Page:
             raise RuntimeError(f"JavaScript failed: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    async def until(self, expression: str, seconds: float = 10) -> Any:
+        """The expression's first truthy value, polled every 0.1 s for ``seconds``."""
+        for _ in range(int(seconds * 10)):
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {expression}")
+
     async def submit(self, expression: str) -> None:
         """Run ``expression`` (which submits a form) and wait for the next page."""
         self._drain()

@@ -3,7 +3,6 @@ page; the editing view works from the keyboard and passes axe-core."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.app import create_app
-from tests.browser import AXE, Browser, Page, chromium_binary
+from tests.browser import AXE, Browser, chromium_binary
 from tests.captions_helpers import make_room
 from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.test_captions_corrections import POLICY, Person, post, settings_for
@@ -42,21 +41,12 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         yield found
 
 
-async def wait_for(page: Page, expression: str, seconds: float = 10) -> Any:
-    for _ in range(int(seconds * 10)):
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {expression}")
-
-
 async def test_the_page_shows_a_correction_once(client: Any, browser: Browser) -> None:
     seqs = await post(client, "hall", "발표자는 김 교수입니다.", "시작합니다.")
     site = str(client.make_url("")).rstrip("/")
     page = await browser.new_page()
     await page.goto(f"{site}/r/hall/captions")
-    await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
+    await page.until("document.getElementById('status').textContent === 'Live.'")
     alice = Person(client)
     try:
         await alice.login("alice")
@@ -66,7 +56,7 @@ async def test_the_page_shows_a_correction_once(client: Any, browser: Browser) -
         )
         assert status == 200 and "corrected" in html
         line = f"document.getElementById('c{seqs[0]}').textContent"
-        text = await wait_for(page, f"{line}.includes('(corrected)') && {line}")
+        text = await page.until(f"{line}.includes('(corrected)') && {line}")
         assert "발표자는 金 <i>교수</i>입니다." in text  # as text, not markup
         assert (
             await page.evaluate(f"document.getElementById('c{seqs[0]}').querySelector('i')") is None
@@ -80,7 +70,7 @@ async def test_the_page_shows_a_correction_once(client: Any, browser: Browser) -
         # Once: a later caption comes, the correction is not applied or said again.
         await page.evaluate("document.getElementById('fixes').textContent = ''")
         await post(client, "hall", "다음입니다.")
-        await wait_for(page, "document.querySelectorAll('#lines li').length === 3")
+        await page.until("document.querySelectorAll('#lines li').length === 3")
         assert await page.evaluate("document.getElementById('lines').dataset.fixed") == "1"
         assert await page.evaluate("document.getElementById('fixes').textContent") == ""
         # A reload serves the corrected line, marked in text.
@@ -115,7 +105,7 @@ async def test_the_editing_view_by_keyboard(client: Any, browser: Browser) -> No
     for kind in ("rawKeyDown", "char", "keyUp"):
         await page.send("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
                         text="\r", windowsVirtualKeyCode=13)  # fmt: skip
-    await wait_for(page, "!!document.querySelector('[role=status]')")
+    await page.until("!!document.querySelector('[role=status]')")
     assert await page.evaluate("document.querySelector('[role=status]').textContent") == (
         f"Line {seqs[1]} corrected (revision 1)."
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +22,7 @@ from bots.irc.source import CorrectionEvent, SseCaptionSource, correction_from_j
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
 from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
-from tests.browser import Browser, Page, chromium_binary
+from tests.browser import Browser, chromium_binary
 from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
 from tests.rooms_helpers import AUTH, room_json
 from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
@@ -70,15 +69,6 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         yield found
 
 
-async def page_until(page: Page, expression: str, seconds: float = 10) -> Any:
-    for _ in range(int(seconds * 10)):
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {expression}")
-
-
 async def test_a_correction_is_one_irc_line_once(
     slapd: Slapd, browser: Browser, tmp_path: Path
 ) -> None:
@@ -106,7 +96,7 @@ async def test_a_correction_is_one_irc_line_once(
                 await until(lambda: relay.delivered.get("hall") == seqs[-1], 15, "captions")
             watch = await browser.new_page()  # a reader's browser on the captions page
             await watch.goto(f"{base}/r/hall/captions")
-            await page_until(watch, "document.getElementById('status').textContent === 'Live.'")
+            await watch.until("document.getElementById('status').textContent === 'Live.'")
             # While no relay runs, alice (slapd login) corrects the first caption.
             page = await (await http.get("/login")).text()
             login = await http.post(
@@ -126,7 +116,7 @@ async def test_a_correction_is_one_irc_line_once(
             assert fixed.status == 200, await fixed.text()
             pos = (await fixed.json())["pos"]
             line = f"document.getElementById('c{seqs[0]}').textContent"
-            shown = await page_until(watch, f"{line}.includes('(corrected)') && {line}")
+            shown = await watch.until(f"{line}.includes('(corrected)') && {line}")
             assert shown.endswith(
                 "Kim Min: 발표자는 金 교수입니다. PRIVMSG #hall :evil ACTION x (corrected)"
             )
@@ -139,7 +129,7 @@ async def test_a_correction_is_one_irc_line_once(
                 )  # fmt: skip
                 await until(lambda: second.delivered.get("hall") == pos + 1, 15, "next caption")
                 await asyncio.sleep(1.0)  # a repeat would arrive now
-            await page_until(watch, "document.querySelectorAll('#lines li').length === 3")
+            await watch.until("document.querySelectorAll('#lines li').length === 3")
             assert await watch.evaluate("document.getElementById('lines').dataset.fixed") == "1"
         lines = observer.texts("relay")
         raw = b"".join(observer.raw)
