@@ -33,13 +33,14 @@ test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: deps
-	$(VENV)/bin/ruff format --check orchestrator bots tests bench
-	$(VENV)/bin/ruff check orchestrator bots tests bench
-	$(VENV)/bin/mypy orchestrator bots
+	$(VENV)/bin/ruff format --check plenary orchestrator bots tests bench
+	$(VENV)/bin/ruff check plenary orchestrator bots tests bench
+	$(VENV)/bin/mypy plenary orchestrator bots
+	$(VENV)/bin/lint-imports --no-cache
 
 format: deps
-	$(VENV)/bin/ruff format orchestrator bots tests bench
-	$(VENV)/bin/ruff check --fix orchestrator bots tests bench
+	$(VENV)/bin/ruff format plenary orchestrator bots tests bench
+	$(VENV)/bin/ruff check --fix plenary orchestrator bots tests bench
 
 bench: deps
 	$(PY) -m bench $(BENCH_ARGS)

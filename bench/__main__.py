@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import accuracy, capacity, meeting
 from bench.server import Target, check_local, plenary_server
-from orchestrator.settings import PROJECT_ROOT, load_settings
+from plenary.settings import PROJECT_ROOT, load_settings
 
 
 def _ints(text: str) -> list[int]:

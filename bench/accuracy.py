@@ -12,10 +12,10 @@ from tqdm import tqdm
 
 from bench import audio
 from bench.client import stream_sync
-from bench.scoring import cer, wer
 from bench.server import Target, Watch
 from bench.stats import table
-from orchestrator.settings import Settings
+from plenary.scoring import cer, wer
+from plenary.settings import Settings
 
 RATE = 16000
 FRAME_SECONDS = 0.2

@@ -12,8 +12,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from bots.captioner.corpus import Utterance, load_corpus
-from orchestrator.settings import Settings
+from plenary.corpus import Utterance, load_corpus
+from plenary.settings import Settings
 
 # A 10 ms window louder than this (RMS, dBFS) counts as speech when locating the
 # last spoken sample; the studio recordings' silences sit at -65 to -90 dBFS.

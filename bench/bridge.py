@@ -33,12 +33,12 @@ import aiohttp
 import numpy as np
 import opuslib
 
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import FRAME, FakeBridge
 from bench.server import free_port, proc_status, wait_healthy
 from bench.stats import percentile
-from bots.captioner.corpus import load_corpus
-from orchestrator.settings import PROJECT_ROOT, load_settings
-from tests.conftest import read_pcm
-from tests.opus_frames import FRAME, FakeBridge
+from plenary.corpus import load_corpus
+from plenary.settings import PROJECT_ROOT, load_settings
 
 PAUSE = 1.5  # seconds between one speaker's last packet and the next speaker's first
 SPEECH_DBFS = -40.0  # a 20 ms frame this loud is speech (for "the last speech packet")

@@ -15,10 +15,10 @@ import aiohttp
 
 from bench import audio
 from bench.client import StreamResult, stream_paced, stream_sync
-from bench.scoring import cer
 from bench.server import Target, Watch, settle_all
 from bench.stats import percentile, table
-from orchestrator.settings import Settings
+from plenary.scoring import cer
+from plenary.settings import Settings
 
 RATE = 16000
 FRAME_SECONDS = 0.2

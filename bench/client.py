@@ -1,4 +1,4 @@
-"""A vosk-protocol websocket client (PROTOCOLS.md §1) that times every reply.
+"""A vosk-protocol websocket client (docs/protocols.md §1) that times every reply.
 
 Both servers answer every binary frame and the eof with exactly one text frame and
 never answer a config frame, so the i-th reply belongs to the i-th message sent.

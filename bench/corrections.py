@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench.sse import ROOM, TOKEN, Server, _pct
-from orchestrator.settings import PROJECT_ROOT
+from plenary.settings import PROJECT_ROOT
 
 ADMIN = "bench-admin-token"
 
@@ -138,16 +138,16 @@ async def irc(count: int, spacing: float = 1.5) -> dict[str, Any]:
     second after a burst of 4: corrections are spaced so the bucket is not the figure)."""
     from aiohttp.test_utils import TestServer
 
+    from bench.harness.ircservers import HOST, RawClient, relay_running, start_server
     from bots.irc.relay import Relay
     from bots.irc.source import SseCaptionSource
     from orchestrator.app import create_app
-    from orchestrator.settings import (
+    from plenary.settings import (
         IrcNetworkSettings,
         IrcRoomSettings,
         IrcSettings,
         load_settings,
     )
-    from tests.ircservers import HOST, RawClient, relay_running, start_server
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(

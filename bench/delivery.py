@@ -36,12 +36,12 @@ from typing import Any
 import aiohttp
 
 from bench.bridge import last_speech_frame, silent_payload
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import FRAME, FakeBridge
 from bench.server import free_port, wait_healthy
 from bench.stats import percentile
-from bots.captioner.corpus import load_corpus
-from orchestrator.settings import load_settings
-from tests.conftest import read_pcm
-from tests.opus_frames import FRAME, FakeBridge
+from plenary.corpus import load_corpus
+from plenary.settings import load_settings
 
 ROOM = "bench"
 CHANNEL = "#bench"

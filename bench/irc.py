@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bots.captioner.bus import CaptionBus
-from bots.captioner.events import CaptionEvent
+from bench.harness.irc_conversation import converse
+from bench.harness.ircservers import HOST, RawClient, start_server
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
-from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
-from tests.irc_conversation import converse
-from tests.ircservers import HOST, RawClient, start_server
+from plenary.bus import CaptionBus
+from plenary.events import CaptionEvent
+from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
 
 
 def _settings(port: int, rooms: int, **network: Any) -> IrcSettings:

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness.slapd import run_slapd
 from bench.stats import summary
 from orchestrator.access.jitsi_jwt import mint
 from orchestrator.access.ldap import LdapDirectory
 from orchestrator.access.policy import Policy, decide
-from orchestrator.settings import JitsiSettings
-from tests.slapd import run_slapd
+from plenary.settings import JitsiSettings
 
 USERS = 200
 POLICY = Policy.model_validate(

@@ -21,10 +21,10 @@ import numpy as np
 
 from bench import audio
 from bench.client import StreamResult, connect, stream_paced
-from bench.scoring import cer
 from bench.server import Target, Watch, settle_all
 from bench.stats import percentile, table
-from orchestrator.settings import Settings
+from plenary.scoring import cer
+from plenary.settings import Settings
 
 RATE = 48000
 FRAME_SECONDS = 0.5

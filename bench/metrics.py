@@ -22,12 +22,12 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from bench.harness.fake_jvb import CURRENT, FakeBridge, load_fixture
 from bench.stats import percentile
 from bots.captioner.app import create_app as create_captioner
 from orchestrator import metrics
 from orchestrator.app import create_app as create_orchestrator
-from orchestrator.settings import load_settings
-from tests.fake_jvb import CURRENT, FakeBridge, load_fixture
+from plenary.settings import load_settings
 
 BRIDGES = 10
 ROOMS = 100

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from orchestrator.settings import PROJECT_ROOT
+from plenary.settings import PROJECT_ROOT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -37,12 +37,12 @@ import aiohttp
 
 from bench.bridge import last_speech_frame, silent_payload
 from bench.delivery import ROOM, IrcWatcher, Topology, machine
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import FRAME, FakeBridge
 from bench.server import proc_status, wait_healthy
 from bench.stats import percentile
-from bots.captioner.corpus import load_corpus
-from orchestrator.settings import load_settings
-from tests.conftest import read_pcm
-from tests.opus_frames import FRAME, FakeBridge
+from plenary.corpus import load_corpus
+from plenary.settings import load_settings
 
 PARTICIPANTS = 24
 SENDING_SILENCE = 6  # participants whose bridge sends vad:false packets while others speak

@@ -27,8 +27,8 @@ import aiohttp
 import soundfile as sf
 
 from bench.server import free_port
-from bots.captioner.corpus import CorpusMissing, load_corpus
-from orchestrator.settings import PROJECT_ROOT, load_settings
+from plenary.corpus import CorpusMissing, load_corpus
+from plenary.settings import PROJECT_ROOT, load_settings
 
 TOKEN = "bench-producer"
 ROOM = "bench"

@@ -7,18 +7,18 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bots.captioner.bus import CaptionBus
 from orchestrator import metrics
 from orchestrator.captions import captions_ctx, close_streams
 from orchestrator.db import Database
 from orchestrator.keys import bus_key, db_key, settings_key, templates_key
 from orchestrator.render import environment
 from orchestrator.routes import routes
-from orchestrator.settings import Settings
 from orchestrator.web.context import access_ctx
 from orchestrator.web.csrf import csrf
 from orchestrator.web.proxy import forwarded_for
 from orchestrator.web.sessions import sessions, sessions_ctx
+from plenary.bus import CaptionBus
+from plenary.settings import Settings
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

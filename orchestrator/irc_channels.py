@@ -35,7 +35,7 @@ from orchestrator.problems import check_bearer, problem
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.policy import parse
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
-from orchestrator.settings import Settings
+from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from orchestrator.settings import MetricsSettings
+from plenary.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
 

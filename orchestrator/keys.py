@@ -5,9 +5,9 @@ from __future__ import annotations
 import jinja2
 from aiohttp import web
 
-from bots.captioner.bus import CaptionBus
 from orchestrator.db import Database
-from orchestrator.settings import Settings
+from plenary.bus import CaptionBus
+from plenary.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 db_key = web.AppKey("db", Database)

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.netutil import free_port
+from bench.harness.netutil import free_port
 
 AXE = Path(__file__).parent / ".node" / "node_modules" / "axe-core" / "axe.min.js"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")

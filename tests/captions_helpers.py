@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.rooms_helpers import AUTH, room_json
+from bench.harness.rooms_helpers import AUTH, room_json
 
 DB_ENV = "PLENARY_ORCHESTRATOR__DATABASE"
 
@@ -41,7 +41,7 @@ def cli_rooms(
 def _cli_rooms(
     database: Path, slugs: tuple[str, ...], retention_days: int | None, policy: str
 ) -> None:
-    from orchestrator.cli import main
+    from plenary.compose.cli import main
 
     old = os.environ.get(DB_ENV)
     os.environ[DB_ENV] = str(database)

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-import soxr
 
-from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
 from bots.captioner.engine import Engine
 from bots.captioner.models import ModelRegistry
-from orchestrator.settings import Settings, load_settings
+from plenary.corpus import CorpusMissing, Utterance, load_corpus
+from plenary.settings import Settings, load_settings
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +47,3 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng.models.get("ko")
     yield eng
     eng.close()
-
-
-def read_pcm(path: Path, rate: int | None = None) -> tuple[bytes, int]:
-    """A recording as s16le mono bytes, resampled to ``rate`` when given."""
-    audio, native = sf.read(str(path), dtype="int16", always_2d=False)
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1).astype(np.int16)
-    if rate is not None and rate != native:
-        audio = soxr.resample(audio, native, rate).astype(np.int16)
-        native = rate
-    return audio.tobytes(), native

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.harness.netutil import free_port
 from tests.ansible_harness import ROOT, PlaybookRun, run_playbook
-from tests.netutil import free_port
 
 JITSI_SECRET = "ci-secret-0123456789abcdef0123456789abcdef"
 DEBIAN_PROMETHEUS_YML = Path("/etc/prometheus/prometheus.yml")

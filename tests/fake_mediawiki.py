@@ -1,4 +1,4 @@
-"""A fake MediaWiki built from the documented endpoints (PROTOCOLS.md §4).
+"""A fake MediaWiki built from the documented endpoints (docs/protocols.md §4).
 
 OAuth 2.0 (Extension:OAuth) under /w/rest.php/oauth2: authorize (the "user" who
 approves is ``wiki.login_as``), access_token (checks the code, its single use, the

@@ -1,7 +1,7 @@
 """A fake Jitsi videobridge for the system test: it streams a meeting's speech to a captioner.
 
 A real videobridge opens one websocket per meeting to the URL Jicofo's ``url-template``
-yields and sends every participant's Opus packets as MediaJson (PROTOCOLS.md §1b):
+yields and sends every participant's Opus packets as MediaJson (docs/protocols.md §1b):
 ``info`` on connect, a ``start`` per audio source, ``media`` per 20 ms packet (nothing
 while a participant is silent: DTX), a ``ping`` every 10 s, ``session-end`` at the end.
 With ``sendBack=true`` the captioner answers with ``transcription-result`` messages,
@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bots.captioner.corpus import Utterance
-from tests.conftest import read_pcm
-from tests.opus_frames import RATE, FakeBridge
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import RATE, FakeBridge
+from plenary.corpus import Utterance
 
 LEAD_S = 0.5  # silence before the first utterance
 GAP_S = 1.2  # silence after each utterance (the captioner finalizes after ~0.4 s)
@@ -61,7 +61,7 @@ def meeting_script(turns: list[tuple[str, Utterance]]) -> Script:
 
     Each participant's track covers the whole meeting (silent while the others speak), so
     its RTP timestamps advance through the silences the way a real sender's do; the DTX
-    of ``tests.opus_frames`` keeps silent packets off the wire. The frames of all tracks
+    of ``bench.harness.opus_frames`` keeps silent packets off the wire. The frames of all tracks
     are merged by time and numbered as one socket's ``sequenceNumber``.
     """
     builder = FakeBridge()
@@ -159,7 +159,7 @@ class StreamingBridge:
 
 
 # The videobridge's private HTTP server: /colibri/stats (the legacy JSON shim Plenary's
-# poller reads) and /metrics (Prometheus text, namespace jitsi_jvb, PROTOCOLS.md §5).
+# poller reads) and /metrics (Prometheus text, namespace jitsi_jvb, docs/protocols.md §5).
 METRICS = (
     # (name, type, help, colibri stats key)
     ("jitsi_jvb_conferences", "gauge", "Current number of conferences.", "conferences"),

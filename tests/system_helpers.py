@@ -29,9 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from bench.harness.netutil import free_port
+from bench.harness.slapd import Slapd
 from tests.ansible_harness import ANSIBLE_DIR, UnitProcess, run_playbook, systemd_running
-from tests.netutil import free_port
-from tests.slapd import Slapd
 from tests.web_helpers import csrf_of
 
 T = TypeVar("T")

@@ -177,8 +177,8 @@ async def test_the_harness_does_find_violations(page: Page) -> None:
 @pytest.fixture
 async def captioned_site(aiohttp_server: Any, tmp_path: Path) -> str:
     """A room whose captions were taken by the orchestrator, as a captioner's are."""
-    from bots.captioner.events import CaptionEvent
     from orchestrator.captions import captions_key
+    from plenary.events import CaptionEvent
 
     app = create_app(web_settings(tmp_path))
     app[directory_key] = FakeDirectory()

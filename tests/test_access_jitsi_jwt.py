@@ -17,7 +17,7 @@ from orchestrator.access.jitsi_jwt import (
     join_url,
     mint,
 )
-from orchestrator.settings import ConfigError, JitsiSettings, load_settings
+from plenary.settings import ConfigError, JitsiSettings, load_settings
 
 SECRET = "prosody-app-secret-0123456789abcdef"
 ALICE = Identity(

@@ -9,9 +9,7 @@ from typing import Any
 import ldap
 import pytest
 
-from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials
-from orchestrator.access.ldap import LdapDirectory
-from tests.slapd import (
+from bench.harness.slapd import (
     BASE,
     PASSWORDS,
     PEOPLE,
@@ -21,6 +19,8 @@ from tests.slapd import (
     run_slapd,
     slapd_binary,
 )
+from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials
+from orchestrator.access.ldap import LdapDirectory
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")
 
@@ -216,8 +216,8 @@ async def test_slapd_stopped_mid_test_fails_closed_then_recovers(tmp_path: Path)
 
 
 async def test_nothing_listening_fails_closed() -> None:
-    from orchestrator.settings import LdapSettings
-    from tests.netutil import free_port
+    from bench.harness.netutil import free_port
+    from plenary.settings import LdapSettings
 
     url = f"ldap://127.0.0.1:{free_port()}"
     d = LdapDirectory(LdapSettings(url=url, bind_dn=SERVICE_DN, bind_password=SERVICE_PASSWORD))
@@ -263,7 +263,7 @@ async def test_ldaps_with_the_servers_ca(tls_slapd: Slapd) -> None:
 async def test_untrusted_certificate_is_refused(tls_slapd: Slapd, tmp_path: Path) -> None:
     # A CA file that does not hold the server's certificate: both TLS modes refuse.
     other = tmp_path / "other-ca.pem"
-    from tests.netutil import make_certificate as _certificate
+    from bench.harness.netutil import make_certificate as _certificate
 
     cert, _ = _certificate(tmp_path)
     other.write_bytes(cert.read_bytes())

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import Decision, Policy, decide
 from orchestrator.access.wiki import MediaWiki
-from orchestrator.settings import WikiSettings
+from plenary.settings import WikiSettings
 from tests.fake_mediawiki import CLIENT_ID, CLIENT_SECRET, FakeWiki
 
 ALICE = Identity("ldap", "uid=alice,ou=people", "alice", "Alice", None, frozenset({"devs"}))

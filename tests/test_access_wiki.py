@@ -19,7 +19,7 @@ from orchestrator.access.wiki import (
     normalize_username,
     states_match,
 )
-from orchestrator.settings import WikiSettings
+from plenary.settings import WikiSettings
 from tests.fake_mediawiki import CLIENT_ID, CLIENT_SECRET, FakeWiki
 
 REDIRECT = "https://plenary.example.org/login/wiki/callback"
@@ -255,7 +255,7 @@ async def test_wiki_down_fails_closed(
 
 
 async def test_wiki_unreachable_fails_closed(session: aiohttp.ClientSession) -> None:
-    from tests.netutil import free_port
+    from bench.harness.netutil import free_port
 
     wiki = MediaWiki(WikiSettings(url=f"http://127.0.0.1:{free_port()}", timeout=2.0), session)
     with pytest.raises(IdentitySourceUnavailable, match="ClientConnectorError"):

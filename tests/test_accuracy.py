@@ -12,12 +12,12 @@ import json
 import pytest
 import vosk
 
-from bench.scoring import cer, wer
-from bots.captioner.corpus import Utterance
+from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
 from bots.captioner.models import ModelRegistry
-from orchestrator.settings import Settings
-from tests.conftest import read_pcm
+from plenary.corpus import Utterance
+from plenary.scoring import cer, wer
+from plenary.settings import Settings
 
 pytestmark = pytest.mark.speech
 

@@ -17,14 +17,14 @@ import pytest
 from aiohttp import WSMsgType
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.scoring import cer
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import FakeBridge
 from bots.captioner.bridge_ws import registry_key
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
 from bots.captioner.metrics import rss_bytes
-from orchestrator.settings import CaptionerSettings
-from tests.conftest import read_pcm
-from tests.opus_frames import FakeBridge
+from plenary.corpus import Utterance
+from plenary.scoring import cer
+from plenary.settings import CaptionerSettings
 from tests.test_bridge_endpoint import Bridge, joined, open_bridge, speech
 
 __all__ = ["open_bridge"]  # the fixture, used by name

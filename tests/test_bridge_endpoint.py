@@ -16,16 +16,16 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from bench.scoring import cer
+from bench.harness.audio import read_pcm
+from bench.harness.opus_frames import FakeBridge, ping
 from bots.captioner.app import create_app
 from bots.captioner.bridge_ws import registry_key
-from bots.captioner.bus import CaptionBus
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine, StreamTranscriber
-from bots.captioner.events import CaptionEvent
-from orchestrator.settings import Settings
-from tests.conftest import read_pcm
-from tests.opus_frames import FakeBridge, ping
+from plenary.bus import CaptionBus
+from plenary.corpus import Utterance
+from plenary.events import CaptionEvent
+from plenary.scoring import cer
+from plenary.settings import Settings
 from tests.test_mediajson import dump_lines
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -18,13 +18,8 @@ import aiohttp
 import ldap
 import pytest
 
-from orchestrator import metrics
-from orchestrator.access import read_tokens
-from orchestrator.app import create_app
-from orchestrator.settings import load_settings
-from tests.captions_helpers import make_room
-from tests.rooms_helpers import TOKEN as ADMIN
-from tests.slapd import (
+from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bench.harness.slapd import (
     GROUPS,
     ROOT_DN,
     ROOT_PASSWORD,
@@ -33,6 +28,11 @@ from tests.slapd import (
     slapd_binary,
     user_dn,
 )
+from orchestrator import metrics
+from orchestrator.access import read_tokens
+from orchestrator.app import create_app
+from plenary.settings import load_settings
+from tests.captions_helpers import make_room
 from tests.web_helpers import JITSI_SECRET, csrf_of
 from tests.web_helpers import Person as Browser
 
@@ -269,7 +269,7 @@ async def test_access_log_never_holds_a_token(
 ) -> None:
     from aiohttp import web
 
-    from orchestrator.serve import OrchestratorAccessLogger
+    from plenary.compose.serve import OrchestratorAccessLogger
 
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     settings = load_settings(orchestrator={"database": tmp_path / "log.sqlite3"})

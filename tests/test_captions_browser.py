@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness.netutil import free_port
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms, make_room
-from tests.netutil import free_port
-from tests.rooms_helpers import TOKEN as ADMIN
 
 TOKEN = "browser-test"
 READER = "screen-reader-service-token"

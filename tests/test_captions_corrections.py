@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bench.harness.slapd import Slapd, run_slapd, slapd_binary
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms, make_room
-from tests.rooms_helpers import TOKEN as ADMIN
-from tests.slapd import Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, csrf_of
 from tests.web_helpers import Person as Browser
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from orchestrator.app import create_app
 from tests.browser import AXE, Browser, chromium_binary
 from tests.captions_helpers import make_room
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.test_captions_corrections import POLICY, Person, post, settings_for
 
 pytestmark = [

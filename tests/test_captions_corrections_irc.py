@@ -17,15 +17,23 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness.ircservers import (
+    HOST,
+    RawClient,
+    binary,
+    joined,
+    relay_running,
+    start_server,
+    until,
+)
+from bench.harness.rooms_helpers import AUTH, room_json
+from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from bots.irc.relay import Relay
 from bots.irc.source import CorrectionEvent, SseCaptionSource, correction_from_json
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
-from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
+from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
 from tests.browser import Browser, chromium_binary
-from tests.ircservers import HOST, RawClient, binary, joined, relay_running, start_server, until
-from tests.rooms_helpers import AUTH, room_json
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.test_captions_corrections import POLICY, PRODUCER, settings_for
 from tests.web_helpers import csrf_of
 

@@ -24,11 +24,11 @@ import pytest
 import webvtt
 from aiohttp import web
 
+from bench.harness.netutil import free_port
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import make_room
-from tests.netutil import free_port
-from tests.rooms_helpers import TOKEN as ADMIN
 
 SECRET = "jigasi-people-secret"
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
-from orchestrator.settings import Settings, load_settings
+from plenary.settings import Settings, load_settings
 from tests.captions_helpers import cli_rooms
 
 TOKEN = "producer-secret"

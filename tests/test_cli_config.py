@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.settings import describe_settings
+from plenary.compose.cli import main
+from plenary.settings import describe_settings
 
 
 @pytest.fixture(autouse=True)

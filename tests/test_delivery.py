@@ -25,18 +25,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.harness.audio import read_pcm
+from bench.harness.netutil import free_port
+from bench.harness.opus_frames import FakeBridge
 from bots.captioner import metrics as cmetrics
 from bots.captioner.app import RedactingAccessLogger, create_app, delivery_key
-from bots.captioner.bus import Subscription
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
-from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key
-from orchestrator.settings import Settings
+from plenary.bus import Subscription
+from plenary.corpus import Utterance
+from plenary.events import CaptionEvent
+from plenary.settings import Settings
 from tests.captions_helpers import cli_rooms
-from tests.conftest import read_pcm
-from tests.netutil import free_port
-from tests.opus_frames import FakeBridge
 
 TOKEN = "producer-token-for-tests"
 ACCESS = "captioner-access-token"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bots.captioner.corpus import Utterance
-from bots.demo import demo
-from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings, Settings
-from tests.ircservers import HOST, RawClient, binary, start_server
+from bench.harness.ircservers import HOST, RawClient, binary, start_server
+from plenary.compose.demo import demo
+from plenary.corpus import Utterance
+from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings, Settings
 
 
 async def test_demo_captions_reach_terminal_and_irc(

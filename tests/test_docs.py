@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.settings import describe_settings
+from plenary.settings import describe_settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.scoring import cer
-from bots.captioner.corpus import Utterance
+from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
-from bots.captioner.events import CaptionEvent, clean_text
 from bots.captioner.models import ModelError, ModelRegistry
-from tests.conftest import read_pcm
+from plenary.corpus import Utterance
+from plenary.events import CaptionEvent, clean_text
+from plenary.scoring import cer
 
 
 async def feed_all(stream, pcm: bytes, rate: int, seconds: float = 0.2):  # type: ignore[no-untyped-def]
@@ -131,7 +131,7 @@ def test_model_errors_name_the_path_and_the_fix(tmp_path: Path) -> None:
 async def test_worn_recognizers_are_retired_and_memory_trimmed(
     engine: Engine, ko_corpus: list[Utterance]
 ) -> None:
-    from orchestrator.settings import CaptionerSettings
+    from plenary.settings import CaptionerSettings
 
     worn = Engine(
         CaptionerSettings(recognizer_max_audio_seconds=10, warm_recognizers=1), engine.models

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import webvtt
 
-from bots.captioner import formats
-from bots.captioner.events import CaptionEvent, Word
+from plenary import formats
+from plenary.events import CaptionEvent, Word
 
 
 def ev(text: str, start: float, end: float, speaker: str = "", **kw: object) -> CaptionEvent:

@@ -17,19 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bots.irc.relay import Relay
-from bots.irc.source import SseCaptionSource, SseMessage, SseParser, caption_from_json
-from orchestrator.app import create_app
-from orchestrator.captions import captions_key
-from orchestrator.captions.hub import Hub
-from orchestrator.settings import (
-    IrcNetworkSettings,
-    IrcRoomSettings,
-    IrcSettings,
-    Settings,
-    load_settings,
-)
-from tests.ircservers import (
+from bench.harness.ircservers import (
     HOST,
     RawClient,
     binary,
@@ -39,8 +27,20 @@ from tests.ircservers import (
     start_server,
     until,
 )
-from tests.rooms_helpers import AUTH, room_json
-from tests.rooms_helpers import TOKEN as ADMIN
+from bench.harness.rooms_helpers import AUTH, room_json
+from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bots.irc.relay import Relay
+from bots.irc.source import SseCaptionSource, SseMessage, SseParser, caption_from_json
+from orchestrator.app import create_app
+from orchestrator.captions import captions_key
+from orchestrator.captions.hub import Hub
+from plenary.settings import (
+    IrcNetworkSettings,
+    IrcRoomSettings,
+    IrcSettings,
+    Settings,
+    load_settings,
+)
 
 TOKEN = "t"
 ROOM = "talk"
@@ -184,8 +184,8 @@ async def test_plenary_serve_relays_captions_posted_over_http(tmp_path: Path) ->
     """Under ``plenary serve`` the relay reads the store's stream, whoever produced."""
     if binary("ngircd") is None:
         pytest.skip("ngircd is not installed (make deps installs it)")
-    from orchestrator.serve import loopback_url, serve
-    from tests.netutil import free_port
+    from bench.harness.netutil import free_port
+    from plenary.compose.serve import loopback_url, serve
 
     assert loopback_url("0.0.0.0", 80) == "http://127.0.0.1:80"
     assert loopback_url("::", 80) == "http://[::1]:80"

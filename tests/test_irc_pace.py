@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bots.captioner.bus import CaptionBus
+from bench.harness.irc_conversation import converse
+from bench.harness.ircservers import RawClient, relay_running, start_server, until
 from bots.irc.protocol import RFC_NICKLEN
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
-from tests.irc_conversation import converse
-from tests.ircservers import RawClient, relay_running, start_server, until
+from plenary.bus import CaptionBus
 from tests.test_irc_servers import caption, irc_settings, need
 
 

@@ -24,16 +24,24 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bench.harness.ircservers import (
+    HOST,
+    IrcServer,
+    RawClient,
+    binary,
+    relay_running,
+    start_server,
+    until,
+)
+from bench.harness.rooms_helpers import AUTH, room_json
+from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from bots.irc.keys import OrchestratorChannels
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
-from orchestrator.settings import IrcRoomSettings, IrcSettings, load_settings
-from tests.ircservers import HOST, IrcServer, RawClient, binary, relay_running, start_server, until
-from tests.rooms_helpers import AUTH, room_json
-from tests.rooms_helpers import TOKEN as ADMIN
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
+from plenary.settings import IrcRoomSettings, IrcSettings, load_settings
 from tests.test_irc_servers import network
 from tests.web_helpers import JITSI_SECRET, csrf_of
 

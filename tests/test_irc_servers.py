@@ -10,14 +10,7 @@ from typing import Any
 
 import pytest
 
-from bots.captioner.bus import CaptionBus
-from bots.captioner.events import CaptionEvent
-from bots.irc.client import IrcClient, SaslError
-from bots.irc.lines import sanitize
-from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
-from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
-from tests.ircservers import (
+from bench.harness.ircservers import (
     HOST,
     IrcServer,
     RawClient,
@@ -29,6 +22,13 @@ from tests.ircservers import (
     start_server,
     until,
 )
+from bots.irc.client import IrcClient, SaslError
+from bots.irc.lines import sanitize
+from bots.irc.relay import Relay
+from bots.irc.source import BusCaptionSource
+from plenary.bus import CaptionBus
+from plenary.events import CaptionEvent
+from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
 
 SERVERS = ["ngircd", "inspircd", "ergo"]
 

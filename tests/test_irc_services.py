@@ -15,14 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bots.captioner.bus import CaptionBus
-from bots.irc.client import IrcClient, SaslError
-from bots.irc.keys import OrchestratorChannels
-from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource, SseCaptionSource
-from orchestrator.app import create_app
-from orchestrator.settings import IrcRoomSettings, IrcSettings, load_settings
-from tests.ircservers import (
+from bench.harness.ircservers import (
     HOST,
     RawClient,
     binary,
@@ -32,8 +25,15 @@ from tests.ircservers import (
     start_server,
     until,
 )
-from tests.rooms_helpers import AUTH, room_json
-from tests.rooms_helpers import TOKEN as ADMIN
+from bench.harness.rooms_helpers import AUTH, room_json
+from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bots.irc.client import IrcClient, SaslError
+from bots.irc.keys import OrchestratorChannels
+from bots.irc.relay import Relay
+from bots.irc.source import BusCaptionSource, SseCaptionSource
+from orchestrator.app import create_app
+from plenary.bus import CaptionBus
+from plenary.settings import IrcRoomSettings, IrcSettings, load_settings
 from tests.test_irc_servers import caption, irc_settings, network
 
 READER = "relay-reader-token"

@@ -1,4 +1,4 @@
-"""Jigasi's SEND_JSON_REMOTE_URLS posts, exactly as PROTOCOLS.md §2 documents them."""
+"""Jigasi's SEND_JSON_REMOTE_URLS posts, exactly as docs/protocols.md §2 documents them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.captions.jigasi import JigasiError, parse, room_from_jid
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms
 
 SECRET = "jigasi-shared-secret"

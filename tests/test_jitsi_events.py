@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.app import create_app
 from orchestrator.captions.event_sync import EventSyncError, parse
-from orchestrator.settings import Settings, load_settings
+from plenary.settings import Settings, load_settings
 from tests.captions_helpers import cli_rooms
 from tests.fake_prosody import FakeProsody, Room
 

@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from bench.harness.fake_jvb import CURRENT, LEGACY, FakeBridge, load_fixture
 from orchestrator.jvb import (
     Reading,
     StatsPoller,
@@ -18,8 +19,7 @@ from orchestrator.jvb import (
     parse_jicofo,
     version_of,
 )
-from orchestrator.settings import MetricsSettings
-from tests.fake_jvb import CURRENT, LEGACY, FakeBridge, load_fixture
+from plenary.settings import MetricsSettings
 
 
 def values(readings: list[Reading]) -> dict[str, float]:

@@ -25,10 +25,7 @@ import ldap
 import ldap.filter
 import pytest
 
-from orchestrator.access.ratelimit import account_key
-from orchestrator.app import create_app
-from orchestrator.settings import Settings, load_settings
-from tests.slapd import (
+from bench.harness.slapd import (
     PASSWORDS,
     PEOPLE,
     SERVICE_DN,
@@ -37,6 +34,9 @@ from tests.slapd import (
     run_slapd,
     slapd_binary,
 )
+from orchestrator.access.ratelimit import account_key
+from orchestrator.app import create_app
+from plenary.settings import Settings, load_settings
 from tests.web_helpers import JITSI_SECRET, token
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")

@@ -12,23 +12,23 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from bench.harness.fake_jvb import CURRENT, load_fixture
 from bots.captioner import metrics as captioner_metrics
-from bots.captioner.bus import CaptionBus
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource
 from orchestrator import metrics
 from orchestrator.app import create_app
 from orchestrator.jvb import StatsPoller, parse_colibri, parse_jicofo
-from orchestrator.metrics.host import (
+from plenary.bus import CaptionBus
+from plenary.host_metrics import (
     HostCollector,
     parse_cpu,
     parse_loadavg,
     parse_meminfo,
     parse_net_dev,
 )
-from orchestrator.settings import IrcSettings, MetricsSettings, load_settings
-from tests.fake_jvb import CURRENT, load_fixture
+from plenary.settings import IrcSettings, MetricsSettings, load_settings
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 

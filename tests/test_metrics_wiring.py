@@ -19,17 +19,17 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness.rooms_helpers import AUTH as ADMIN
+from bench.harness.rooms_helpers import TOKEN as ADMIN_TOKEN
+from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
 from orchestrator.keys import db_key
-from orchestrator.metrics.exposition import registry_key
 from orchestrator.rooms.model import Room, RoomCreate
 from orchestrator.rooms.repository import RoomRepository
-from orchestrator.settings import load_settings
 from orchestrator.web.keys import directory_key
+from plenary.exposition import registry_key
+from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms
-from tests.rooms_helpers import AUTH as ADMIN
-from tests.rooms_helpers import TOKEN as ADMIN_TOKEN
-from tests.rooms_helpers import room_json
 from tests.test_prometheus import needs_promtool, promtool
 from tests.web_helpers import JITSI_SECRET, FakeDirectory, csrf_of, login
 

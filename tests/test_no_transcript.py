@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
 from orchestrator.keys import settings_key
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import make_room, patch_room
-from tests.rooms_helpers import TOKEN as ADMIN
 
 PRODUCER = "producer-token-0123456789"
 AUTH = {"Authorization": f"Bearer {PRODUCER}"}

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from bench.harness.rooms_helpers import AUTH as ADMIN
+from bench.harness.rooms_helpers import TOKEN as ADMIN_TOKEN
+from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
+from plenary.settings import load_settings
 from tests.captions_helpers import make_room
 from tests.fake_prosody import FakeProsody, Room
-from tests.rooms_helpers import AUTH as ADMIN
-from tests.rooms_helpers import TOKEN as ADMIN_TOKEN
-from tests.rooms_helpers import room_json
 
 PRODUCER = {"Authorization": "Bearer producer-0123456789"}
 READER = {"Authorization": "Bearer service-0123456789"}

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.db import Database, migrations
-from orchestrator.settings import Settings, load_settings
+from plenary.settings import Settings, load_settings
 
 
 @pytest.fixture

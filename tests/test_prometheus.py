@@ -21,14 +21,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness.audio import read_pcm
+from bench.harness.fake_jvb import CURRENT, FakeBridge, load_fixture
+from bench.harness.netutil import free_port
 from bots.captioner.app import create_app as create_captioner
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
 from orchestrator.app import create_app as create_orchestrator
-from orchestrator.settings import Settings, load_settings
-from tests.conftest import read_pcm
-from tests.fake_jvb import CURRENT, FakeBridge, load_fixture
-from tests.netutil import free_port
+from plenary.corpus import Utterance
+from plenary.settings import Settings, load_settings
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 PROMETHEUS = shutil.which("prometheus")

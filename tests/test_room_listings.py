@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
+from bench.harness.rooms_helpers import AUTH, TOKEN, room_json
+from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
-from tests.rooms_helpers import AUTH, TOKEN, room_json
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
+from plenary.settings import load_settings
 from tests.web_helpers import JITSI_SECRET, login
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from bench.harness.rooms_helpers import AUTH, TOKEN, room_json
 from orchestrator.app import create_app
 from orchestrator.rooms.api import api_routes
-from orchestrator.settings import Settings, load_settings
-from tests.rooms_helpers import AUTH, TOKEN, room_json
+from plenary.settings import Settings, load_settings
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
-from orchestrator.cli import main
-from orchestrator.settings import load_settings
-from tests.rooms_helpers import room_json
+from plenary.compose.cli import main
+from plenary.settings import load_settings
 
 
 @pytest.fixture

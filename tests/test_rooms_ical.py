@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar import Calendar
 
+from bench.harness.rooms_helpers import AUTH, TOKEN, room_json
 from orchestrator.app import create_app
-from orchestrator.settings import load_settings
-from tests.rooms_helpers import AUTH, TOKEN, room_json
+from plenary.settings import load_settings
 
 
 @pytest.fixture

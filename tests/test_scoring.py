@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.scoring import cer, normalize_en, normalize_ko, sino_korean, wer
+from plenary.scoring import cer, normalize_en, normalize_ko, sino_korean, wer
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from orchestrator.settings import (
+from plenary.settings import (
     CaptionerSettings,
     ConfigError,
     Settings,

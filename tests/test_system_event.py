@@ -52,18 +52,10 @@ import aiohttp
 import jwt
 import pytest
 
-from bench.scoring import cer
-from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
-from orchestrator.settings import load_settings
-from tests.ansible_harness import tool
-from tests.browser import Browser, chromium_binary
-from tests.converge import JITSI_SECRET, converged
-from tests.fake_jvb import CURRENT, load_fixture
-from tests.fake_prosody import FakeProsody, Room
-from tests.fake_videobridge import BridgeHttp, Script, StreamingBridge, meeting_script
-from tests.ircservers import RawClient
-from tests.netutil import free_port
-from tests.slapd import (
+from bench.harness.fake_jvb import CURRENT, load_fixture
+from bench.harness.ircservers import RawClient
+from bench.harness.netutil import free_port
+from bench.harness.slapd import (
     GROUPS,
     NAMES,
     PASSWORDS,
@@ -72,6 +64,14 @@ from tests.slapd import (
     SERVICE_PASSWORD,
     slapd_binary,
 )
+from plenary.corpus import CorpusMissing, Utterance, load_corpus
+from plenary.scoring import cer
+from plenary.settings import load_settings
+from tests.ansible_harness import tool
+from tests.browser import Browser, chromium_binary
+from tests.converge import JITSI_SECRET, converged
+from tests.fake_prosody import FakeProsody, Room
+from tests.fake_videobridge import BridgeHttp, Script, StreamingBridge, meeting_script
 from tests.system_helpers import (
     Prometheus,
     Units,

@@ -17,11 +17,11 @@ import pytest
 import soundfile as sf
 import webvtt
 
-from bench.scoring import cer
 from bots.captioner import audio, transcribe
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
-from orchestrator.cli import main
+from plenary.compose.cli import main
+from plenary.corpus import Utterance
+from plenary.scoring import cer
 
 pytestmark = pytest.mark.speech
 

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from bots.captioner.events import CaptionEvent
+from bench.harness.rooms_helpers import AUTH
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key, recording_notice
 from orchestrator.captions.pages import negotiate
 from orchestrator.captions.pid import ALPHABET, new_pid, normalize
 from orchestrator.captions.store import DAY_MS, now_ms
-from orchestrator.settings import load_settings
+from plenary.events import CaptionEvent
+from plenary.settings import load_settings
 from tests.captions_helpers import make_room
-from tests.rooms_helpers import AUTH
-from tests.rooms_helpers import TOKEN as ADMIN
 
 TOKEN = "t"
 ROOMS = ("a", "old-name", "new-name", "w", "quiet", "other")

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness.slapd import Slapd, run_slapd, slapd_binary
 from orchestrator.app import create_app
-from orchestrator.settings import ConfigError, Settings, load_settings
 from orchestrator.web.proxy import ClientAccessLogger, client_address, parse_trusted
-from tests.slapd import Slapd, run_slapd, slapd_binary
+from plenary.settings import ConfigError, Settings, load_settings
 from tests.web_helpers import JITSI_SECRET, token
 
 PER_ADDRESS = 20  # failures from one address before its (here 30 s) delay starts

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.harness.audio import read_pcm
 from bots.captioner import vad
-from bots.captioner.corpus import Utterance
-from tests.conftest import read_pcm
+from plenary.corpus import Utterance
 
 
 def noise(seconds: float, dbfs: float, seed: int = 1) -> bytes:

@@ -22,15 +22,15 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 
-from bench.scoring import cer, normalize_ko
+from bench.harness.audio import read_pcm
 from bots.captioner.app import create_app
-from bots.captioner.bus import Subscription
-from bots.captioner.corpus import Utterance
 from bots.captioner.engine import Engine
-from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key
-from orchestrator.settings import Settings, load_settings
-from tests.conftest import read_pcm
+from plenary.bus import Subscription
+from plenary.corpus import Utterance
+from plenary.events import CaptionEvent
+from plenary.scoring import cer, normalize_ko
+from plenary.settings import Settings, load_settings
 
 pytestmark = pytest.mark.speech
 

@@ -1,4 +1,4 @@
-"""The vosk-server protocol (PROTOCOLS.md §1): parser and reply shapes, with literal frames."""
+"""The vosk-server protocol (docs/protocols.md §1): parser and reply shapes, with literal frames."""
 
 from __future__ import annotations
 

@@ -16,13 +16,13 @@ import jwt
 import pytest
 from aiohttp import web
 
+from bench.harness.netutil import free_port
+from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from orchestrator.app import create_app
 from orchestrator.rooms.model import RoomCreate
 from orchestrator.rooms.repository import RoomRepository
-from orchestrator.settings import Settings, load_settings
+from plenary.settings import Settings, load_settings
 from tests.fake_mediawiki import CLIENT_ID, CLIENT_SECRET, FakeWiki
-from tests.netutil import free_port
-from tests.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from tests.web_helpers import JITSI_SECRET, csrf_of, token
 
 pytestmark = pytest.mark.skipif(slapd_binary() is None, reason="slapd is not installed")

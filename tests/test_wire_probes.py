@@ -24,17 +24,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.harness.rooms_helpers import AUTH as ADMIN_AUTH
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from bots.captioner.delivery import Delivery
-from bots.captioner.events import CaptionEvent
 from orchestrator.app import create_app
 from orchestrator.captions import api as captions_api
-from orchestrator.captions import captions_key, wire
+from orchestrator.captions import captions_key
 from orchestrator.captions.pid import new_pid
-from orchestrator.settings import load_settings
+from plenary import wire
+from plenary.events import CaptionEvent
+from plenary.settings import load_settings
 from tests.captions_helpers import make_room
 from tests.fake_prosody import FakeProsody, Room
-from tests.rooms_helpers import AUTH as ADMIN_AUTH
-from tests.rooms_helpers import TOKEN as ADMIN
 
 PRODUCER = {"Authorization": "Bearer cap-token"}
 SECRET = "jigasi-secret"

@@ -10,7 +10,7 @@ import aiohttp
 
 from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials
 from orchestrator.access.identity import Identity
-from orchestrator.settings import Settings, load_settings
+from plenary.settings import Settings, load_settings
 
 JITSI_SECRET = "jitsi-test-secret-0123456789abcdef"
 
@@ -73,7 +73,7 @@ class Person:
         )
 
     async def login(self, user: str) -> None:
-        from tests.slapd import PASSWORDS
+        from bench.harness.slapd import PASSWORDS
 
         page = await (await self.http.get("/login")).text()
         answer = await self.http.post(

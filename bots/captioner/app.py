@@ -12,15 +12,15 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_log import AccessLogger
 
 from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
-from bots.captioner.bus import CaptionBus
 from bots.captioner.delivery import Delivery
 from bots.captioner.engine import Engine
 from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.metrics import new_captioner_registry
 from bots.captioner.models import ModelRegistry
 from bots.captioner.vosk_ws import vosk_stream
-from orchestrator.metrics.exposition import metrics_view, registry_key
-from orchestrator.settings import Settings
+from plenary.bus import CaptionBus
+from plenary.exposition import metrics_view, registry_key
+from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ async def health(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/", vosk_stream),  # vosk-server protocol, PROTOCOLS.md §1
+        web.get("/", vosk_stream),  # vosk-server protocol, docs/protocols.md §1
         web.get("/transcribe", bridge_stream),  # Jitsi videobridge MediaJson, §1b
         web.get("/healthz", health),
         web.get("/metrics", metrics_view),

@@ -1,4 +1,4 @@
-"""The Jitsi videobridge's transcription endpoint (``/transcribe``, PROTOCOLS.md §1b).
+"""The Jitsi videobridge's transcription endpoint (``/transcribe``, docs/protocols.md §1b).
 
 One websocket per meeting carries every participant's Opus packets as MediaJson.
 The receive loop never waits for recognition: it parses a frame, answers a ping at
@@ -31,10 +31,10 @@ from aiohttp import WSMsgType, web
 from bots.captioner import mediajson as mj
 from bots.captioner import metrics, opus
 from bots.captioner.engine import Engine, EventSink, Refused, Slot, StreamTranscriber
-from bots.captioner.events import CaptionEvent
 from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.models import ModelError
-from orchestrator.settings import CaptionerSettings
+from plenary.events import CaptionEvent
+from plenary.settings import CaptionerSettings
 
 log = logging.getLogger(__name__)
 

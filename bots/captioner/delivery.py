@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from bots.captioner import metrics
-from bots.captioner.events import CaptionEvent
+from plenary.events import CaptionEvent
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ import soxr
 import vosk
 
 from bots.captioner import metrics, vad
-from bots.captioner.events import CaptionEvent, Word, clean_text
 from bots.captioner.models import ModelRegistry
-from orchestrator.settings import CaptionerSettings
+from plenary.events import CaptionEvent, Word, clean_text
+from plenary.settings import CaptionerSettings
 
 EventSink = Callable[[CaptionEvent], None]
 log = logging.getLogger(__name__)

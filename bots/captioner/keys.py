@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bots.captioner.bus import CaptionBus
 from bots.captioner.engine import Engine
-from orchestrator.settings import Settings
+from plenary.bus import CaptionBus
+from plenary.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 engine_key = web.AppKey("engine", Engine)

@@ -1,4 +1,4 @@
-"""The Jitsi videobridge's MediaJson protocol (PROTOCOLS.md §1b): parse frames, shape results.
+"""The Jitsi videobridge's MediaJson protocol (docs/protocols.md §1b): parse frames, shape results.
 
 Pure functions, no I/O. The bridge sends text frames only; numbers such as
 ``sequenceNumber``, ``chunk`` and ``timestamp`` arrive as JSON strings holding

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from orchestrator.metrics.exposition import new_registry
+from plenary.exposition import new_registry
 
 if TYPE_CHECKING:
     from bots.captioner.engine import Engine

@@ -30,12 +30,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bots.captioner import formats
 from bots.captioner.audio import AudioError, Samples, decode_file
 from bots.captioner.engine import Engine, StreamTranscriber
-from bots.captioner.events import CaptionEvent, Word
 from bots.captioner.models import ModelError, ModelRegistry
-from orchestrator.settings import Settings
+from plenary import formats
+from plenary.events import CaptionEvent, Word
+from plenary.settings import Settings
 
 CHUNK_SECONDS = 0.5
 ROOM = "transcribe"

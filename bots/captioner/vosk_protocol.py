@@ -1,4 +1,4 @@
-"""The vosk-server websocket protocol (PROTOCOLS.md §1): parse client text frames, shape replies.
+"""The vosk-server websocket protocol (docs/protocols.md §1): parse client frames, shape replies.
 
 Pure functions, no I/O. Messages are parsed as JSON and dispatched on their keys,
 never detected by substring.

@@ -32,7 +32,7 @@ from bots.irc import protocol
 from bots.irc.flood import MergeQueue, OutLine, TokenBucket
 from bots.irc.lines import cut, sanitize
 from bots.irc.protocol import Message, format_line
-from orchestrator.settings import IrcNetworkSettings
+from plenary.settings import IrcNetworkSettings
 
 log = logging.getLogger(__name__)
 

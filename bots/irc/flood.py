@@ -2,7 +2,7 @@
 
 Pure code, no I/O and no clock of its own: callers pass ``now`` (monotonic seconds).
 
-Servers disconnect clients that send too fast ("Excess Flood"; PROTOCOLS.md §6), so
+Servers disconnect clients that send too fast ("Excess Flood"; docs/protocols.md §6), so
 a connection sends a small burst and then about one line a second. Captions can come
 faster than that. Rather than falling minutes behind, consecutive captions of the same
 speaker that are still waiting are merged into one text, which the splitter then packs

@@ -24,12 +24,12 @@ import sys
 
 import aiohttp
 
-from bots.captioner.bus import CaptionBus
 from bots.irc.client import SaslError
 from bots.irc.keys import OrchestratorChannels
 from bots.irc.relay import Relay
 from bots.irc.source import BusCaptionSource, SseCaptionSource
-from orchestrator.settings import Settings
+from plenary.bus import CaptionBus
+from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""IRC lines (RFC 1459/2812 with IRCv3 message tags, PROTOCOLS.md §6): parse and format.
+"""IRC lines (RFC 1459/2812 with IRCv3 message tags, docs/protocols.md §6): parse and format.
 
 Pure functions, no I/O; ``client.py`` is the only module that touches a socket.
 

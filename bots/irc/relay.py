@@ -29,7 +29,7 @@ from bots.irc.flood import MergeQueue
 from bots.irc.keys import ChannelDirectory, KeysError
 from bots.irc.lines import correction_line
 from bots.irc.source import CaptionSource, CorrectionEvent
-from orchestrator.settings import IrcRoomSettings, IrcSettings
+from plenary.settings import IrcRoomSettings, IrcSettings
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bots.captioner.bus import CaptionBus, Subscription
-from bots.captioner.events import CaptionEvent
+from plenary.bus import CaptionBus, Subscription
+from plenary.events import CaptionEvent
 
 log = logging.getLogger(__name__)
 

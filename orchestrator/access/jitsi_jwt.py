@@ -1,4 +1,4 @@
-"""Jitsi join tokens and links (PROTOCOLS.md §3: prosody's token/util.lib.lua).
+"""Jitsi join tokens and links (docs/protocols.md §3: prosody's token/util.lib.lua).
 
     token = mint(settings.jitsi, room="keynote", identity=alice, moderator=True)
     join_url(settings.jitsi, "keynote", token, low_bandwidth=True)
@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import jwt
 
 from orchestrator.access.identity import Identity
-from orchestrator.settings import JitsiSettings
+from plenary.settings import JitsiSettings
 
 # Jitsi lowercases room names and prosody compares the token's lowercased `room` with
 # the MUC node; a conservative subset keeps links, JIDs and file names safe.

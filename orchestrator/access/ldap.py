@@ -37,7 +37,7 @@ import ldap.filter
 
 from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials
 from orchestrator.access.identity import Identity
-from orchestrator.settings import LdapSettings
+from plenary.settings import LdapSettings
 
 log = logging.getLogger(__name__)
 

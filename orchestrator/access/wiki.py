@@ -1,4 +1,4 @@
-"""MediaWiki as an identity source (PROTOCOLS.md §4): OAuth 2.0 login, groups, events.
+"""MediaWiki as an identity source (docs/protocols.md §4): OAuth 2.0 login, groups, events.
 
     state, verifier = new_state(), new_code_verifier()   # keep both in the session
     raise web.HTTPFound(wiki.authorize_url(state, verifier, redirect_uri))
@@ -32,7 +32,7 @@ from orchestrator.access.errors import (
     UnknownEvent,
 )
 from orchestrator.access.identity import Identity
-from orchestrator.settings import WikiSettings
+from plenary.settings import WikiSettings
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,9 @@ from aiohttp import WSMsgType, web
 from aiohttp_session import get_session
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.access.policy import captioner
 from orchestrator.access.read_tokens import ReadTokens, owner_of
-from orchestrator.captions import wire
 from orchestrator.captions.model import Caption, Correction
 from orchestrator.captions.present import room_view
 from orchestrator.captions.readers import _owner_now, room_or_none
@@ -49,6 +47,8 @@ from orchestrator.problems import bearer, match_token, problem
 from orchestrator.rooms.policy import parse
 from orchestrator.web.keys import wiki_key
 from orchestrator.web.sessions import current_identity
+from plenary import wire
+from plenary.events import CaptionEvent
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prosody's meeting and occupant posts (PROTOCOLS.md §2b), parsed without I/O.
+"""Prosody's meeting and occupant posts (docs/protocols.md §2b), parsed without I/O.
 
 Two senders post the same shape to ``/api/v1/events/{room/created, room/destroyed,
 occupant/joined, occupant/left}``: jitsi-contrib's ``event_sync`` component and

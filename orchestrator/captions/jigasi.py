@@ -1,4 +1,4 @@
-"""Jigasi's ``SEND_JSON_REMOTE_URLS`` posts (PROTOCOLS.md §2), parsed without I/O.
+"""Jigasi's ``SEND_JSON_REMOTE_URLS`` posts (docs/protocols.md §2), parsed without I/O.
 
     post = parse(b'{"event":"START","room_name":"keynote@conference.example.org",'
                  b'"timestamp":1700000000000}')
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from orchestrator.captions import wire
+from plenary import wire
 
 EVENTS = ("SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END")
 FALLBACK_NAME = "Fellow Jitser"

@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-from bots.captioner.events import CaptionEvent
 from orchestrator.captions.event_sync import Post
 from orchestrator.captions.store import now_ms
 from orchestrator.db import Database
+from plenary.events import CaptionEvent
 
 KEEP_DESTROYED_MS = 7 * 86_400_000  # meetings (and names) kept this long after they end
 CACHE_LIMIT = 10_000

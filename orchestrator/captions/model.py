@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from bots.captioner.events import CaptionEvent
-from orchestrator.captions.wire import is_clean, scrub
+from plenary.events import CaptionEvent
+from plenary.wire import is_clean, scrub
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.captions.event_sync import KINDS
-from orchestrator.captions.wire import ProducerEvent
+from plenary.wire import ProducerEvent
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 ERRORS = {

@@ -6,7 +6,6 @@ import json
 
 from aiohttp import web
 
-from bots.captioner import formats
 from orchestrator.access.policy import captioner
 from orchestrator.captions.model import Session
 from orchestrator.captions.pid import normalize
@@ -18,6 +17,7 @@ from orchestrator.render import render
 from orchestrator.rooms.policy import parse
 from orchestrator.web.keys import wiki_key
 from orchestrator.web.sessions import current_identity
+from plenary import formats
 
 SIZES = (1, 2, 3, 4, 5)
 DEFAULT_SIZE = 3

@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from bots.captioner import formats
-from bots.captioner.events import CaptionEvent
 from orchestrator.captions.model import Caption
 from orchestrator.captions.service import Captions, main_room
 from orchestrator.rooms.model import LANG_RE
+from plenary import formats
+from plenary.events import CaptionEvent
 
 CHROME_LANG = "en"  # the language of Plenary's own words (headings, buttons, notices)
 MAX_UNTIMED_CUE_MS = 7000  # an untimed caption is shown until the next one, at most this

@@ -20,7 +20,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(f"/pid/{PID}.{{ext:txt|vtt|srt|json}}", pages.pid, name="pid_export"),
         web.get("/api/v1/rooms/{room}/captions", api.poll),
         web.post("/api/v1/rooms/{room}/captions", api.post_captions),
-        web.post("/api/v1/captions", api.post_batch),  # captioners (PROTOCOLS.md delivery)
+        web.post("/api/v1/captions", api.post_batch),  # captioners (docs/protocols.md delivery)
         web.delete(f"/api/v1/transcripts/{PID}", api.withdraw),
         web.post("/api/v1/jigasi", api.jigasi_post),
         web.post("/api/v1/jigasi/{secret}", api.jigasi_post),

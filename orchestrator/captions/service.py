@@ -33,8 +33,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bots.captioner.bus import CaptionBus
-from bots.captioner.events import CaptionEvent
 from orchestrator import metrics
 from orchestrator.captions import jigasi
 from orchestrator.captions.hub import Hub
@@ -44,7 +42,9 @@ from orchestrator.captions.store import CaptionStore, Duplicate, NoSuchCaption, 
 from orchestrator.keys import bus_key, db_key, settings_key
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
-from orchestrator.settings import CaptionsSettings
+from plenary.bus import CaptionBus
+from plenary.events import CaptionEvent
+from plenary.settings import CaptionsSettings
 
 log = logging.getLogger(__name__)
 

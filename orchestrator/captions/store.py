@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bots.captioner.events import CaptionEvent
 from orchestrator.captions.model import Caption, Correction, Session
 from orchestrator.captions.pid import new_pid
-from orchestrator.captions.wire import MAX_DURATION_MS, duration_ms, scrub, stored_ms
 from orchestrator.db import Database
-from orchestrator.settings import CaptionsSettings
+from plenary.events import CaptionEvent
+from plenary.settings import CaptionsSettings
+from plenary.wire import MAX_DURATION_MS, duration_ms, scrub, stored_ms
 
 DAY_MS = 86_400_000
 PID_ATTEMPTS = 8

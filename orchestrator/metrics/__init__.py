@@ -37,11 +37,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from bots.captioner.bus import CaptionBus
 from orchestrator.jvb import StatsPoller
 from orchestrator.keys import bus_key, db_key, settings_key
-from orchestrator.metrics.exposition import metrics_view, new_registry, registry_key
 from orchestrator.rooms.repository import RoomRepository
+from plenary.bus import CaptionBus
+from plenary.exposition import metrics_view, new_registry, registry_key
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from orchestrator.db import Database
 from orchestrator.rooms.model import RoomCreate
 from orchestrator.rooms.repository import RoomExists, RoomNotFound, RoomRepository
-from orchestrator.settings import Settings
+from plenary.settings import Settings
 
 
 def add_parser(sub: Any) -> None:

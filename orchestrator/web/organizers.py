@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.access.identity import Identity
-from orchestrator.settings import OrchestratorSettings
+from plenary.settings import OrchestratorSettings
 
 
 def is_organizer(settings: OrchestratorSettings, who: Identity) -> bool:

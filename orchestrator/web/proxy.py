@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 
-from orchestrator.settings import Settings
+from plenary.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -1,5 +1,5 @@
 -- Prosody module: give each occupant of a conference the MUC affiliation its Jitsi
--- token asks for. Plenary's orchestrator issues the tokens (PROTOCOLS.md section 3):
+-- token asks for. Plenary's orchestrator issues the tokens (docs/protocols.md section 3):
 -- context.user.affiliation owner, moderator or teacher, or context.user.moderator
 -- true, makes an owner (a Jitsi moderator); any other token makes a member.
 -- Sessions without a token (jicofo, the videobridge) are left alone.

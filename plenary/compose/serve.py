@@ -31,9 +31,9 @@ from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
 from orchestrator.irc_channels import with_relay_reader
-from orchestrator.metrics.exposition import registry_key
-from orchestrator.settings import Settings
 from orchestrator.web.proxy import ClientAccessLogger
+from plenary.exposition import registry_key
+from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
 

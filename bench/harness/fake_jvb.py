@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "jitsi"
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "jitsi"
 CURRENT = "jvb-colibri-stats-2.3.63.json"
 LEGACY = "jvb-colibri-stats-legacy-2019.json"
 

@@ -40,8 +40,8 @@ from typing import Any
 import ldap
 import ldap.modlist
 
-from orchestrator.settings import LdapSettings
-from tests.netutil import free_port, make_certificate
+from bench.harness.netutil import free_port, make_certificate
+from plenary.settings import LdapSettings
 
 HOST = "127.0.0.1"
 BASE = "dc=example,dc=org"

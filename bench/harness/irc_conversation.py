@@ -23,13 +23,13 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from bench.harness.ircservers import HOST, RawClient, joined, relay_running, until
+from bench.harness.rooms_helpers import AUTH, room_json
+from bench.harness.rooms_helpers import TOKEN as ADMIN
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
-from orchestrator.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings, load_settings
-from tests.ircservers import HOST, RawClient, joined, relay_running, until
-from tests.rooms_helpers import AUTH, room_json
-from tests.rooms_helpers import TOKEN as ADMIN
+from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings, load_settings
 
 PRODUCER = "conversation-producer"
 ROOM = "talk"

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from bots.captioner.events import CaptionEvent
+from plenary.events import CaptionEvent
 
 MAX_TEXT = 10_000  # characters of one caption
 MAX_NAME = 200  # characters of an identifier or a speaker's name
@@ -177,7 +177,7 @@ class JigasiAlternative(BaseModel):
 
 
 class JigasiBody(BaseModel):
-    """A Jigasi ``SEND_JSON_REMOTE_URLS`` post (PROTOCOLS.md §2); jigasi.py reads it."""
+    """A Jigasi ``SEND_JSON_REMOTE_URLS`` post (docs/protocols.md §2); jigasi.py reads it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

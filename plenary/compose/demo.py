@@ -28,15 +28,15 @@ import numpy as np
 import soxr
 from aiohttp import web
 
-from bench.scoring import cer
 from bots.captioner.app import create_app
 from bots.captioner.audio import decode_file
-from bots.captioner.corpus import CorpusMissing, Utterance, load_corpus
-from bots.captioner.events import CaptionEvent
 from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app as create_orchestrator
-from orchestrator.settings import Settings
+from plenary.corpus import CorpusMissing, Utterance, load_corpus
+from plenary.events import CaptionEvent
+from plenary.scoring import cer
+from plenary.settings import Settings
 
 RATE = 16000
 FRAME_SECONDS = 0.2

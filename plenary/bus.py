@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from bots.captioner.events import CaptionEvent
+from plenary.events import CaptionEvent
 
 
 class Subscription:

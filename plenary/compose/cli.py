@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.settings import ConfigError, Settings, describe_settings, load_settings
+from plenary.settings import ConfigError, Settings, describe_settings, load_settings
 
 
 def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,7 +34,7 @@ def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from orchestrator.serve import serve
+    from plenary.compose.serve import serve
 
     asyncio.run(serve(settings, captioner=not args.no_captioner))
     return 0
@@ -47,7 +47,7 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bots.demo import run
+    from plenary.compose.demo import run
 
     return run(args, settings)
 

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from bots.captioner.events import CaptionEvent
+from plenary.events import CaptionEvent
 
 FORMATS = ("txt", "vtt", "srt", "jsonl")
 READ_CHARS_PER_SECOND = 15  # a comfortable subtitle reading speed

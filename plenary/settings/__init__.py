@@ -682,7 +682,7 @@ class WikiSettings(BaseModel):
 
 
 class JitsiSettings(BaseModel):
-    """The Jitsi deployment whose prosody checks the tokens Plenary issues (PROTOCOLS.md §3)."""
+    """The Jitsi deployment whose prosody checks Plenary's tokens (docs/protocols.md §3)."""
 
     model_config = ConfigDict(extra="forbid")
 

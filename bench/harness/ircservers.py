@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.harness.netutil import free_port, make_certificate
 from bots.irc import protocol
 from bots.irc.relay import Relay
-from tests.netutil import free_port, make_certificate
 
 HOST = "127.0.0.1"
-VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 
 
 def binary(name: str) -> str | None:

@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from orchestrator.metrics.host import HostCollector
+from plenary.host_metrics import HostCollector
 
 registry_key = web.AppKey("metrics_registry", CollectorRegistry)
 
