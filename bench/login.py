@@ -29,11 +29,11 @@ from bench.harness.slapd import run_slapd
 from bench.stats import summary
 from orchestrator.access.jitsi_jwt import mint
 from orchestrator.access.ldap import LdapDirectory
-from orchestrator.access.policy import Policy, decide
+from orchestrator.access.policy import AccessPolicy, decide
 from plenary.settings import JitsiSettings
 
 USERS = 200
-POLICY = Policy.model_validate(
+POLICY = AccessPolicy.model_validate(
     {
         "access": [{"kind": "ldap_group", "group": "devs"}],
         "moderators": [{"kind": "user", "source": "ldap", "name": "user0"}],

@@ -29,11 +29,11 @@ from aiohttp import web
 
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import decide
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.db import Database
-from orchestrator.keys import db_key, settings_key
 from orchestrator.problems import check_bearer, problem
 from orchestrator.rooms.model import Room
-from orchestrator.rooms.policy import parse
+from orchestrator.rooms.policy import access_policy, readers_policy
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
 from plenary.settings import Settings
 
@@ -219,10 +219,10 @@ async def page_data(
     data["state"] = state
     if not closed or who is None:
         return data
-    admitted = (await decide(parse(room.policy), who, wiki, room=room.slug)).allowed
+    admitted = (await decide(access_policy(room.policy), who, wiki, room=room.slug)).allowed
     readers = getattr(room, "caption_readers", [])
     if not admitted and readers:
-        admitted = (await decide(parse({"access": readers}), who, wiki, room=room.slug)).allowed
+        admitted = (await decide(readers_policy(readers), who, wiki, room=room.slug)).allowed
     data["admitted"] = admitted
     if admitted:
         data["key"] = admin_key or await keys.key(room.slug)

@@ -1,4 +1,4 @@
-"""Every URL of the orchestrator in one table."""
+"""Every URL of the orchestrator in one table, and ``/healthz``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator import views
+from orchestrator.app_keys import db_key
 from orchestrator.captions.routes import routes as caption_routes
 from orchestrator.irc_channels import routes as irc_routes
 from orchestrator.rooms.api import api_routes
@@ -15,9 +15,16 @@ from orchestrator.web.routes import web_routes
 STATIC = Path(__file__).parent / "static"
 
 
+async def health(request: web.Request) -> web.Response:
+    """200 once the database answers."""
+    db = request.app[db_key]
+    await db.read(lambda c: c.execute("SELECT 1").fetchone())
+    return web.json_response({"status": "ok"})
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
-        web.get("/healthz", views.health),
+        web.get("/healthz", health),
         web.static("/static", STATIC),
         *api_routes(),
         *web_routes(),

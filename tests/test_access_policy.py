@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from orchestrator.access.identity import Identity
-from orchestrator.access.policy import Decision, Policy, decide
+from orchestrator.access.policy import AccessPolicy, Decision, decide
 from orchestrator.access.wiki import MediaWiki
 from plenary.settings import WikiSettings
 from tests.fake_mediawiki import CLIENT_ID, CLIENT_SECRET, FakeWiki
@@ -24,8 +24,8 @@ WIKI_SYSOP = Identity("wiki", "1000", "Alice", "Alice", None, frozenset({"user",
 BLOCKED = Identity("wiki", "1002", "Vandal", "Vandal", None, frozenset({"sysop"}), blocked=True)
 
 
-def policy(access: list[dict[str, Any]], moderators: list[dict[str, Any]] = ()) -> Policy:
-    return Policy.model_validate({"access": access, "moderators": list(moderators)})
+def policy(access: list[dict[str, Any]], moderators: list[dict[str, Any]] = ()) -> AccessPolicy:
+    return AccessPolicy.model_validate({"access": access, "moderators": list(moderators)})
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_rules_parse_as_a_discriminated_union() -> None:
     assert p.access[3].global_ is True  # type: ignore[union-attr]
     dumped = p.model_dump(by_alias=True)
     assert dumped["access"][3] == {"kind": "wiki_group", "group": "sysop", "global": True}
-    assert Policy.model_validate(dumped) == p
+    assert AccessPolicy.model_validate(dumped) == p
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,25 @@
 """'No transcript' means nothing kept: a room without transcript_retention_days, through
-the real API, leaves none of its words in the SQLite file, its WAL or its shared memory."""
+the real API, leaves none of its words in the SQLite file, its WAL or its shared memory,
+no caption rows and no transcript; a room changed keep → none (PATCH or PUT) stops
+recording with the next caption, and none → keep records from then on."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.harness.rooms_helpers import AUTH as ADMIN_AUTH
 from bench.harness.rooms_helpers import TOKEN as ADMIN
+from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
-from orchestrator.keys import settings_key
+from orchestrator.app_keys import settings_key
 from plenary.settings import load_settings
 from tests.captions_helpers import make_room, patch_room
 
@@ -51,6 +57,38 @@ def database_bytes(path: Path) -> bytes:
     )
 
 
+def caption_rows(path: Path, room: str) -> dict[str, int]:
+    """The room's rows in each caption table, read from the file as another process would."""
+    tables = ("caption_sessions", "caption_events", "caption_corrections")
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t} WHERE room = ?", (room,)).fetchone()[0]
+            for t in tables
+        }
+
+
+def database_path(client: Any) -> Path:
+    return Path(client.app[settings_key].orchestrator.database)
+
+
+async def put_room(client: Any, slug: str, **over: Any) -> None:
+    """Replace the room over ``PUT /api/v1/rooms/<slug>`` (every field but the name)."""
+    fields = room_json(slug, **over)
+    del fields["slug"]
+    response = await client.put(f"/api/v1/rooms/{slug}", json=fields, headers=ADMIN_AUTH)
+    assert response.status == 200, await response.text()
+
+
+async def exports(client: Any, pid: str) -> str:
+    """Every export of transcript ``pid``, joined: text, JSON, WebVTT, SRT and the page."""
+    parts = []
+    for suffix in (".txt", ".json", ".vtt", ".srt", ""):
+        response = await client.get(f"/pid/{pid}{suffix}")
+        assert response.status == 200, (suffix, await response.text())
+        parts.append(await response.text())
+    return "\n".join(parts)
+
+
 async def sse_texts(client: Any, room: str, count: int) -> list[str]:
     got: list[str] = []
     async with client.get(f"/r/{room}/captions/stream?after=0") as stream:
@@ -85,6 +123,10 @@ async def test_a_room_without_transcript_keeps_nothing_on_disk(client: Any) -> N
     # … and not one of the quiet room's.
     found = [t for t in quiet if t.encode() in raw]
     assert found == []
+    assert caption_rows(path, "quiet") == {
+        "caption_sessions": 0, "caption_events": 0, "caption_corrections": 0,
+    }  # fmt: skip
+    assert caption_rows(path, "kept")["caption_events"] == 3
 
     # Transcripts are refused with the same sentence the room page says.
     transcripts = await client.get("/r/quiet/transcripts")
@@ -122,3 +164,47 @@ async def test_recording_turned_on_later_does_not_reveal_what_was_said(client: A
     raw = database_bytes(Path(client.app[settings_key].orchestrator.database))
     assert not any(t.encode() in raw for t in again)
     assert (await client.get(f"/pid/{pid}.txt")).status == 200
+
+
+async def test_keep_then_none_then_keep_through_patch_and_put(client: Any) -> None:
+    path = database_path(client)
+    await make_room(client, "switch", transcript_retention_days=30)
+    kept, dropped, again, dropped_too = (texts(w, 4) for w in ("kept", "drop", "again", "drop2"))
+
+    # keep: recorded, in a transcript with every export.
+    await post(client, "switch", kept)
+    poll = await (await client.get("/api/v1/rooms/switch/captions?after=0")).json()
+    pid = poll["events"][0]["session"]
+    assert pid and all(e["session"] == pid for e in poll["events"])
+    transcript = await exports(client, pid)
+    assert all(t in transcript for t in kept)
+
+    # keep → none (PATCH null): the next captions are live only.
+    room = await patch_room(client, "switch", transcript_retention_days=None)
+    assert room["transcript_retention_days"] is None
+    await post(client, "switch", dropped)
+    poll = await (await client.get("/api/v1/rooms/switch/captions?after=4")).json()
+    assert [(e["text"], e["session"]) for e in poll["events"]] == [(t, "") for t in dropped]
+    transcript = await exports(client, pid)
+    assert not any(t in transcript for t in dropped)
+    assert not any(t.encode() in database_bytes(path) for t in dropped)
+    assert caption_rows(path, "switch")["caption_events"] == len(kept)
+    listing = await (await client.get("/r/switch/transcripts")).text()
+    assert "not recorded and no transcript is kept" in listing and pid in listing
+
+    # none → keep (PUT with a retention): recorded again from the next caption on.
+    await put_room(client, "switch", transcript_retention_days=5)
+    await post(client, "switch", again)
+    poll = await (await client.get("/api/v1/rooms/switch/captions?after=0")).json()
+    assert [e["text"] for e in poll["events"]] == kept + again  # the live-only ones: gone
+    stored = await exports(client, poll["events"][-1]["session"])
+    assert all(t in stored for t in again) and not any(t in stored for t in dropped)
+    assert all(t.encode() in database_bytes(path) for t in again)
+    assert caption_rows(path, "switch")["caption_events"] == len(kept) + len(again)
+
+    # keep → none (PUT null): nothing more on disk.
+    await put_room(client, "switch", transcript_retention_days=None)
+    await post(client, "switch", dropped_too)
+    raw = database_bytes(path)
+    assert not any(t.encode() in raw for t in dropped + dropped_too)
+    assert caption_rows(path, "switch")["caption_events"] == len(kept) + len(again)

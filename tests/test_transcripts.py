@@ -1,4 +1,4 @@
-"""Transcripts: persistent identifiers, content negotiation, retention, withdrawal, rename."""
+"""Transcripts: persistent identifiers, content negotiation, retention, withdrawal."""
 
 from __future__ import annotations
 
@@ -74,17 +74,6 @@ async def test_one_url_serves_html_json_and_vtt(client: Any) -> None:
     upper = await client.get(f"/pid/{pid.upper()}", allow_redirects=False)
     assert upper.status == 301 and upper.headers["Location"] == f"/pid/{pid}"
     assert (await client.get("/pid/2222-2222-2222")).status == 404
-
-
-async def test_identifiers_survive_a_room_rename(client: Any) -> None:
-    captions = client.app[captions_key]
-    pid = (await captions.accept(event("old-name", "first words"))).session
-    await captions.store.rename_room("old-name", "new-name")
-    data = await (await client.get(f"/pid/{pid}.json")).json()
-    assert data["room"] == "new-name" and data["captions"][0]["text"] == "first words"
-    assert (await captions.accept(event("new-name", "more"))).seq == 2  # numbering goes on
-    poll = await (await client.get("/api/v1/rooms/new-name/captions")).json()
-    assert [e["text"] for e in poll["events"]] == ["first words", "more"]
 
 
 async def test_retention_removes_exactly_the_expired_sessions(client: Any) -> None:

@@ -102,7 +102,7 @@ class WikiEvent(_Rule):
 Rule = Annotated[Anyone | User | LdapGroup | WikiGroup | WikiEvent, Field(discriminator="kind")]
 
 
-class Policy(BaseModel):
+class AccessPolicy(BaseModel):
     """Who may enter a room (``access``), who moderates it (``moderators``) and who
     corrects and types its captions (``captioners``)."""
 
@@ -201,7 +201,7 @@ def _who(identity: Identity) -> str:
 
 
 async def decide(
-    policy: Policy, identity: Identity, wiki: MediaWiki | None, *, room: str | None = None
+    policy: AccessPolicy, identity: Identity, wiki: MediaWiki | None, *, room: str | None = None
 ) -> Decision:
     """May ``identity`` enter, and as a moderator? See the module docstring for the order."""
     decision = await _decide(policy, identity, wiki)
@@ -216,7 +216,7 @@ async def decide(
     return decision
 
 
-async def _decide(policy: Policy, identity: Identity, wiki: MediaWiki | None) -> Decision:
+async def _decide(policy: AccessPolicy, identity: Identity, wiki: MediaWiki | None) -> Decision:
     if identity.blocked:
         return Decision(False, False, None, "the wiki account is blocked", "blocked")
     rule, reasons, down = await _first(policy.moderators, identity, wiki)
@@ -234,7 +234,7 @@ async def _decide(policy: Policy, identity: Identity, wiki: MediaWiki | None) ->
 
 
 async def captioner(
-    policy: Policy, identity: Identity, wiki: MediaWiki | None, *, room: str | None = None
+    policy: AccessPolicy, identity: Identity, wiki: MediaWiki | None, *, room: str | None = None
 ) -> Decision:
     """May ``identity`` correct and type the room's captions (a captioner rule matches)?"""
     if identity.blocked:

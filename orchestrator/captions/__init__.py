@@ -17,4 +17,4 @@ __all__ = ["Captions", "captions_ctx", "captions_key", "close_streams", "recordi
 
 async def recording_notice(app: web.Application, room: str) -> str:
     """One plain sentence for a page: whether captions are recorded and for how long."""
-    return (await app[captions_key].recording(room)).notice
+    return (await app[captions_key].policy(room)).notice

@@ -37,16 +37,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from orchestrator import metrics
 from orchestrator.access.policy import captioner
 from orchestrator.access.read_tokens import ReadTokens, owner_of
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.captions.model import Caption, Correction
 from orchestrator.captions.present import room_view
 from orchestrator.captions.readers import _owner_now, room_or_none
 from orchestrator.captions.service import Captions, UnknownRoom, captions_key, main_room
 from orchestrator.captions.store import NoSuchCaption, TooLate
-from orchestrator.keys import db_key, settings_key
 from orchestrator.problems import bearer, match_token, problem
-from orchestrator.rooms.policy import parse
-from orchestrator.web.keys import wiki_key
+from orchestrator.rooms.policy import access_policy
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import wiki_key
 from plenary import wire
 from plenary.events import CaptionEvent
 
@@ -118,7 +118,9 @@ async def captioner_of(request: web.Request, slug: str, *, api: bool) -> str:
             ):
                 metrics.CORRECTIONS.labels(outcome="refused").inc()
                 raise problem(403, "a browser session must send its CSRF token in X-CSRF-Token")
-    decision = await captioner(parse(room.policy), who, request.app.get(wiki_key), room=slug)
+    decision = await captioner(
+        access_policy(room.policy), who, request.app.get(wiki_key), room=slug
+    )
     if not decision.allowed:
         metrics.CORRECTIONS.labels(outcome="refused").inc()
         status = 503 if decision.outcome == "unavailable" else 403

@@ -14,9 +14,9 @@ from orchestrator.captions.readers import Reader, admit, room_or_none
 from orchestrator.captions.service import captions_key, main_room
 from orchestrator.problems import problem
 from orchestrator.render import render
-from orchestrator.rooms.policy import parse
-from orchestrator.web.keys import wiki_key
+from orchestrator.rooms.policy import access_policy
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import wiki_key
 from plenary import formats
 
 SIZES = (1, 2, 3, 4, 5)
@@ -55,7 +55,7 @@ async def captions_page(request: web.Request) -> web.Response:
             "after": after,
             "size": size,
             "sizes": SIZES,
-            "notice": (await captions.recording(room)).notice,
+            "notice": (await captions.policy(room)).notice,
             # A reader who came with ?token= keeps it in the page's stream and links.
             "token": _token(request, reader),
             "captioner": await _captioner(request, room, reader),
@@ -71,7 +71,9 @@ async def _captioner(request: web.Request, room: str, reader: Reader) -> bool:
     who = await current_identity(request)
     if who is None:
         return False
-    decision = await captioner(parse(found.policy), who, request.app.get(wiki_key), room=room)
+    decision = await captioner(
+        access_policy(found.policy), who, request.app.get(wiki_key), room=room
+    )
     return decision.allowed
 
 
@@ -82,13 +84,13 @@ async def transcripts_page(request: web.Request) -> web.Response:
     reader = await admit(request, main_room(room))
     captions = request.app[captions_key]
     sessions = await captions.store.sessions(room)
-    recording = await captions.recording(room)
+    policy = await captions.policy(room)
     return render(
         request,
         "transcripts.html",
         {"room": room, "view": await room_view(captions, room), "sessions": sessions,
-         "notice": recording.notice, "token": _token(request, reader)},
-        status=200 if sessions or recording.keep_transcript else 404,
+         "notice": policy.notice, "token": _token(request, reader)},
+        status=200 if sessions or policy.keeps_transcript else 404,
     )  # fmt: skip
 
 

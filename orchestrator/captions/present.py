@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from orchestrator.captions.model import Caption
 from orchestrator.captions.service import Captions, main_room
 from orchestrator.rooms.model import LANG_RE
+from orchestrator.rooms.repository import RoomNotFound, RoomRepository
 from plenary import formats
 from plenary.events import CaptionEvent
 
@@ -96,8 +97,9 @@ class RoomView:
 async def room_view(captions: Captions, key: str) -> RoomView:
     """The view of caption key ``key``; a key Plenary has no room for (kept only with
     captions.accept_unknown_rooms) is shown under its name, in UTC."""
-    room = await captions.room(key)
-    if room is None:
+    try:
+        room = await RoomRepository(captions.store.db).get(main_room(key))
+    except RoomNotFound:
         return RoomView(key, key, ZoneInfo("UTC"), CHROME_LANG)
     title = room.title
     if key != main_room(key):  # a breakout room: the main room's title and its own name

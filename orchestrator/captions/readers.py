@@ -34,13 +34,13 @@ from orchestrator.access.errors import IdentitySourceUnavailable
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import Decision, decide
 from orchestrator.access.read_tokens import ReadTokens, owner_of
-from orchestrator.keys import db_key, settings_key
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.problems import bearer, match_token, problem
 from orchestrator.rooms.model import Room
-from orchestrator.rooms.policy import parse, public_captions, readers
+from orchestrator.rooms.policy import access_policy, public_captions, readers_policy
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
-from orchestrator.web.keys import directory_key, wiki_key
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import directory_key, wiki_key
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,10 @@ async def room_or_none(request: web.Request, slug: str) -> Room | None:
 async def may_read(request: web.Request, room: Room, who: Identity) -> Decision:
     """The room's decision for ``who``: its policy first, then its caption readers."""
     wiki = request.app.get(wiki_key)
-    decision = await decide(parse(room.policy), who, wiki, room=room.slug)
+    decision = await decide(access_policy(room.policy), who, wiki, room=room.slug)
     if decision.allowed or not room.caption_readers:
         return decision
-    more = await decide(readers(room.caption_readers), who, wiki, room=room.slug)
+    more = await decide(readers_policy(room.caption_readers), who, wiki, room=room.slug)
     if more.allowed:
         return more
     return decision

@@ -6,12 +6,13 @@ Jigasi posts; all call ``Captions.accept``. A room's finals are numbered and pub
 under one lock, so subscribers see them in order; a final whose event id was stored
 before comes back as a ``Duplicate`` and is neither stored nor published again.
 
-Rooms own the caption policy: every final asks the rooms repository whether its room
-records (``transcript_retention_days``; ``captions.live_only_rooms`` forces live only),
-so a change takes effect with the next caption. A room that keeps no transcript has its
-finals in memory only, the last ``LIVE_WINDOW`` per room, so live readers can resume
-(SSE Last-Event-ID, JSON poll ``after``); turning recording on drops that window, so
-what was said before is never shown as part of a transcript. Captions for a room
+Rooms own the caption policy: every final asks the rooms (``RoomPolicies``, the rooms
+repository) for its room's ``CaptionPolicy`` (``captions.live_only_rooms`` forces live
+only); nothing here reads a room itself, so a change takes effect with the next caption.
+A room that keeps no transcript has its finals in memory only, the last ``LIVE_WINDOW``
+per room, so live readers can resume (SSE Last-Event-ID, JSON poll ``after``); turning
+recording on drops that window, so what was said before is never shown as part of a
+transcript. Captions for a room
 Plenary does not know raise ``UnknownRoom`` unless ``captions.accept_unknown_rooms``.
 
 A captioner's correction (``correct``, docs/corrections.md) is a revision of a final: it
@@ -30,20 +31,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from aiohttp import web
 
 from orchestrator import metrics
+from orchestrator.app_keys import db_key, live_key, settings_key
 from orchestrator.captions import jigasi
-from orchestrator.captions.hub import Hub
 from orchestrator.captions.meetings import Meetings
-from orchestrator.captions.model import Caption, Correction, Item, Recording
+from orchestrator.captions.model import Caption, Correction, Item
 from orchestrator.captions.store import CaptionStore, Duplicate, NoSuchCaption, TooLate, now_ms
-from orchestrator.keys import bus_key, db_key, settings_key
-from orchestrator.rooms.model import Room
-from orchestrator.rooms.repository import RoomNotFound, RoomRepository
-from plenary.bus import CaptionBus
+from orchestrator.rooms.policy import NO_TRANSCRIPT, CaptionPolicy
+from orchestrator.rooms.repository import RoomRepository
 from plenary.events import CaptionEvent
+from plenary.fanout import Ending, FanOut, Overflow
 from plenary.settings import CaptionsSettings
 
 log = logging.getLogger(__name__)
@@ -59,56 +60,86 @@ class UnknownRoom(Exception):
         self.room = room
 
 
+class RoomPolicies(Protocol):
+    """What the caption layer asks the rooms (orchestrator.rooms.repository implements it)."""
+
+    async def policy_for(self, slug: str) -> CaptionPolicy | None:
+        """Room ``slug``'s caption policy as it is now; None: no such room."""
+
+    async def policies(self) -> dict[str, CaptionPolicy]:
+        """Every room's caption policy, by slug."""
+
+
 def main_room(key: str) -> str:
     """The room whose policy governs a caption key (a breakout key is ``<slug>.breakout-…``)."""
     return key.split(".", 1)[0]
 
 
+# What a live reader's stream says last (SSE ``event: end``, captions.txt's last line).
+ENDINGS = {
+    Ending.SLOW: "too slow: more than {n} captions behind; "
+    "reconnect with Last-Event-ID to resume",
+    Ending.SHUTDOWN: "server shutting down; reconnect with Last-Event-ID to resume",
+}
+
+
+def live_fanout(maxsize: int) -> FanOut[Item]:
+    """Each room's captions, corrections and partials to its live readers. A reader
+    ``maxsize`` behind is dropped rather than skipped ahead: it resumes from its last
+    position, so no reader misses a caption in silence."""
+    return FanOut(
+        overflow=Overflow.DROP_SUBSCRIBER, maxsize=maxsize, topic=lambda i: i.room, reasons=ENDINGS
+    )
+
+
+def is_final(item: Item) -> bool:
+    """What a reader that asked for no partials is given."""
+    return item.is_final
+
+
 class Captions:
     def __init__(
-        self, store: CaptionStore, settings: CaptionsSettings, bus: CaptionBus | None = None
+        self,
+        store: CaptionStore,
+        settings: CaptionsSettings,
+        rooms: RoomPolicies,
+        hub: FanOut[Item] | None = None,
     ) -> None:
         self.store = store
-        self.bus = bus or CaptionBus()  # counts what readers were given (plenary_caption_events)
+        self.rooms = rooms
         self.settings = settings
-        self.hub = Hub(settings.subscriber_queue)
+        # Its published count is plenary_caption_events.
+        self.hub = hub or live_fanout(settings.subscriber_queue)
         self._locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, deque[Caption]] = {}  # rooms keeping no transcript
         self._live_fixes: dict[str, deque[Correction]] = {}  # their corrections
         self._sent: dict[str, deque[float]] = {}  # captioners' recent actions (rate limit)
         # Meeting id → room, endpoint → name (Prosody posts, Jigasi JOINs), in the database.
         self.meetings = Meetings(store.db)
-        self.rooms = RoomRepository(store.db)
 
-    async def room(self, key: str) -> Room | None:
-        """The room governing a caption key; None when Plenary has no such room."""
-        try:
-            return await self.rooms.get(main_room(key))
-        except RoomNotFound:
-            return None
-
-    async def recording(self, key: str, room: Room | None = None) -> Recording:
-        """Whether the room records, as it says now (``room`` when already looked up)."""
+    async def policy(self, key: str, known: CaptionPolicy | None = None) -> CaptionPolicy:
+        """What the room of caption key ``key`` keeps, as the rooms say now (``known``
+        when already asked)."""
         if main_room(key) in self.settings.live_only_rooms:
-            return Recording(keep_transcript=False, retention_days=0)
-        room = room or await self.room(key)
-        if room is None:  # only kept with captions.accept_unknown_rooms
-            return Recording(keep_transcript=True, retention_days=self.settings.retention_days)
-        days = room.transcript_retention_days
-        return Recording(keep_transcript=days is not None, retention_days=days or 0)
+            return NO_TRANSCRIPT
+        policy = known or await self.rooms.policy_for(main_room(key))
+        if policy is None:  # only kept with captions.accept_unknown_rooms
+            return CaptionPolicy("keep", self.settings.retention_days)
+        return policy
 
-    async def _known(self, key: str) -> Room | None:
-        room = await self.room(key) if key else None
-        if room is None and not (key and self.settings.accept_unknown_rooms):
+    async def _known(self, key: str) -> CaptionPolicy | None:
+        """The room's policy; UnknownRoom when Plenary has no such room and accepts none."""
+        policy = await self.rooms.policy_for(main_room(key)) if key else None
+        if policy is None and not (key and self.settings.accept_unknown_rooms):
             raise UnknownRoom(key)
-        return room
+        return policy
 
     # ---- reads that follow the room's recording ---------------------------------
 
     async def after(self, room: str, after: int, limit: int) -> list[Caption]:
         """Finals numbered after ``after``: stored ones, or the live window of a room
         that keeps no transcript."""
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             return await self.store.after(room, after, limit)
         return [c for c in self._live.get(room, ()) if c.seq > after][:limit]
 
@@ -116,27 +147,27 @@ class Captions:
         """Captions and corrections whose position is after ``after``, in stream order
         (what a reader resuming from SSE id ``after`` is owed)."""
         items: list[Item] = list(await self.after(room, after, limit))
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             items += await self.store.corrections_after(room, after, limit)
         else:
             items += [f for f in self._live_fixes.get(room, ()) if f.pos > after][:limit]
         return sorted(items, key=lambda i: i.position)[:limit]
 
     async def corrections_after(self, room: str, after: int, limit: int) -> list[Correction]:
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             return await self.store.corrections_after(room, after, limit)
         return [f for f in self._live_fixes.get(room, ()) if f.pos > after][:limit]
 
     async def last_fix_pos(self, room: str) -> int:
         """The stream position of the room's latest correction (0: none)."""
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             return await self.store.last_fix_pos(room)
         fixes = self._live_fixes.get(room)
         return fixes[-1].pos if fixes else 0
 
     async def last_correction(self, room: str, by: str) -> Correction | None:
         """Captioner ``by``'s latest correction in ``room`` (what undo reverts)."""
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             return await self.store.last_correction(room, by)
         return next((f for f in reversed(self._live_fixes.get(room, ())) if f.by == by), None)
 
@@ -161,7 +192,7 @@ class Captions:
         window_ms = round(self.settings.correction_window_hours * 3_600_000)
         at = now_ms()
         async with self._locks.setdefault(room, asyncio.Lock()):
-            if (await self.recording(room)).keep_transcript:
+            if (await self.policy(room)).keeps_transcript:
                 fix = await self.store.correct(room, seq, text, speaker, by, at, window_ms)
             else:
                 fix = await self._correct_live(room, seq, text, speaker, by, at, window_ms)
@@ -191,7 +222,7 @@ class Captions:
         return fix
 
     async def latest(self, room: str, count: int) -> list[Caption]:
-        if (await self.recording(room)).keep_transcript:
+        if (await self.policy(room)).keeps_transcript:
             return await self.store.latest(room, count)
         return list(self._live.get(room, ()))[-count:] if count > 0 else []
 
@@ -213,13 +244,12 @@ class Captions:
                 event.text, event.message_id, is_final=False,
             )  # fmt: skip
             self.hub.publish(partial)
-            self.bus.publish(event)
             return partial
         if not event.text.strip():
             return None
         started = time.perf_counter()  # waits for the room's lock and the writer count
         async with self._locks.setdefault(room, asyncio.Lock()):
-            keep = (await self.recording(room, known)).keep_transcript
+            keep = (await self.policy(room, known)).keeps_transcript
             caption = await self.store.append(room, event, at, keep)
             if isinstance(caption, Duplicate):
                 return caption
@@ -229,7 +259,6 @@ class Captions:
             else:
                 self._live.setdefault(room, deque(maxlen=LIVE_WINDOW)).append(caption)
             self.hub.publish(caption)
-        self.bus.publish(event)
         metrics.CAPTION_STORE_SECONDS.observe(time.perf_counter() - started)
         return caption
 
@@ -245,7 +274,7 @@ class Captions:
             await self.meetings.jigasi_left(room, who.id, at)
         elif post.event == "START":
             async with self._locks.setdefault(room, asyncio.Lock()):
-                keep = (await self.recording(room, known)).keep_transcript
+                keep = (await self.policy(room, known)).keeps_transcript
                 await self.store.start_session(room, at, keep)
         elif post.event == "END":
             async with self._locks.setdefault(room, asyncio.Lock()):
@@ -282,8 +311,8 @@ class Captions:
         """Days each room's transcripts are kept; a room that records no more keeps what
         it recorded before for captions.retention_days."""
         return {
-            r.slug: r.transcript_retention_days or self.settings.retention_days
-            for r in await self.rooms.list()
+            slug: policy.retention_days if policy.keeps_transcript else self.settings.retention_days
+            for slug, policy in (await self.rooms.policies()).items()
         }
 
 
@@ -293,7 +322,8 @@ captions_key = web.AppKey("captions", Captions)
 async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Needs the database (database_ctx must come first)."""
     settings = app[settings_key].captions
-    captions = Captions(CaptionStore(app[db_key], settings), settings, app[bus_key])
+    db = app[db_key]
+    captions = Captions(CaptionStore(db, settings), settings, RoomRepository(db), app[live_key])
     app[captions_key] = captions
     tasks = [asyncio.create_task(captions.retention_loop())]
     yield

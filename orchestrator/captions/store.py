@@ -237,20 +237,6 @@ class CaptionStore:
 
         return await self.db.write(run)
 
-    async def rename_room(self, old: str, new: str) -> None:
-        """Move a room's captions to its new slug; identifiers are unaffected."""
-
-        def run(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM caption_counters WHERE room = ?", (new,)).fetchone():
-                raise ValueError(f"room {new!r} already has captions")
-            conn.execute("UPDATE caption_counters SET room = ? WHERE room = ?", (new, old))
-            conn.execute("UPDATE caption_sessions SET room = ? WHERE room = ?", (new, old))
-            conn.execute("UPDATE caption_events SET room = ? WHERE room = ?", (new, old))
-            conn.execute("UPDATE caption_event_ids SET room = ? WHERE room = ?", (new, old))
-            conn.execute("UPDATE caption_corrections SET room = ? WHERE room = ?", (new, old))
-
-        await self.db.write(run)
-
     # ---- reads ----------------------------------------------------------------
 
     async def last_seq(self, room: str) -> int:

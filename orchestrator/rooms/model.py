@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.access.jitsi_jwt import is_valid_room_name
+from orchestrator.rooms.policy import CaptionPolicy, check_policy, check_readers
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
@@ -151,7 +152,8 @@ class RoomFields(BaseModel):
     policy: dict[str, Any] = Field(
         default_factory=lambda: {"access": [], "moderators": []},
         description="Access policy, moderators and captioners (who correct and type the "
-        "captions) as orchestrator.access.policy.Policy JSON; an empty object lets no one in.",
+        "captions) as orchestrator.access.policy.AccessPolicy JSON; an empty object lets no "
+        "one in.",
     )
     caption_readers: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -170,6 +172,11 @@ class RoomFields(BaseModel):
         le=36500,
         description="Days transcripts are kept; null: captions are not recorded at all.",
     )
+
+    @property
+    def caption_policy(self) -> CaptionPolicy:
+        """What is kept of the room's captions (``transcript_retention_days`` typed)."""
+        return CaptionPolicy.of(self.transcript_retention_days)
 
     @field_validator("languages")
     @classmethod
@@ -190,15 +197,11 @@ class RoomFields(BaseModel):
     @field_validator("policy")
     @classmethod
     def _policy(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from orchestrator.rooms.policy import check_policy
-
         return check_policy(value)
 
     @field_validator("caption_readers")
     @classmethod
     def _readers(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from orchestrator.rooms.policy import check_readers
-
         return check_readers(value)
 
 

@@ -3,6 +3,10 @@
 repo = RoomRepository(db)
 room = await repo.create(RoomCreate(slug="keynote", ...))
 await repo.get("keynote")
+await repo.policy_for("keynote")  # CaptionPolicy(transcript='keep', retention_days=30)
+
+It is also what the caption layer asks for a room's caption policy (the ``RoomPolicies``
+of orchestrator/captions/service.py): only this module reads the rooms table.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from datetime import UTC, datetime
 
 from orchestrator.db import Database
 from orchestrator.rooms.model import Room, RoomCreate, RoomFields
+from orchestrator.rooms.policy import CaptionPolicy
 
 
 class RoomExists(Exception):
@@ -39,6 +44,17 @@ class RoomRepository:
         if row is None:
             raise RoomNotFound(slug)
         return Room.model_validate_json(row[0])
+
+    async def policy_for(self, slug: str) -> CaptionPolicy | None:
+        """What room ``slug`` keeps of its captions, as it says now; None: no such room."""
+        try:
+            return (await self.get(slug)).caption_policy
+        except RoomNotFound:
+            return None
+
+    async def policies(self) -> dict[str, CaptionPolicy]:
+        """Every room's caption policy, by slug."""
+        return {room.slug: room.caption_policy for room in await self.list()}
 
     async def create(self, new: RoomCreate) -> Room:
         now = _now()

@@ -23,13 +23,13 @@ from aiohttp import web
 
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import _decide
-from orchestrator.keys import settings_key
+from orchestrator.app_keys import settings_key
 from orchestrator.problems import bearer, match_token, problem
 from orchestrator.rooms.model import Room
-from orchestrator.rooms.policy import parse, public_captions, readers
-from orchestrator.web.keys import wiki_key
+from orchestrator.rooms.policy import access_policy, public_captions, readers_policy
 from orchestrator.web.organizers import is_organizer
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import wiki_key
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ async def may_see(request: web.Request, viewer: Viewer, room: Room) -> bool:
         return False
     wiki = request.app.get(wiki_key)
     # A listing is not an attempt to enter: the decision is not logged as one.
-    if (await _decide(parse(room.policy), viewer.who, wiki)).allowed:
+    if (await _decide(access_policy(room.policy), viewer.who, wiki)).allowed:
         return True
     if not room.caption_readers:
         return False
-    return (await _decide(readers(room.caption_readers), viewer.who, wiki)).allowed
+    return (await _decide(readers_policy(room.caption_readers), viewer.who, wiki)).allowed
 
 
 async def visible(request: web.Request, viewer: Viewer, rooms: list[Room]) -> list[Room]:

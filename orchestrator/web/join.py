@@ -14,13 +14,13 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.access.jitsi_jwt import TokenError, join_url, mint
 from orchestrator.access.policy import decide
-from orchestrator.keys import settings_key
+from orchestrator.app_keys import settings_key
 from orchestrator.rooms.api import repository
-from orchestrator.rooms.policy import parse
+from orchestrator.rooms.policy import access_policy
 from orchestrator.rooms.repository import RoomNotFound
-from orchestrator.web.keys import wiki_key
 from orchestrator.web.pages import page, room_facts, viewer_zone, whom_to_ask
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import wiki_key
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def join(request: web.Request) -> web.Response:
                  facts["next"] and facts["next"]["iso"])  # fmt: skip
         metrics.ATTENDEES_DENIED.labels(reason="room_closed").inc()
         return await page(request, "closed.html", context, status=403)
-    decision = await decide(parse(room.policy), who, request.app.get(wiki_key), room=slug)
+    decision = await decide(access_policy(room.policy), who, request.app.get(wiki_key), room=slug)
     if not decision.allowed:
         metrics.ATTENDEES_DENIED.labels(reason=decision.outcome).inc()
         status = 503 if decision.outcome == "unavailable" else 403

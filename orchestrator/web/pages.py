@@ -17,19 +17,19 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp_session import get_session
 
+from orchestrator.app_keys import settings_key
 from orchestrator.irc_channels import page_data as irc_page_data
-from orchestrator.keys import settings_key
 from orchestrator.render import render
 from orchestrator.rooms.api import repository
 from orchestrator.rooms.ical import calendar
 from orchestrator.rooms.model import Room, zone
-from orchestrator.rooms.policy import parse, public_captions
+from orchestrator.rooms.policy import access_policy, public_captions
 from orchestrator.rooms.repository import RoomNotFound
 from orchestrator.rooms.schedule import upcoming
 from orchestrator.rooms.visibility import listing_viewer, visible
-from orchestrator.web.keys import wiki_key
 from orchestrator.web.organizers import is_organizer
 from orchestrator.web.sessions import csrf_token, current_identity
+from orchestrator.web.web_keys import wiki_key
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def room_facts(
 def whom_to_ask(room: Room) -> list[str]:
     """The room's contact and the moderators named one by one in its policy."""
     people = [room.contact] if room.contact else []
-    for rule in parse(room.policy).moderators:
+    for rule in access_policy(room.policy).moderators:
         if rule.kind == "user":
             people.append(f"{rule.name} ({rule.source})")
     return people

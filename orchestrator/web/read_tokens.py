@@ -20,13 +20,13 @@ from orchestrator import metrics
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import decide
 from orchestrator.access.read_tokens import MAX_DAYS, ReadToken, ReadTokens, owner_of
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.captions.readers import may_read
-from orchestrator.keys import db_key, settings_key
 from orchestrator.rooms.model import Room
-from orchestrator.rooms.policy import parse
-from orchestrator.web.keys import wiki_key
+from orchestrator.rooms.policy import access_policy
 from orchestrator.web.organizers import is_organizer
 from orchestrator.web.sessions import current_identity
+from orchestrator.web.web_keys import wiki_key
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ async def _manager(request: web.Request, room: Room, me: Identity) -> bool:
     """The room's moderators and the organizers manage everyone's tokens."""
     if is_organizer(request.app[settings_key].orchestrator, me):
         return True
-    decision = await decide(parse(room.policy), me, request.app.get(wiki_key), room=room.slug)
+    decision = await decide(
+        access_policy(room.policy), me, request.app.get(wiki_key), room=room.slug
+    )
     return decision.moderator
 
 
