@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from plenary.settings import (
     CaptionerSettings,
     ConfigError,
+    IrcNetworkSettings,
+    IrcRoomSettings,
     Settings,
     describe_settings,
     load_settings,
@@ -167,11 +169,18 @@ def _leaf_names(model: type[BaseModel], prefix: str = "") -> set[str]:
     return names
 
 
+def _entry_names() -> set[str]:
+    """The keys of each [irc.networks.NAME] table and [[irc.rooms]] entry."""
+    return _leaf_names(IrcNetworkSettings, "irc.networks.NAME.") | _leaf_names(
+        IrcRoomSettings, "irc.rooms[]."
+    )
+
+
 def test_describe_settings_lists_every_field_with_help() -> None:
     rows = describe_settings()
     names = [name for name, _, _ in rows]
     assert len(names) == len(set(names))
-    assert set(names) == _leaf_names(Settings)
+    assert set(names) == _leaf_names(Settings) | _entry_names()
     assert {f"captioner.{n}" for n in CaptionerSettings.model_fields} <= set(names)
     for name, default, help_text in rows:
         assert help_text.strip(), f"{name} has no help text"
@@ -220,3 +229,74 @@ def test_misspelled_top_level_environment_variable_is_an_error(
     monkeypatch.setenv("PLENARY_LOGLEVEL", "DEBUG")
     with pytest.raises(ConfigError, match="PLENARY_LOGLEVEL"):
         load_settings()
+
+
+def test_readme_rows_match_the_code() -> None:
+    """Each setting's README row holds its default and its meaning exactly as the code."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    stale = [
+        name
+        for name, default, help_text in describe_settings()
+        if f"| `{name}` | `{default}` | {help_text} |\n" not in readme
+    ]
+    assert not stale
+
+
+def test_speech_dir_defaults_to_the_shared_folder_beside_the_checkout() -> None:
+    checkout = Path(__file__).resolve().parent.parent
+    assert load_settings().speech_dir == checkout.parent / "shared" / "speech"
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLENARY_CAPTIONER__PORT", "70000")
+    with pytest.raises(ConfigError, match="PLENARY_CAPTIONER__PORT"):
+        load_settings()
+
+
+def test_bad_value_names_the_file_not_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[orchestrator]\nport = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert f"file {path}" in str(info.value)
+    assert "PLENARY_" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[orchestrator]\nsecret_key = "hunter2-hunter2"\n', "orchestrator.secret_key"),
+        # Errors of a whole table (its input holds every key) must not print it either.
+        ('[wiki]\nenabled = true\nclient_secret = "hunter2-hunter2"\n', "wiki"),
+        (
+            '[irc.networks.a]\npassword = "hunter2-hunter2"\n'
+            '[[irc.rooms]]\nroom = "r"\nchannel = "#r"\nnetwork = "b"\n',
+            "irc",
+        ),
+    ],
+)
+def test_errors_never_print_a_secret(tmp_path: Path, toml: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml))
+    assert key in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["events.example.org", "ftp://events.example.org", "https://"])
+def test_public_url_must_be_http(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="orchestrator.public_url"):
+        load_settings(write(tmp_path, f'[orchestrator]\npublic_url = "{url}"\n'))
+
+
+def test_base_urls_lose_their_trailing_slash(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(
+            tmp_path,
+            '[orchestrator]\npublic_url = "https://events.example.org/"\n'
+            '[captioner]\norchestrator_url = "http://10.0.0.5:8090/"\n'
+            '[wiki]\nurl = "https://wiki.example.org/"\n',
+        )
+    )
+    assert settings.orchestrator.public_url == "https://events.example.org"
+    assert settings.captioner.orchestrator_url == "http://10.0.0.5:8090"
+    assert settings.wiki.url == "https://wiki.example.org"
+    assert settings.irc.transcript_url == "https://events.example.org/r/{room}/transcripts"

@@ -1,0 +1,154 @@
+"""The captioner: its websockets, recognition, voice activity and delivery (bots/captioner)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from plenary.settings.base import OptionalBaseUrl, Port, Secret, Section
+
+
+class CaptionerSettings(Section):
+    """The captioner process (plenary captioner serve)."""
+
+    host: str = Field("127.0.0.1", description="Address the captioner listens on.")
+    port: Port = Field(2700, description="Port of the captioner's websockets.")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Recognition threads; 0 means one per CPU core.",
+    )
+    max_streams: int = Field(
+        200,
+        ge=1,
+        description="Concurrent audio streams accepted; a stream beyond this is refused "
+        "(close code 1013) so the running ones keep real time.",
+    )
+    max_rss_mb: int = Field(
+        4096,
+        ge=0,
+        description="Resident memory limit of the captioner, MiB (0: none). From 90 % of it "
+        "new streams and bridge tags are refused with a logged reason; at it no new "
+        "recognizer is built. Each busy recognizer holds tens to hundreds of MiB.",
+    )
+    max_frame_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest websocket frame accepted (close code 1009 beyond it).",
+    )
+    idle_timeout: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds without any frame after which a stream is closed (code 1008). "
+        "Long by default: Jigasi sends nothing while a participant is muted, and an idle "
+        "stream holds no recognizer. Dead peers are found sooner by websocket pings.",
+    )
+    default_sample_rate: int = Field(
+        16000,
+        ge=8000,
+        le=192000,
+        description="Sample rate assumed for audio that arrives before a config frame "
+        "(a warning is logged; vosk-server silently assumes 8000).",
+    )
+    default_language: str = Field("ko", description="Language of a stream that names none.")
+    default_room: str = Field("default", description="Room of a stream that names none.")
+    vad_aggressiveness: int = Field(
+        3,
+        ge=0,
+        le=3,
+        description="WebRTC VAD mode: 0 keeps the most audio, 3 rejects the most noise.",
+    )
+    vad_energy_floor_dbfs: float = Field(
+        -50.0,
+        le=0,
+        description="Frames quieter than this (RMS, dBFS) count as silence without running "
+        "the VAD.",
+    )
+    vad_silence_ms: int = Field(
+        # Measured on the 36 Korean utterances (2026-11-23): 400 ms splits sentences at
+        # commas and costs CER 0.355 vs 0.338 for whole-utterance Vosk; 600 ms gives
+        # 0.340 and still releases a final within two 0.5 s Jigasi frames.
+        600,
+        ge=90,
+        le=5000,
+        description="Trailing silence that ends an utterance and releases its final.",
+    )
+    max_utterance_seconds: float = Field(
+        15.0,
+        ge=2,
+        le=120,
+        description="An utterance longer than this is finalized and a new one begun, "
+        "bounding latency for speakers who never pause.",
+    )
+    warm_recognizers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Idle recognizers kept warm per language for the next utterance; "
+        "0 means one per recognition thread. Each holds tens to hundreds of MiB of graph cache.",
+    )
+    recognizer_max_audio_seconds: float = Field(
+        600.0,
+        ge=10,
+        description="A recognizer is retired after decoding this much speech: its graph "
+        "cache only grows, and the memory comes back only when it is destroyed.",
+    )
+    partial_interval_ms: int = Field(
+        200,
+        ge=0,
+        description="Audio between two partial results of an utterance (0: every frame).",
+    )
+    bridge_max_sources: int = Field(
+        # Well under max_streams: one meeting must not take the machine.
+        50,
+        ge=1,
+        description="Audio sources (tags) accepted in one Jitsi bridge session, at most; media "
+        "for more is refused with a logged reason while the others carry on. A session also "
+        "takes no more than its fair share of captioner.max_streams (divided between the "
+        "bridge sessions holding streams and the vosk endpoint), so one meeting never takes "
+        "the machine.",
+    )
+    bridge_quiet_ms: int = Field(
+        400,
+        ge=50,
+        le=5000,
+        description="A Jitsi bridge source that sends no packet for this long is finalized. "
+        "Opus senders keep sending ~200 ms of quiet packets before they stop (DTX), so "
+        "400 ms here is about the same 600 ms of silence as captioner.vad_silence_ms.",
+    )
+    bridge_resume_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="How long a Jitsi bridge session outlives its websocket, so a reconnect "
+        "with the same sessionId keeps its speakers, recognizers and open utterances.",
+    )
+    bridge_max_frame_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest MediaJson frame from a Jitsi bridge (one Opus packet is under "
+        "2 KiB); the socket is closed with code 1009 beyond it and the session kept for resume.",
+    )
+    orchestrator_url: OptionalBaseUrl = Field(
+        "",
+        description="Base URL of the orchestrator this captioner delivers its captions to "
+        "(POST <url>/api/v1/captions), e.g. 'http://10.0.0.5:8090'. `plenary serve` fills it "
+        "with its own loopback address; empty elsewhere: captions go back to Jitsi only "
+        "(sendBack), and start-up says so.",
+    )
+    orchestrator_token: Secret = Field(
+        "",
+        description="This captioner's producer credential: one of the orchestrator's "
+        "captions.producers tokens (never the Jitsi signing secret).",
+    )
+    delivery_queue: int = Field(
+        10000,
+        ge=10,
+        description="Final captions held while the orchestrator is unreachable; beyond it the "
+        "oldest are dropped and the room is told how many.",
+    )
+    access_token: Secret = Field(
+        "",
+        description="Token a client must present to the captioner's websockets (?token= in "
+        "the URL, or Authorization: Bearer); empty: no token (keep the captioner on "
+        "loopback or a private address then).",
+    )
