@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,7 @@ WIKI_SYSOP = Identity("wiki", "1000", "Alice", "Alice", None, frozenset({"user",
 BLOCKED = Identity("wiki", "1002", "Vandal", "Vandal", None, frozenset({"sysop"}), blocked=True)
 
 
-def policy(access: list[dict[str, Any]], moderators: list[dict[str, Any]] = ()) -> AccessPolicy:
+def policy(access: list[dict[str, Any]], moderators: Sequence[dict[str, Any]] = ()) -> AccessPolicy:
     return AccessPolicy.model_validate({"access": access, "moderators": list(moderators)})
 
 
