@@ -3,7 +3,8 @@
 plenary captioner serve --port 2700
 plenary transcribe talk.wav --format vtt -o talk.vtt
 plenary demo
-plenary config
+plenary --config plenary.toml config   # each value in effect and where it came from
+plenary config --defaults              # each setting's default and meaning
 plenary irc --orchestrator http://127.0.0.1:8080
 plenary rooms create keynote --title Keynote --start 2026-12-01T10:00 --end 2026-12-01T11:00
 """
@@ -16,7 +17,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from plenary.settings import ConfigError, Settings, describe_settings, load_settings
+from plenary.settings import (
+    ConfigError,
+    Settings,
+    describe_settings,
+    effective_settings,
+    load_settings,
+    load_settings_and_sources,
+)
 
 
 def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,8 +67,19 @@ def _irc(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> int:
-    for name, default, help_text in describe_settings():
-        print(f"{name} = {default}\n    {help_text}")
+    if args.defaults:
+        for name, default, help_text in describe_settings():
+            print(f"{name} = {default}\n    {help_text}")
+        return 0
+    # main() loaded the same settings already; this load also tells where each came from.
+    settings, sources = load_settings_and_sources(args.config)
+    read = f"{sources.path}, then " if sources.path else ""
+    print(f"# in effect: the defaults, then {read}PLENARY_* variables; secrets show as <set>.")
+    print("# `plenary config --defaults` lists every default and its meaning.")
+    for row in effective_settings(settings, sources):
+        print(f"{row.name} = {row.value}  ({row.origin})")
+        if args.verbose:
+            print(f"    {row.meaning}")
     return 0
 
 
@@ -124,7 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rooms_parser(sub)
 
-    cfg = sub.add_parser("config", help="list every setting with its default and meaning")
+    cfg = sub.add_parser(
+        "config",
+        help="print every setting's value in effect and where it came from (the default, "
+        "the --config file or a PLENARY_* variable); secrets show only as <set>",
+    )
+    cfg_what = cfg.add_mutually_exclusive_group()
+    cfg_what.add_argument(
+        "--defaults", action="store_true", help="list every setting's default and meaning instead"
+    )
+    cfg_what.add_argument(
+        "-v", "--verbose", action="store_true", help="print each setting's meaning beneath it"
+    )
     cfg.set_defaults(func=_config)
     return parser
 
@@ -143,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args, settings))
-    except ModelError as exc:
+    except (ModelError, ConfigError) as exc:
         print(f"plenary: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
