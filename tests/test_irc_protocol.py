@@ -10,7 +10,8 @@ from bots.irc import protocol
 from bots.irc.flood import MergeQueue, TokenBucket
 from bots.irc.lines import cut, sanitize, split_caption, split_text
 from bots.irc.protocol import LineError, format_line, parse, wire
-from bots.irc.relay import answer_command
+from bots.irc.identifiers import fold
+from bots.irc.relay import Transcript, answer_command
 
 HOSTMASK = "plenary!~plenary@p58k49j34sc48.irc"
 
@@ -88,9 +89,9 @@ def test_sasl_plain_chunks() -> None:
     assert [len(c) for c in long] == [400, 1] and long[-1] == "+"
 
 
-def test_irc_lower() -> None:
-    assert protocol.irc_lower("#Foo[]\\^") == "#foo{}|~"
-    assert protocol.irc_lower("#Foo[]", "ascii") == "#foo[]"
+def test_fold_follows_the_casemapping() -> None:
+    assert fold("#Foo[]\\^") == "#foo{}|~"
+    assert fold("#Foo[]", "ascii") == "#foo[]"
 
 
 # -- injection: nothing from a transcript may become a command -------------------------
@@ -266,9 +267,17 @@ def test_requeued_lines_go_first_and_are_not_merged() -> None:
 
 
 def test_commands_are_read_only() -> None:
-    rooms = [("keynote", "https://example.org/keynote")]
+    rooms = [Transcript("keynote", "https://example.org/keynote")]
     assert answer_command("!transcript", rooms) == [
         "Full transcript of keynote: https://example.org/keynote"
+    ]
+    titled = [Transcript("keynote", "https://x.org/r/keynote/transcripts", "Keynote",
+                         "Europe/Berlin")]  # fmt: skip
+    assert answer_command("!Transcript please", titled) == [
+        "Full transcript of Keynote (times in Europe/Berlin): https://x.org/r/keynote/transcripts"
+    ]
+    assert answer_command("!transcript", [Transcript("k", "")]) == [
+        "No transcript link is configured for k."
     ]
     assert "!transcript" in answer_command("!help", rooms)[0]
     for other in ("!quit", "!join #x", "!raw QUIT", "hello", ""):
@@ -295,8 +304,12 @@ def test_channel_table_of_the_orchestrator_is_checked() -> None:
                          {"room": "open", "channel": "", "restricted": False,
                           "key": ""}]}  # fmt: skip
     assert parse_table(body) == {"dev": RoomChannel(True, "Ab3"), "open": RoomChannel(False, "")}
+    about = {"title": "Dev", "timezone": "Asia/Seoul", "transcript_url": "https://x/r/dev/t"}
+    row = {"room": "dev", "channel": "#dev", "restricted": False, "key": "", **about}
+    assert parse_table({"channels": [row]}) == {"dev": RoomChannel(False, "", **about)}
     for bad in ({}, {"channels": [1]}, {"channels": [{"room": "x"}]},
-                {"channels": [{"room": "x", "restricted": True, "key": "a b"}]}):  # fmt: skip
+                {"channels": [{"room": "x", "restricted": True, "key": "a b"}]},
+                {"channels": [{"room": "x", "restricted": False, "title": 5}]}):  # fmt: skip
         with pytest.raises(KeysError):
             parse_table(bad)
 

@@ -1,7 +1,7 @@
 """Channel keys of restricted rooms, from the orchestrator (orchestrator/irc_channels.py).
 
     channels = OrchestratorChannels("http://127.0.0.1:8080", token, session)
-    table = await channels.fetch()        # {room: RoomChannel(restricted, key)}
+    table = await channels.fetch()        # {room: RoomChannel(restricted, key, title, …)}
     await channels.report("devroom", False, "not a channel operator")
 
 Both calls send ``Authorization: Bearer <irc.orchestrator_token>`` (one of the
@@ -19,8 +19,13 @@ import aiohttp
 
 @dataclass(frozen=True, slots=True)
 class RoomChannel:
+    """One row of the table: what the relay needs of a room beyond its channel."""
+
     restricted: bool
     key: str
+    title: str = ""  # the room's title ("" from an orchestrator that does not say)
+    timezone: str = ""  # IANA zone of the room's schedule, the transcript's times
+    transcript_url: str = ""  # the room's transcripts page
 
 
 class ChannelDirectory(Protocol):
@@ -47,7 +52,11 @@ def parse_table(body: Any) -> dict[str, RoomChannel]:
             raise KeysError(f"a channel without room or restricted: {row!r}")
         if not isinstance(key, str) or any(c in key for c in " ,:\r\n\0"):
             raise KeysError(f"room {room!r}: a key IRC cannot carry")
-        table[room] = RoomChannel(restricted, key)
+        about = {name: row.get(name, "") for name in ("title", "timezone", "transcript_url")}
+        for name, value in about.items():
+            if not isinstance(value, str):
+                raise KeysError(f"room {room!r}: {name} is not a string")
+        table[room] = RoomChannel(restricted, key, **about)
     return table
 
 

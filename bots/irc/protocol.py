@@ -1,6 +1,7 @@
 """IRC lines (RFC 1459/2812 with IRCv3 message tags, docs/protocols.md §6): parse and format.
 
 Pure functions, no I/O; ``client.py`` is the only module that touches a socket.
+Names are compared with identifiers.py, commands and numerics named in numerics.py.
 
     msg = parse("@time=2024-01-01T00:00:00Z :nick!u@h PRIVMSG #chan :hi there")
     msg.command, msg.params  # ('PRIVMSG', ['#chan', 'hi there'])
@@ -210,16 +211,6 @@ def sasl_plain(username: str, password: str, authzid: str = "") -> list[str]:
     if not chunks or len(chunks[-1]) == 400:
         chunks.append("+")
     return chunks
-
-
-def irc_lower(name: str, casemapping: str = "rfc1459") -> str:
-    """Case-fold a nick or channel name the way the server compares them."""
-    lowered = "".join(c.lower() if c.isascii() else c for c in name)
-    if casemapping == "rfc1459":
-        return lowered.translate(str.maketrans("[]\\^", "{}|~"))
-    if casemapping == "strict-rfc1459":
-        return lowered.translate(str.maketrans("[]\\", "{}|"))
-    return lowered
 
 
 def mode_changes(

@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+from dataclasses import dataclass
 
 import aiohttp
 
-from bots.irc.client import IrcClient
+from bots.irc.client import CommandAsked, IrcClient
 from bots.irc.flood import MergeQueue
-from bots.irc.keys import ChannelDirectory, KeysError
+from bots.irc.keys import ChannelDirectory, KeysError, RoomChannel
 from bots.irc.lines import correction_line
 from bots.irc.source import CaptionSource, CorrectionEvent
 from plenary.settings import IrcRoomSettings, IrcSettings
@@ -39,16 +40,36 @@ HELP = (
 )
 
 
-def answer_command(text: str, rooms: list[tuple[str, str]]) -> list[str]:
-    """Replies to a line starting with ``!``; ``rooms`` is [(room, transcript link)].
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Where a room's full transcript is, and what to call it in an answer."""
+
+    room: str
+    url: str
+    title: str = ""  # the room's title; "" when the orchestrator was not asked
+    timezone: str = ""  # the zone the transcript's times are in
+
+    def sentence(self) -> str:
+        """``Full transcript of Keynote (times in Europe/Berlin): https://…``."""
+        name = self.title or self.room
+        if not self.url:
+            return f"No transcript link is configured for {name}."
+        zone = f" (times in {self.timezone})" if self.timezone else ""
+        return f"Full transcript of {name}{zone}: {self.url}"
+
+
+def answer_command(text: str, rooms: list[Transcript]) -> list[str]:
+    """Replies to a line starting with ``!`` about ``rooms``.
 
     Only read-only commands exist; anything else gets no answer at all.
     """
     command = text.split(maxsplit=1)[0].lower() if text.strip() else ""
     if command == "!transcript":
-        return [f"Full transcript of {room}: {url}" for room, url in rooms]
+        return [room.sentence() for room in rooms]
     if command == "!help":
-        return [HELP.format(rooms=", ".join(room for room, _ in rooms) or "no room")]
+        return [
+            HELP.format(rooms=", ".join(room.title or room.room for room in rooms) or "no room")
+        ]
     return []
 
 
@@ -73,7 +94,8 @@ class Relay:
         self.delivered: dict[str, int] = dict(positions or {})
         self.clients: dict[str, IrcClient] = {}
         self.queues: dict[str, MergeQueue] = {}
-        self._links: dict[str, str] = {}
+        self._links: dict[str, str] = {}  # room → transcript link configured here
+        self._about: dict[str, RoomChannel] = {}  # room → the orchestrator's row
         for entry in settings.rooms:
             self._add(entry)
 
@@ -87,11 +109,20 @@ class Relay:
                 on_protection=functools.partial(self._protected, entry.network),
             )
             self.clients[entry.network] = client
-        link = entry.transcript_url or self.settings.transcript_url.replace("{room}", entry.room)
-        self._links[entry.room] = link
+        self._links[entry.room] = entry.transcript_url
         self.queues[entry.room] = client.add_room(
-            entry.room, entry.channel, key=entry.key, transcript_url=link
+            entry.room, entry.channel, key=entry.key, transcript_url=self.transcript(entry.room).url
         )
+
+    def transcript(self, room: str) -> Transcript:
+        """The room's transcript link: ``irc.rooms[].transcript_url`` if set, else the
+        one the orchestrator's channel table gives (its own public address), else
+        ``irc.transcript_url`` with ``{room}`` filled in; with the room's title and
+        time zone when the table has them."""
+        about = self._about.get(room, RoomChannel(False, ""))
+        template = self.settings.transcript_url.replace("{room}", room)
+        url = self._links.get(room) or about.transcript_url or template
+        return Transcript(room, url, about.title, about.timezone)
 
     def backlog(self, room: str | None = None) -> int:
         """Lines waiting for IRC: of one room, or of all rooms."""
@@ -102,14 +133,11 @@ class Relay:
     def _delivered(self, room: str, position: int) -> None:
         self.delivered[room] = max(position, self.delivered.get(room, 0))
 
-    def _command(self, target: str, sender: str, text: str) -> list[str]:
-        rooms = [
-            (q.room, self._links[q.room])
-            for q in self.queues.values()
-            if q.target.lower() == target.lower()
-        ] or [(room, link) for room, link in self._links.items()]
-        log.info("irc: %s asked %s: %s", sender, target, text[:40])
-        return answer_command(text, rooms)
+    def _command(self, asked: CommandAsked) -> list[str]:
+        """``asked.rooms`` are the rooms of the channel asked in; in private: all rooms."""
+        rooms = [self.transcript(room) for room in (asked.rooms or tuple(self.queues))]
+        log.info("irc: %s asked %s: %s", asked.sender, asked.target, asked.text[:40])
+        return answer_command(asked.text, rooms)
 
     async def refresh_keys(self) -> bool:
         """Read the orchestrator's channel table and apply it; False if it failed."""
@@ -121,7 +149,9 @@ class Relay:
             log.warning("irc: cannot read the channel keys: %s", exc)
             return False
         self._listed = set(table)
+        self._about = table
         for entry in self.settings.rooms:
+            self.queues[entry.room].transcript_url = self.transcript(entry.room).url
             known = table.get(entry.room)
             restricted = known is not None and known.restricted
             key = entry.key or (known.key if known is not None else "")
@@ -131,8 +161,9 @@ class Relay:
         return True
 
     def _protected(self, network: str, channel: str, ok: bool, why: str) -> None:
+        client = self.clients[network]
         for entry in self.settings.rooms:
-            if entry.network == network and entry.channel.lower() == channel.lower():
+            if entry.network == network and client.ident(entry.channel) == channel:
                 self.protection[entry.room] = (ok, why)
                 if self.channels is not None:
                     task = asyncio.create_task(self._report(entry.room, ok, why))
