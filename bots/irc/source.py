@@ -35,6 +35,7 @@ import aiohttp
 
 from plenary.bus import CaptionBus, Subscription
 from plenary.events import CaptionEvent
+from plenary.wire import WireError, served_caption
 
 log = logging.getLogger(__name__)
 
@@ -180,38 +181,17 @@ class SseParser:
 
 
 def caption_from_json(room: str, data: str) -> tuple[int, CaptionEvent]:
-    """(seq, event) from the data of an ``event: caption`` (orchestrator Caption.to_json).
+    """(seq, event) from the data of an ``event: caption``, read by the served caption
+    schema (``plenary.wire.ServedCaption``, what the orchestrator's Caption.to_json emits).
 
     The orchestrator sends wall-clock times (``at``: end of speech, epoch ms, and
     ``duration_ms``); ``start``/``end`` of the event are therefore epoch seconds.
-    Raises ValueError when the shape is not a caption.
+    Raises ``WireError`` (a ValueError) naming the bad field when it is not a caption.
     """
-    item = json.loads(data)
-    if not isinstance(item, dict):
-        raise ValueError("caption data is not a JSON object")
-    seq, at, duration = item.get("seq"), item.get("at", 0), item.get("duration_ms", 0)
-    for key, value in (("seq", seq), ("at", at), ("duration_ms", duration)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"caption {key} is not an integer: {value!r}")
-    assert isinstance(seq, int) and isinstance(at, int) and isinstance(duration, int)
-    if seq < 1:
-        raise ValueError(f"caption seq must be positive, not {seq}")
-    strings = {k: item.get(k, "") for k in ("speaker", "language", "text", "message_id")}
-    for key, value in strings.items():
-        if not isinstance(value, str):
-            raise ValueError(f"caption {key} is not a string: {value!r}")
-    end = at / 1000
-    event = CaptionEvent(
-        room=room,
-        speaker=strings["speaker"],
-        language=strings["language"],
-        text=strings["text"],
-        is_final=item.get("is_final", True) is not False,
-        start=end - duration / 1000,
-        end=end,
-        message_id=strings["message_id"],
-    )
-    return seq, event
+    caption = served_caption(data)
+    if caption.seq < 1:
+        raise WireError(f"caption.seq: must be a caption's number, at least 1, not {caption.seq}")
+    return caption.seq, caption.event(room=room)
 
 
 def correction_from_json(room: str, data: str) -> tuple[int, CorrectionEvent]:

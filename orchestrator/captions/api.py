@@ -1,6 +1,6 @@
 """Caption producers and machine readers: authenticated POSTs, Jigasi posts, JSON polling.
 
-Every producer input is read by the one wire schema (wire.py): a bad field is a 400
+Every producer input is read by the one wire schema (plenary/wire): a bad field is a 400
 naming it, a timestamp more than a day from server time is replaced by the arrival time.
 Errors are problem documents (orchestrator/problems.py). Captions for a room Plenary does
 not know are refused with 404 unless captions.accept_unknown_rooms: a batch

@@ -6,7 +6,7 @@
 
 A body that is not exactly one of the documented shapes raises ``JigasiError``
 with a message naming what is wrong, before anything is stored. Strings, numbers and
-control characters follow the wire rules of every producer input (wire.py).
+control characters follow the wire rules of every producer input (plenary/wire).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from plenary import wire
 
-EVENTS = ("SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END")
+EVENTS = wire.JIGASI_EVENTS
 FALLBACK_NAME = "Fellow Jitser"
 _TENANT = re.compile(r"\[([^\]]+)\](.+)")
 
@@ -64,33 +62,21 @@ def room_from_jid(jid: str) -> str:
 
 
 def parse(body: bytes) -> JigasiPost:
-    """Validated against ``wire.JigasiBody`` (the rules every producer input follows)."""
+    """Read by ``wire.JigasiBody`` (the rules every producer input follows, and which
+    events carry a participant or a transcript); the Plenary room of its JID."""
     try:
-        data = wire.json_body(body)
+        post = wire.jigasi_body(body)
     except wire.WireError as exc:
-        raise JigasiError(exc.detail) from None
-    if not isinstance(data, dict):
-        raise JigasiError("body must be a JSON object")
-    if data.get("event") not in EVENTS:
-        raise JigasiError(f"event must be one of {', '.join(EVENTS)}; got {data.get('event')!r}")
-    if not isinstance(data.get("room_name"), str):
-        raise JigasiError("room_name (the room's JID) is missing or not a string")
-    try:
-        post = wire.JigasiBody.model_validate(data)
-    except ValidationError as exc:
-        error = wire.wire_error(exc)
-        raise JigasiError(error.detail, error.errors) from None
+        raise JigasiError(exc.detail, exc.errors) from None
     room = room_from_jid(post.room_name)
     jid = post.room_name.strip().lower()
     if post.event in ("RAISE_HAND", "WILL_END", "START", "END"):
         return JigasiPost(post.event, room, post.timestamp, room_jid=jid)
-    if post.participant is None:
-        raise JigasiError("participant must be an object")
+    assert post.participant is not None  # JigasiBody: JOIN, LEAVE and SPEECH name who
     who = Participant(post.participant.id, (post.participant.name or "").strip() or FALLBACK_NAME)
     if post.event in ("JOIN", "LEAVE"):
         return JigasiPost(post.event, room, post.timestamp, who, room_jid=jid)
-    if not post.transcript:
-        raise JigasiError("transcript must be a non-empty list of {text, confidence}")
+    assert post.transcript  # JigasiBody: a SPEECH has at least one alternative
     return JigasiPost(
         "SPEECH",
         room,

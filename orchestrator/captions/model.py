@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from plenary.events import CaptionEvent
-from plenary.wire import is_clean, scrub
+from plenary.wire import (
+    MAX_DURATION_MS,
+    ServedCaption,
+    ServedCorrection,
+    is_clean,
+    scrub,
+    stored_ms,
+)
 
 
 @dataclass(frozen=True)
@@ -35,26 +41,35 @@ class Caption:
     def __post_init__(self) -> None:
         # Whatever built it (a row, a name Prosody or Jigasi gave before the wire rules),
         # every page, stream and export gets text it can encode: no lone surrogates, no
-        # control characters but tab.
-        for name in ("speaker", "language", "text", "message_id"):
+        # control characters but tab; and times a page can show (the served schema's
+        # bounds: 1970 … 2100, at most an hour long), whatever the clock said.
+        for name in ("room", "session", "speaker", "language", "text", "message_id"):
             value = getattr(self, name)
             if not isinstance(value, str) or not is_clean(value):
                 object.__setattr__(self, name, scrub(value))
+        object.__setattr__(self, "at_ms", stored_ms(self.at_ms))
+        object.__setattr__(self, "duration_ms", min(max(0, self.duration_ms), MAX_DURATION_MS))
+
+    @cached_property
+    def served(self) -> ServedCaption:
+        """What readers get (plenary.wire.ServedCaption): SSE ``caption``/``partial``,
+        the JSON poll's ``events``, the JSON transcript's captions."""
+        return ServedCaption(
+            seq=self.seq,
+            room=self.room,
+            session=self.session,
+            at=self.at_ms,
+            duration_ms=self.duration_ms,
+            speaker=self.speaker,
+            language=self.language,
+            text=self.text,
+            message_id=self.message_id,
+            is_final=self.is_final,
+            revision=self.revision,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "room": self.room,
-            "session": self.session,
-            "at": self.at_ms,
-            "duration_ms": self.duration_ms,
-            "speaker": self.speaker,
-            "language": self.language,
-            "text": self.text,
-            "message_id": self.message_id,
-            "is_final": self.is_final,
-            "revision": self.revision,
-        }
+        return self.served.model_dump()
 
     @property
     def position(self) -> int:
@@ -68,7 +83,7 @@ class Caption:
 
     @cached_property
     def sse(self) -> bytes:
-        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        data = self.served.model_dump_json()  # compact, UTF-8 as is (not \u escapes)
         if self.is_final:
             return f"id: {self.seq}\nevent: caption\ndata: {data}\n\n".encode()
         return f"event: partial\ndata: {data}\n\n".encode()
@@ -117,22 +132,28 @@ class Correction:
             value = getattr(self, name)
             if not isinstance(value, str) or not is_clean(value):
                 object.__setattr__(self, name, scrub(value))
+        object.__setattr__(self, "at_ms", stored_ms(self.at_ms))
 
     @property
     def position(self) -> int:
         return self.pos
 
+    @cached_property
+    def served(self) -> ServedCorrection:
+        """What live readers get (plenary.wire.ServedCorrection): SSE ``correction``, the
+        JSON poll's ``corrections``."""
+        return ServedCorrection(
+            pos=self.pos,
+            seq=self.seq,
+            revision=self.revision,
+            text=self.text,
+            speaker=self.speaker,
+            by=self.by,
+            at=self.at_ms,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        """What live readers get (SSE ``correction``, the JSON poll's ``corrections``)."""
-        return {
-            "pos": self.pos,
-            "seq": self.seq,
-            "revision": self.revision,
-            "text": self.text,
-            "speaker": self.speaker,
-            "by": self.by,
-            "at": self.at_ms,
-        }
+        return self.served.model_dump()
 
     def history_json(self) -> dict[str, Any]:
         """One entry of a caption's history in the JSON transcript export."""
@@ -140,7 +161,7 @@ class Correction:
 
     @cached_property
     def sse(self) -> bytes:
-        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        data = self.served.model_dump_json()
         return f"id: {self.pos}\nevent: correction\ndata: {data}\n\n".encode()
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.captions.event_sync import KINDS
-from plenary.wire import ProducerEvent
+from plenary.wire import ProducerEvent, ServedCaption, ServedCorrection
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 ERRORS = {
@@ -26,21 +26,11 @@ ERRORS = {
 }
 STRING = {"type": "string"}
 INT = {"type": "integer"}
-CAPTION = {
-    "type": "object",
-    "required": ["seq", "room", "session", "at", "duration_ms", "speaker", "language", "text",
-                 "message_id", "is_final"],
-    "properties": {
-        "seq": {"type": "integer", "description": "The caption's number in its room (0: partial)"},
-        "room": STRING,
-        "session": {"type": "string", "description": "Transcript identifier; '' when not kept"},
-        "at": {"type": "integer", "description": "End of the speech, epoch ms"},
-        "duration_ms": INT, "speaker": STRING, "language": STRING, "text": STRING,
-        "message_id": STRING, "is_final": {"type": "boolean"},
-        "revision": {"type": "integer", "description": "Corrections made to it (0: none)"},
-    },
-}  # fmt: skip
-EVENT = ProducerEvent.model_json_schema()  # the one wire schema (wire.py)
+# The served shapes and the producer input, generated from the one wire schema
+# (plenary/wire): what Caption.to_json and Correction.to_json serialize through.
+CAPTION = ServedCaption.model_json_schema(mode="serialization")
+CORRECTION = ServedCorrection.model_json_schema(mode="serialization")
+EVENT = ProducerEvent.model_json_schema()
 RESULT = {
     "type": "object",
     "required": ["id", "status", "room", "seq", "duplicate"],
@@ -88,9 +78,9 @@ def openapi_paths() -> dict[str, Any]:
                                                  "duplicates": INT, "refused": INT}}  # fmt: skip
     poll = {"type": "object", "required": ["room", "after", "events", "next_after", "last_seq"],
             "properties": {"room": STRING, "after": INT, "events": {"type": "array",
-                           "items": CAPTION}, "corrections": {"type": "array", "items": {
-                           "type": "object", "description": "Corrections after `after` "
-                           "(as the SSE correction event)"}},
+                           "items": CAPTION}, "corrections": {"type": "array", "items": CORRECTION,
+                           "description": "Corrections after `after` (as the SSE "
+                           "correction event)"},
                            "next_after": INT, "last_seq": INT}}  # fmt: skip
     jigasi = {"type": "object", "required": ["event", "room_name"],
               "description": "Jigasi's SEND_JSON_REMOTE_URLS post"}  # fmt: skip
@@ -192,14 +182,6 @@ def correction_paths() -> dict[str, Any]:
         {"admin": []},
     ]
     fix = FixIn.model_json_schema()
-    correction = {"type": "object", "required": ["pos", "seq", "revision", "text", "speaker",
-                  "by", "at"], "properties": {
-        "pos": {"type": "integer", "description": "The correction's own position in the "
-                "room's stream (its SSE id)"},
-        "seq": {"type": "integer", "description": "The caption corrected"},
-        "revision": {"type": "integer", "description": "1 for the first correction, …"},
-        "text": STRING, "speaker": STRING, "by": {"type": "string",
-        "description": "The captioner (source:username)"}, "at": INT}}  # fmt: skip
     seq = {"name": "seq", "in": "path", "required": True, "schema": INT}
     speaker = {"name": "speaker", "in": "query", "required": False, "schema": STRING,
                "description": "Whom the captions are attributed to"}  # fmt: skip
@@ -210,7 +192,7 @@ def correction_paths() -> dict[str, Any]:
             "security": captioner, "parameters": [ROOM, seq],
             "requestBody": {"required": True, **_body(fix, "The new text and/or speaker "
                             "(at most captions.max_correction_chars characters)")},
-            "responses": {"200": _body(correction, "The correction, published to readers"),
+            "responses": {"200": _body(CORRECTION, "The correction, published to readers"),
                           **_errors(400, 401, 403, 404, 409, 429)}}},
         "/api/v1/rooms/{room}/captions/typed": {"post": {
             "summary": "Captions typed by a captioner or sent by stenography/respeaking "

@@ -20,8 +20,10 @@ import json
 import secrets
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -37,6 +39,7 @@ from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.events import CaptionEvent
 from plenary.scoring import cer
 from plenary.settings import Settings
+from plenary.wire import served_caption
 
 RATE = 16000
 FRAME_SECONDS = 0.2
@@ -219,22 +222,12 @@ async def create_room(base: str, admin: str) -> None:
                 raise RuntimeError(f"the demo room was refused: {await response.text()}")
 
 
-def _event(data: dict[str, object], started: dt.datetime) -> CaptionEvent:
-    """A stored caption (SSE JSON) as an event on the meeting's clock, for the Printer."""
-    at_ms = data["at"]
-    duration_ms = data["duration_ms"]
-    assert isinstance(at_ms, int) and isinstance(duration_ms, int)
-    end = at_ms / 1000 - started.timestamp()
-    return CaptionEvent(
-        room=str(data["room"]),
-        speaker=str(data["speaker"]),
-        language=str(data["language"]),
-        text=str(data["text"]),
-        is_final=bool(data["is_final"]),
-        start=max(0.0, end - duration_ms / 1000),
-        end=end,
-        message_id=str(data["message_id"]),
-    )
+def _event(data: str | bytes | Mapping[str, Any], started: dt.datetime) -> CaptionEvent:
+    """A served caption (an SSE ``data:``, as text or decoded) as an event on the meeting's
+    clock, for the Printer. Read by ``plenary.wire.ServedCaption``: ``WireError`` (a
+    ValueError) naming the bad field when it is not one."""
+    event = served_caption(data).event(zero_s=started.timestamp())
+    return replace(event, start=max(0.0, event.start))
 
 
 async def relay(settings: Settings, orchestrator: str) -> None:

@@ -1,35 +1,17 @@
-"""Caption events as they cross the wire: one schema for every producer input, no I/O.
+"""The rules every caption JSON follows, producer input and served output alike (no I/O).
 
-The HTTP producer API (``POST /api/v1/captions``, ``POST /api/v1/rooms/<room>/captions``)
-and Jigasi's posts are read here; what the captioner's delivery sends validates against
-the same ``ProducerEvent``. The rules (docs/delivery.md):
-
-- the body is UTF-8 JSON: raw invalid bytes (CESU-8 surrogates among them) are refused;
-- every string is Unicode scalar values: a JSON escape of a lone surrogate (``"\\ud800"``)
-  is refused, naming the field;
-- numbers are finite: ``NaN``, ``Infinity`` and ``1e400`` (which overflows) are refused,
-  naming the field;
-- control characters other than tab are removed from caption text and speaker names
-  (line breaks become spaces); identifiers with any are refused;
-- a timestamp more than a day from server time is not refused: ``sane_time`` says so and
-  the caller files the caption at its arrival.
-
-    event, timestamp = producer_event(json_body(raw)["events"][0], 0, room=None)
-
-``WireError`` carries the problem's detail and its ``errors`` (``field``, ``message``).
-The store's reads use ``scrub`` and ``stored_ms`` so that rows written before these rules
-(or by hand) still render.
+Strings are Unicode scalar values, numbers finite, control characters other than tab
+gone from text and names and refused in identifiers; ``WireModel`` is the base of every
+schema (producer.py, served.py). ``WireError`` names the first bad field.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from plenary.events import CaptionEvent
 
 MAX_TEXT = 10_000  # characters of one caption
 MAX_NAME = 200  # characters of an identifier or a speaker's name
@@ -47,12 +29,23 @@ _CONTROLS.update({0x2028: " ", 0x2029: " "})
 
 
 class WireError(ValueError):
-    """A producer's input does not fit; ``detail`` names the first bad field."""
+    """Caption JSON that does not fit its schema; ``detail`` names the first bad field,
+    ``errors`` lists every one (``field``, ``message``)."""
 
     def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+
+
+class WireModel(BaseModel):
+    """The base of every caption schema: unknown keys are ignored (a newer peer may add
+    some), instances are immutable; in the published (serialization) JSON schema every
+    field is required, since whoever serializes one writes every field."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
 
 # ---- strings and numbers --------------------------------------------------------------
@@ -131,64 +124,19 @@ def sane_time(timestamp: int | None, now_ms: int) -> int | None:
 
 
 _Str = Annotated[str, Field(strict=True), AfterValidator(_scalar_values)]
+# Producer input: bounded lengths.
 Ident = Annotated[_Str, Field(max_length=MAX_NAME), AfterValidator(_no_controls)]
 Name = Annotated[_Str, Field(max_length=MAX_NAME), AfterValidator(strip_controls)]
 Text = Annotated[_Str, Field(max_length=MAX_TEXT), AfterValidator(strip_controls)]
+# Served output: the same rules without the producer's lengths (a correction's text is
+# as long as captions.max_correction_chars allows, a Jigasi room name up to 3071).
+Label = Annotated[_Str, AfterValidator(_no_controls)]
+Words = Annotated[_Str, AfterValidator(strip_controls)]
 Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_SECONDS, le=MAX_SECONDS)]
 EpochMs = Annotated[int, Field(strict=True)]
+ShownMs = Annotated[int, Field(strict=True, ge=MIN_MS, le=MAX_MS)]
+Count = Annotated[int, Field(strict=True, ge=0)]
 Flag = Annotated[bool, Field(strict=True)]
-
-
-# ---- the schemas ------------------------------------------------------------------------
-
-
-class ProducerEvent(BaseModel):
-    """One caption event of ``POST /api/v1/captions`` (and the per-room endpoint)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: Ident = Field("", description="The producer's event id (a final needs one in "
-                      "POST /api/v1/captions)")  # fmt: skip
-    room: Ident = ""
-    meeting_id: Ident = ""
-    endpoint: Ident = ""
-    speaker: Name = Field("", description="Control characters are removed")
-    language: Ident = ""
-    message_id: Ident = ""
-    text: Text = Field(description="Control characters other than tab are removed")
-    is_final: Flag = True
-    start: Seconds = Field(0.0, description="Seconds on the stream's audio clock")
-    end: Seconds = 0.0
-    timestamp: EpochMs | None = Field(None, description="When it was produced, epoch ms; "
-                                      "more than a day from server time: arrival time")  # fmt: skip
-
-
-class JigasiParticipant(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: Ident = ""
-    name: Name | None = None
-
-
-class JigasiAlternative(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    text: Text
-
-
-class JigasiBody(BaseModel):
-    """A Jigasi ``SEND_JSON_REMOTE_URLS`` post (docs/protocols.md §2); jigasi.py reads it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    event: Literal["SPEECH", "JOIN", "LEAVE", "START", "END", "RAISE_HAND", "WILL_END"]
-    room_name: Annotated[_Str, Field(max_length=3071), AfterValidator(_no_controls)]
-    timestamp: EpochMs | None = None
-    participant: JigasiParticipant | None = None
-    transcript: list[JigasiAlternative] | None = None
-    language: Ident = ""
-    message_id: Ident = ""
-    is_interim: Flag = False
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -197,7 +145,8 @@ class JigasiBody(BaseModel):
 def json_body(body: bytes) -> Any:
     """The JSON of a request body: UTF-8 only (json.loads would take CESU-8 surrogates);
     NaN, Infinity and overflowing numbers are kept as floats for the schema to refuse
-    by field."""
+    by field, and a lone surrogate's escape as text for the schema to refuse by field
+    (pydantic's own JSON parser refuses both without naming the field, hence json.loads)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -220,48 +169,19 @@ def _message(err: Any) -> str:
     given = err.get("input")
     if isinstance(given, float) and not math.isfinite(given):
         return "must be a finite number (not NaN, Infinity or an overflowing 1e400)"
-    if err["type"] == "int_type" and isinstance(err.get("input"), float):
+    if err["type"] == "int_type" and isinstance(given, float):
         return "must be an integer (epoch milliseconds)"
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a JSON object"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
 
 def wire_error(exc: ValidationError, prefix: str = "") -> WireError:
+    """The pydantic error as a ``WireError`` naming each field (``prefix`` before it)."""
     errors = [
         {"field": field_name(tuple(e["loc"]), prefix), "message": _message(e)}
         for e in exc.errors(include_url=False)
     ]
     first = errors[0]
     return WireError(f"{first['field']}: {first['message']}", errors)
-
-
-def producer_event(item: Any, n: int, room: str | None) -> tuple[CaptionEvent, int | None]:
-    """Event ``n`` of a post, and its timestamp as given. ``room`` from the URL; None: the
-    event names its room or meeting (and a final its id)."""
-    where = f"events[{n}]"
-    if not isinstance(item, dict):
-        raise WireError(f"{where} must be an object")
-    try:
-        wire = ProducerEvent.model_validate(item)
-    except ValidationError as exc:
-        raise wire_error(exc, where) from None
-    if room is None:
-        room = wire.room
-        if not room and not wire.meeting_id:
-            raise WireError(f"{where}: room or meeting_id must name where the caption goes")
-        if wire.is_final and not wire.id:
-            raise WireError(f"{where}.id must be the producer's event id (a final needs one)")
-    event = CaptionEvent(
-        room=room,
-        speaker=wire.speaker,
-        language=wire.language,
-        text=wire.text,
-        is_final=wire.is_final,
-        start=wire.start,
-        end=wire.end,
-        message_id=wire.message_id,
-        meeting_id=wire.meeting_id,
-        endpoint=wire.endpoint,
-        event_id=wire.id,
-    )
-    return event, wire.timestamp
