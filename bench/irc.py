@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness.caption_feed import BusCaptionSource, caption_bus
 from bench.harness.irc_conversation import converse
 from bench.harness.ircservers import HOST, RawClient, start_server
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
-from plenary.bus import CaptionBus
 from plenary.events import CaptionEvent
 from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
 
@@ -55,7 +54,7 @@ async def _wait(predicate: Any, limit: float) -> None:
 class _Run:
     def __init__(self, port: int, rooms: int, **network: Any) -> None:
         self.settings = _settings(port, rooms, **network)
-        self.bus = CaptionBus()
+        self.bus = caption_bus()
         self.port = port
         self.rooms = rooms
 

@@ -8,16 +8,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from orchestrator import metrics
+from orchestrator.app_keys import db_key, live_key, settings_key, templates_key
 from orchestrator.captions import captions_ctx, close_streams
+from orchestrator.captions.service import live_fanout
 from orchestrator.db import Database
-from orchestrator.keys import bus_key, db_key, settings_key, templates_key
 from orchestrator.render import environment
 from orchestrator.routes import routes
 from orchestrator.web.context import access_ctx
 from orchestrator.web.csrf import csrf
 from orchestrator.web.proxy import forwarded_for
 from orchestrator.web.sessions import sessions, sessions_ctx
-from plenary.bus import CaptionBus
 from plenary.settings import Settings
 
 
@@ -40,12 +40,12 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_app(settings: Settings, bus: CaptionBus | None = None) -> web.Application:
+def create_app(settings: Settings) -> web.Application:
     # sessions must wrap csrf: csrf reads the session's token through get_session.
     # forwarded_for comes first: every later middleware and handler sees the client.
     app = web.Application(middlewares=[forwarded_for(settings), security_headers, sessions, csrf])
     app[settings_key] = settings
-    app[bus_key] = bus or CaptionBus()
+    app[live_key] = live_fanout(settings.captions.subscriber_queue)  # captions to live readers
     app[templates_key] = environment()
     app.cleanup_ctx.append(database_ctx)
     # sessions_ctx may read or make the cookie key in the database: after database_ctx.

@@ -7,7 +7,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from orchestrator.keys import templates_key
+from orchestrator.app_keys import templates_key
 
 
 def environment() -> jinja2.Environment:

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 
 from orchestrator.app import create_app
-from orchestrator.keys import db_key
+from orchestrator.app_keys import db_key
 from orchestrator.rooms.model import RoomCreate
 from orchestrator.rooms.repository import RoomRepository
-from orchestrator.web.keys import directory_key
+from orchestrator.web.web_keys import directory_key
 from tests.browser import AXE, Browser, Page, chromium_binary
 from tests.web_helpers import FakeDirectory, web_settings
 

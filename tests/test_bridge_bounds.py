@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.audio import read_pcm
 from bench.harness.opus_frames import FakeBridge
-from bots.captioner.bridge_ws import registry_key
+from bots.captioner.bridge_ws import bridge_sessions_key
 from bots.captioner.engine import Engine
 from bots.captioner.metrics import rss_bytes
 from plenary.corpus import Utterance
@@ -167,16 +167,16 @@ async def test_a_session_holds_its_fair_share_and_vosk_gets_1013_only_when_full(
 
 
 def session_of(bridge: Bridge, sid: str) -> Any:
-    return bridge.client.app[registry_key].sessions[sid]
+    return bridge.client.app[bridge_sessions_key].sessions[sid]
 
 
 def sources(bridge: Bridge, sid: str) -> list[Any]:
-    session = bridge.client.app[registry_key].sessions.get(sid)
+    session = bridge.client.app[bridge_sessions_key].sessions.get(sid)
     return list(session.sources.values()) if session is not None else []
 
 
 def refused(bridge: Bridge, sid: str) -> dict[str, str]:
-    session = bridge.client.app[registry_key].sessions.get(sid)
+    session = bridge.client.app[bridge_sessions_key].sessions.get(sid)
     return session.refused if session is not None else {}
 
 
@@ -295,7 +295,7 @@ async def test_new_tags_and_streams_are_refused_near_the_memory_limit(
     await bridge.connect("sessionId=light")
     await bridge.ws.send_str(FakeBridge().start("abcd-a0"))
     await bridge.wait_for(
-        lambda: "light" in bridge.client.app[registry_key].sessions
+        lambda: "light" in bridge.client.app[bridge_sessions_key].sessions
         and "abcd-a0" in session_of(bridge, "light").sources,
         5,
     )

@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient
 
 from bench.harness.audio import read_pcm
 from bench.harness.opus_frames import FakeBridge, ping
-from bots.captioner.app import create_app
-from bots.captioner.bridge_ws import registry_key
+from bots.captioner.app import caption_bus, create_app
+from bots.captioner.bridge_ws import bridge_sessions_key
 from bots.captioner.engine import Engine, StreamTranscriber
-from plenary.bus import CaptionBus
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent
+from plenary.fanout import FanOut
 from plenary.scoring import cer
 from plenary.settings import Settings
 from tests.test_mediajson import dump_lines
@@ -38,11 +38,11 @@ RESULT_KEYS = {
 class Bridge:
     """A test bridge: one websocket, every frame it receives kept with its arrival time."""
 
-    def __init__(self, client: TestClient[Any, Any], bus: CaptionBus) -> None:
+    def __init__(self, client: TestClient[Any, Any], bus: FanOut[CaptionEvent]) -> None:
         self.client = client
         self.bus = bus
         self.events: list[CaptionEvent] = []
-        self._sub = bus.subscribe(10_000)
+        self._sub = bus.subscribe(maxsize=10_000)
         self.received: list[tuple[float, dict[str, Any]]] = []
         self.ws: Any = None
         self.reader: asyncio.Task[None] | None = None
@@ -98,7 +98,7 @@ def open_bridge(
         custom = settings.model_copy(
             update={"captioner": settings.captioner.model_copy(update=captioner)}
         )
-        bus = CaptionBus()
+        bus = caption_bus()
         client = await aiohttp_client(create_app(custom, bus=bus, engine=engine))
         return Bridge(client, bus)
 
@@ -209,7 +209,7 @@ async def test_korean_speech_as_opus_matches_the_pcm_path(
     # hum); the requirement is that it does no worse.
     assert bridge_cer <= pcm_cer + 0.02, (bridge_cer, pcm_cer, text)
     assert not bridge.results(final=False)  # sendBackInterim was not asked for
-    session = bridge.client.app[registry_key].sessions["korean"]
+    session = bridge.client.app[bridge_sessions_key].sessions["korean"]
     assert session.sources["5f3a9c1e-a0"].jitter.lost == 1
     assert session.sources["5f3a9c1e-a0"].decoder.concealed == 1
     await bridge.close()
@@ -285,7 +285,7 @@ async def test_bad_input_is_refused_and_the_good_speaker_keeps_going(
     await bridge.wait_for(lambda: any(m.get("id") == 77 for _, m in bridge.received), 5)
     await bridge.wait_for(lambda: bool(joined(bridge.results(final=True), "900d")))
     await asyncio.sleep(1.5)  # the utterance's last final
-    session = bridge.client.app[registry_key].sessions["bad"]
+    session = bridge.client.app[bridge_sessions_key].sessions["bad"]
     assert len(session.sources) <= 20
     assert "encoding 'red'" in session.refused["4ed0-a0"]
     assert "undecodable" in session.refused["9a7b-a0"]
@@ -303,7 +303,7 @@ async def test_bad_input_is_refused_and_the_good_speaker_keeps_going(
     before = len(bridge.results(final=True))
     await bridge.send(more, pace=2.0)
     await bridge.wait_for(lambda: len(bridge.results(final=True)) > before)
-    assert bridge.client.app[registry_key].sessions["bad"] is session
+    assert bridge.client.app[bridge_sessions_key].sessions["bad"] is session
     await bridge.close()
 
 
@@ -317,7 +317,7 @@ async def test_a_silent_or_unreading_bridge_is_dropped_and_the_session_expires(
     frames = fake.speech("ab12-a0", speech([ko_corpus[6]], 0.6))
     await bridge.send([(0.0, fake.start("ab12-a0")), *frames], pace=2.0)
     await bridge.wait_for(lambda: any(e.is_final for e in bridge.events))  # captions still flow
-    registry = bridge.client.app[registry_key]
+    registry = bridge.client.app[bridge_sessions_key]
     assert engine.active_streams == streams + 1
     msg = await bridge.ws.receive(timeout=5)  # then nothing for a second: closed as idle
     while msg.type == WSMsgType.TEXT:

@@ -30,11 +30,11 @@ from bench.harness.netutil import free_port
 from bench.harness.opus_frames import FakeBridge
 from bots.captioner import metrics as cmetrics
 from bots.captioner.app import RedactingAccessLogger, create_app, delivery_key
+from bots.captioner.captioner_keys import captioner_bus_key
 from bots.captioner.engine import Engine
-from bots.captioner.keys import bus_key
-from plenary.bus import Subscription
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent
+from plenary.fanout import Subscription
 from plenary.settings import Settings
 from tests.captions_helpers import cli_rooms
 
@@ -157,14 +157,14 @@ async def speak(address: str, utt: Utterance, *, token: str = ACCESS) -> None:
         await ws.receive_str()
 
 
-def finals_of(sub: Subscription) -> list[CaptionEvent]:
+def finals_of(sub: Subscription[CaptionEvent]) -> list[CaptionEvent]:
     out = []
     while True:
         try:
-            event = sub._queue.get_nowait()
+            event = sub.queue.get_nowait()
         except asyncio.QueueEmpty:
             return out
-        if event.is_final:
+        if event is not None and event.is_final:
             out.append(event)
 
 
@@ -175,7 +175,8 @@ async def test_vosk_finals_survive_an_orchestrator_kill9_once_each_in_order(
     await orchestrator.ready()
     utterances = ko_corpus[:6]
     async with captioner(settings, engine, orchestrator.url, access_token=ACCESS) as (app, addr):
-        produced = app[bus_key].subscribe(10_000)  # what the captioner produced, in order
+        # what the captioner produced, in order
+        produced = app[captioner_bus_key].subscribe(maxsize=10_000)
         delivery = app[delivery_key]
         for n, utt in enumerate(utterances):
             if n == 2:
@@ -246,7 +247,7 @@ async def test_overflow_while_down_gives_one_notice_with_the_count(
     async with captioner(settings, engine, orchestrator.url, delivery_queue=10) as (app, _):
         delivery = app[delivery_key]
         for n in range(25):  # nobody listens yet: 15 of them cannot be kept
-            app[bus_key].publish(
+            app[captioner_bus_key].publish(
                 CaptionEvent(ROOM, "Lee", "ko", f"line {n}", True, n, n + 0.5, f"m{n}")
             )
             if n == 0:
@@ -283,7 +284,9 @@ async def test_wrong_producer_token_is_refused_and_logged(
     ) as (app, _):
         delivery = app[delivery_key]
         for n in range(3):
-            app[bus_key].publish(CaptionEvent(ROOM, "Lee", "ko", f"x{n}", True, 0, 1, f"m{n}"))
+            app[captioner_bus_key].publish(
+                CaptionEvent(ROOM, "Lee", "ko", f"x{n}", True, 0, 1, f"m{n}")
+            )
 
         async def refused() -> bool:
             return cmetrics.DELIVERY_FAILED._value.get() - failed >= 3 and not delivery.finals

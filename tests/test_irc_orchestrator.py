@@ -33,7 +33,8 @@ from bots.irc.relay import Relay
 from bots.irc.source import SseCaptionSource, SseMessage, SseParser, caption_from_json
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
-from orchestrator.captions.hub import Hub
+from orchestrator.captions.model import Item
+from plenary.fanout import FanOut
 from plenary.settings import (
     IrcNetworkSettings,
     IrcRoomSettings,
@@ -135,7 +136,7 @@ async def test_relay_reads_the_stream_and_resumes_without_loss_or_repeat(tmp_pat
     base = f"http://{HOST}:{port}"
     await create_room(base)
 
-    def hub() -> Hub:  # the app changes on restart
+    def hub() -> FanOut[Item]:  # the app changes on restart
         return app[captions_key].hub
 
     with start_server("ngircd", tmp_path) as irc:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness.caption_feed import BusCaptionSource, caption_bus
 from bench.harness.irc_conversation import converse
 from bench.harness.ircservers import RawClient, relay_running, start_server, until
 from bots.irc.protocol import RFC_NICKLEN
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
-from plenary.bus import CaptionBus
+from plenary.events import CaptionEvent
+from plenary.fanout import FanOut
 from tests.test_irc_servers import caption, irc_settings, need
 
 
@@ -71,7 +72,7 @@ async def test_nick_too_long_is_shortened_to_nicklen_with_a_warning(
     with start_server("ngircd", tmp_path) as srv:
         squatter = await RawClient.connect(srv.port, "plenarybo")
         observer = await RawClient.connect(srv.port, "watcher", "#room")
-        bus = CaptionBus()
+        bus = caption_bus()
         settings = irc_settings(srv.port, {"talk": "#room"}, nick="plenarybot")
         async with BusCaptionSource(bus) as source, relay_running(Relay(settings, source)) as relay:
             client = relay.clients["default"]
@@ -95,7 +96,7 @@ async def test_nick_refused_for_its_characters_and_in_use_on_inspircd(
     need("inspircd")
     with start_server("inspircd", tmp_path) as srv:
         squatter = await RawClient.connect(srv.port, "relay")
-        bus = CaptionBus()
+        bus = caption_bus()
         settings = irc_settings(srv.port, {"talk": "#room"}, nick="9relay")
         async with BusCaptionSource(bus) as source, relay_running(Relay(settings, source)) as relay:
             client = relay.clients["default"]
@@ -107,7 +108,9 @@ async def test_nick_refused_for_its_characters_and_in_use_on_inspircd(
     assert any("'relay'" in w and "433" in w and "'relay_'" in w for w in warnings), warnings
 
 
-async def burst_time(relay: Relay, bus: CaptionBus, observer: RawClient, count: int) -> float:
+async def burst_time(
+    relay: Relay, bus: FanOut[CaptionEvent], observer: RawClient, count: int
+) -> float:
     """Seconds until ``count`` captions of a line each (no space: none is packed behind
     another) published at once are all in the channel."""
     client = relay.clients["default"]
@@ -131,7 +134,7 @@ async def test_ngircd_operator_with_mode_f_sends_faster_and_stays(tmp_path: Path
     extra = "\n[Operator]\n    Name = relayop\n    Password = oper-secret\n"
     with start_server("ngircd", tmp_path, extra=extra) as srv:
         observer = await RawClient.connect(srv.port, "watcher", "#room")
-        bus = CaptionBus()
+        bus = caption_bus()
         settings = irc_settings(
             srv.port,
             {"talk": "#room"},
@@ -159,7 +162,7 @@ async def test_inspircd_connect_class_lets_the_relay_send_faster(tmp_path: Path)
     )
     with start_server("inspircd", tmp_path, connect=connect) as srv:
         observer = await RawClient.connect(srv.port, "watcher", "#room")
-        bus = CaptionBus()
+        bus = caption_bus()
         settings = irc_settings(
             srv.port,
             {"talk": "#room"},

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.harness.caption_feed import BusCaptionSource, caption_bus
 from bench.harness.ircservers import (
     HOST,
     IrcServer,
@@ -25,9 +26,8 @@ from bench.harness.ircservers import (
 from bots.irc.client import IrcClient, SaslError
 from bots.irc.lines import sanitize
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
-from plenary.bus import CaptionBus
 from plenary.events import CaptionEvent
+from plenary.fanout import FanOut
 from plenary.settings import IrcNetworkSettings, IrcRoomSettings, IrcSettings
 
 SERVERS = ["ngircd", "inspircd", "ergo"]
@@ -78,7 +78,7 @@ def caption(room: str, speaker: str, text: str, *, final: bool = True) -> Captio
 
 
 @contextlib.asynccontextmanager
-async def running(settings: IrcSettings, bus: CaptionBus) -> AsyncIterator[Relay]:
+async def running(settings: IrcSettings, bus: FanOut[CaptionEvent]) -> AsyncIterator[Relay]:
     async with (
         BusCaptionSource(bus) as source,
         relay_running(Relay(settings, source)) as relay,
@@ -119,7 +119,7 @@ SCRIPT = [
 
 async def test_captions_arrive_intact(server: IrcServer) -> None:
     observer = await RawClient.connect(server.port, "watcher", "#room")
-    bus = CaptionBus()
+    bus = caption_bus()
     async with running(irc_settings(server.port, {"talk": "#room"}), bus) as relay:
         await until(lambda: joined(relay), 10, "the relay in #room")
         bus.publish(caption("talk", "Alice", "Good", final=False))  # partials are not posted
@@ -143,7 +143,7 @@ async def test_commands_answer_links_and_nothing_else(tmp_path: Path) -> None:
     need("ngircd")
     with start_server("ngircd", tmp_path) as srv:
         observer = await RawClient.connect(srv.port, "watcher", "#room")
-        async with running(irc_settings(srv.port, {"talk": "#room"}), CaptionBus()) as relay:
+        async with running(irc_settings(srv.port, {"talk": "#room"}), caption_bus()) as relay:
             await until(lambda: joined(relay), 10, "the relay in #room")
             for command in ("!quit", "!raw QUIT", "\x01VERSION\x01", "!transcript", "!help"):
                 observer.send(f"PRIVMSG #room :{command}")
@@ -170,7 +170,7 @@ async def test_many_rooms_one_connection_and_a_keyed_channel(tmp_path: Path) -> 
             IrcRoomSettings(room="s", channel="#secret", key="sesame"),
         ]
         settings = IrcSettings(networks={"default": network(srv.port)}, rooms=rooms)
-        bus = CaptionBus()
+        bus = caption_bus()
         async with running(settings, bus) as relay:
             await until(lambda: joined(relay), 10, "the relay in three channels")
             assert len(relay.clients) == 1
@@ -195,7 +195,7 @@ async def test_ergo_sasl_tags_and_bot_mode(tmp_path: Path) -> None:
         settings = irc_settings(
             srv.port, {"talk": "#room"}, sasl_username="relay", sasl_password="correct-horse"
         )
-        bus = CaptionBus()
+        bus = caption_bus()
         async with running(settings, bus) as relay:
             await until(lambda: joined(relay), 10, "the relay in #room")
             client = relay.clients["default"]
@@ -238,7 +238,7 @@ async def test_server_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
         observer = await RawClient.connect(srv.port, "watcher", "#room")
         # confirm_every=1: a PING behind every line, so no line can be repeated.
         settings = irc_settings(srv.port, {"talk": "#room"}, reconnect_min=2.0, confirm_every=1)
-        bus = CaptionBus()
+        bus = caption_bus()
         words = [f"w{i:03d}" for i in range(80)]
         async with running(settings, bus) as relay:
             await until(lambda: joined(relay), 10, "the relay in #room")
@@ -276,7 +276,7 @@ async def test_kick_and_ban_then_rejoin(tmp_path: Path) -> None:
     need("ngircd")
     with start_server("ngircd", tmp_path) as srv:
         observer = await RawClient.connect(srv.port, "watcher", "#room")  # first in: operator
-        bus = CaptionBus()
+        bus = caption_bus()
         settings = irc_settings(srv.port, {"talk": "#room"}, reconnect_min=0.5)
         async with running(settings, bus) as relay:
             await until(lambda: joined(relay), 10, "the relay in #room")
@@ -300,7 +300,7 @@ async def test_burst_of_1000_captions_is_merged_without_flooding(kind: str, tmp_
     need(kind)
     with start_server(kind, tmp_path) as srv:  # the server's default flood limits
         observer = await RawClient.connect(srv.port, "watcher", "#room")
-        bus = CaptionBus()
+        bus = caption_bus()
         async with running(irc_settings(srv.port, {"talk": "#room"}), bus) as relay:
             await until(lambda: joined(relay), 10, "the relay in #room")
             client = relay.clients["default"]

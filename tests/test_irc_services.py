@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness.caption_feed import BusCaptionSource, caption_bus
 from bench.harness.ircservers import (
     HOST,
     RawClient,
@@ -30,9 +31,8 @@ from bench.harness.rooms_helpers import TOKEN as ADMIN
 from bots.irc.client import IrcClient, SaslError
 from bots.irc.keys import OrchestratorChannels
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource, SseCaptionSource
+from bots.irc.source import SseCaptionSource
 from orchestrator.app import create_app
-from plenary.bus import CaptionBus
 from plenary.settings import IrcRoomSettings, IrcSettings, load_settings
 from tests.test_irc_servers import caption, irc_settings, network
 
@@ -52,7 +52,7 @@ async def test_sasl_tags_bot_mode_and_tls_on_inspircd_with_atheme(tmp_path: Path
         settings = irc_settings(
             srv.port, {"talk": "#room"}, sasl_username="relay", sasl_password="correct-horse"
         )
-        bus = CaptionBus()
+        bus = caption_bus()
         async with BusCaptionSource(bus) as source:
             relay = Relay(settings, source)
             async with relay_running(relay):

@@ -12,15 +12,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from bench.harness.caption_feed import BusCaptionSource, caption_bus
 from bench.harness.fake_jvb import CURRENT, load_fixture
 from bots.captioner import metrics as captioner_metrics
 from bots.irc.metrics import RelayCollector
 from bots.irc.relay import Relay
-from bots.irc.source import BusCaptionSource
 from orchestrator import metrics
 from orchestrator.app import create_app
 from orchestrator.jvb import StatsPoller, parse_colibri, parse_jicofo
-from plenary.bus import CaptionBus
 from plenary.host_metrics import (
     HostCollector,
     parse_cpu,
@@ -62,8 +61,8 @@ def every_series_name() -> set[str]:
     irc = IrcSettings.model_validate(
         {"networks": {"libera": {}}, "rooms": [{"room": "r", "network": "libera", "channel": "#r"}]}
     )
-    registry.register(RelayCollector(Relay(irc, BusCaptionSource(CaptionBus()))))
-    registry.register(metrics.BusCollector(CaptionBus()))  # plenary_caption_events_total
+    registry.register(RelayCollector(Relay(irc, BusCaptionSource(caption_bus()))))
+    registry.register(metrics.FanOutCollector(caption_bus()))  # plenary_caption_events_total
     text = generate_latest(registry).decode()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
     return {

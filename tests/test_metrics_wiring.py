@@ -23,10 +23,10 @@ from bench.harness.rooms_helpers import AUTH as ADMIN
 from bench.harness.rooms_helpers import TOKEN as ADMIN_TOKEN
 from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
-from orchestrator.keys import db_key
+from orchestrator.app_keys import db_key
 from orchestrator.rooms.model import Room, RoomCreate
 from orchestrator.rooms.repository import RoomRepository
-from orchestrator.web.keys import directory_key
+from orchestrator.web.web_keys import directory_key
 from plenary.exposition import registry_key
 from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms

@@ -24,11 +24,11 @@ from aiohttp.test_utils import TestClient
 
 from bench.harness.audio import read_pcm
 from bots.captioner.app import create_app
+from bots.captioner.captioner_keys import captioner_bus_key
 from bots.captioner.engine import Engine
-from bots.captioner.keys import bus_key
-from plenary.bus import Subscription
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent
+from plenary.fanout import Subscription
 from plenary.scoring import cer, normalize_ko
 from plenary.settings import Settings, load_settings
 
@@ -176,7 +176,7 @@ def custom_engine(engine: Engine, **captioner: Any) -> Iterator[tuple[Settings, 
         eng.close()
 
 
-async def drain(sub: Subscription, *, quiet: float = 0.5) -> list[CaptionEvent]:
+async def drain(sub: Subscription[CaptionEvent], *, quiet: float = 0.5) -> list[CaptionEvent]:
     """Every event published so far (stops after ``quiet`` seconds without one)."""
     events = []
     while True:
@@ -454,7 +454,7 @@ async def test_attribution_from_query(
 ) -> None:
     before = outstanding(engine)
     (utt,) = pick(ko_corpus, "pfa00003")
-    sub = app_client.app[bus_key].subscribe()
+    sub = app_client.app[captioner_bus_key].subscribe()
     try:
         replies = await normal_stream(app_client, utt, query="?room=r1&speaker=alice&lang=ko")
         events = await drain(sub)
@@ -480,7 +480,7 @@ async def test_default_attribution(
     app_client: TestClient[Any, Any], engine: Engine, settings: Settings, ko_corpus: list[Utterance]
 ) -> None:
     (utt,) = pick(ko_corpus, "pmb00003")
-    sub = app_client.app[bus_key].subscribe()
+    sub = app_client.app[captioner_bus_key].subscribe()
     try:
         await normal_stream(app_client, utt)
         events = await drain(sub)
@@ -654,7 +654,7 @@ async def test_odd_byte_count_closes_1003_and_keeps_what_was_said(
 ) -> None:
     before = outstanding(engine)
     (utt,) = pick(ko_corpus, "pml00002")
-    sub = app_client.app[bus_key].subscribe()
+    sub = app_client.app[captioner_bus_key].subscribe()
     try:
         ws = await app_client.ws_connect("/?speaker=odd")
         await ws.send_str('{"config": {"sample_rate": 16000}}')

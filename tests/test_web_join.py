@@ -74,7 +74,7 @@ async def make_client(aiohttp_client: Any, settings: Settings) -> Any:
     app = create_app(settings)
 
     async def seed(app: web.Application) -> None:
-        from orchestrator.keys import db_key
+        from orchestrator.app_keys import db_key
 
         repo = RoomRepository(app[db_key])
         for room in ROOMS:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.app import create_app
-from orchestrator.web.keys import directory_key
+from orchestrator.web.web_keys import directory_key
 from tests.web_helpers import FakeDirectory, csrf_of, login, web_settings
 
 FORM = {

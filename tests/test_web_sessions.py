@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from orchestrator.app import create_app
-from orchestrator.web.keys import directory_key
 from orchestrator.web.sessions import COOKIE
+from orchestrator.web.web_keys import directory_key
 from tests.web_helpers import FakeDirectory, login, token, web_settings
 
 

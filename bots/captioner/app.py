@@ -12,14 +12,15 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_log import AccessLogger
 
 from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
+from bots.captioner.captioner_keys import captioner_bus_key, captioner_settings_key, engine_key
 from bots.captioner.delivery import Delivery
 from bots.captioner.engine import Engine
-from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.metrics import new_captioner_registry
 from bots.captioner.models import ModelRegistry
 from bots.captioner.vosk_ws import vosk_stream
-from plenary.bus import CaptionBus
+from plenary.events import CaptionEvent
 from plenary.exposition import metrics_view, registry_key
+from plenary.fanout import FanOut, Overflow
 from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ delivery_key = web.AppKey("delivery", Delivery)
 @web.middleware
 async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With captioner.access_token set, the websockets need it (?token= or Bearer)."""
-    expected = request.app[settings_key].captioner.access_token
+    expected = request.app[captioner_settings_key].captioner.access_token
     if expected and request.path in PROTECTED:
         scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
         given = request.query.get("token") or (bearer.strip() if scheme.lower() == "bearer" else "")
@@ -77,7 +78,7 @@ def routes() -> list[web.RouteDef]:
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[settings_key]
+    settings = app[captioner_settings_key]
     engine = Engine(settings.captioner, ModelRegistry(settings.models))
     # Load the default language's model before accepting streams, so the first
     # speaker does not wait seconds and a broken model stops start-up at once.
@@ -105,7 +106,7 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     """Deliver every caption to the orchestrator, when captioner.orchestrator_url names one."""
-    c = app[settings_key].captioner
+    c = app[captioner_settings_key].captioner
     if not c.orchestrator_url:
         log.warning(
             "captioner.orchestrator_url is not set: captions go back to Jitsi only "
@@ -118,18 +119,25 @@ async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     delivery = Delivery(c.orchestrator_url, c.orchestrator_token, c.delivery_queue)
     await delivery.start()
     app[delivery_key] = delivery
-    app[bus_key].listen(delivery.offer)
+    app[captioner_bus_key].listen(delivery.offer)
     yield
     await delivery.close()
 
 
+def caption_bus(maxsize: int = 1000) -> FanOut[CaptionEvent]:
+    """Every caption the captioner makes, to the delivery (a listener) and to in-process
+    readers. Those cannot resume, so one that falls behind loses its oldest events
+    (``dropped``) rather than being cut off; recognition never waits for it."""
+    return FanOut(overflow=Overflow.DROP_OLDEST, maxsize=maxsize)
+
+
 def create_app(
-    settings: Settings, bus: CaptionBus | None = None, engine: Engine | None = None
+    settings: Settings, bus: FanOut[CaptionEvent] | None = None, engine: Engine | None = None
 ) -> web.Application:
     """The captioner app. Pass ``engine`` to share an already loaded one (its owner closes it)."""
     app = web.Application(middlewares=[access_token])
-    app[settings_key] = settings
-    app[bus_key] = bus or CaptionBus()
+    app[captioner_settings_key] = settings
+    app[captioner_bus_key] = bus or caption_bus()
     if engine is None:
         app.cleanup_ctx.append(engine_ctx)
     else:

@@ -6,7 +6,7 @@ once, and hands packets to the source's queue; a task per source decodes them in
 batches and feeds its ``StreamTranscriber``. A ticker per session notices sources
 that went quiet (the bridge stops sending in silence) and flushes them, so the final
 comes ``bridge_quiet_ms`` after the last packet. Results go back over the socket
-(when asked for) through one writer, and every caption reaches the CaptionBus, and
+(when asked for) through one writer, and every caption reaches the captioner's bus, and
 from it the orchestrator, with the meeting id and the speaker's endpoint id.
 
 Sessions outlive their socket for ``bridge_resume_seconds``: the bridge reconnects
@@ -30,8 +30,8 @@ from aiohttp import WSMsgType, web
 
 from bots.captioner import mediajson as mj
 from bots.captioner import metrics, opus
+from bots.captioner.captioner_keys import captioner_bus_key, captioner_settings_key, engine_key
 from bots.captioner.engine import Engine, EventSink, Refused, Slot, StreamTranscriber
-from bots.captioner.keys import bus_key, engine_key, settings_key
 from bots.captioner.models import ModelError
 from plenary.events import CaptionEvent
 from plenary.settings import CaptionerSettings
@@ -582,13 +582,13 @@ class SessionRegistry:
             await asyncio.wait(self._closing, timeout=5.0)
 
 
-registry_key = web.AppKey("bridge_sessions", SessionRegistry)
+bridge_sessions_key = web.AppKey("bridge_sessions", SessionRegistry)
 
 
 async def bridge_sessions_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[registry_key] = SessionRegistry()
+    app[bridge_sessions_key] = SessionRegistry()
     yield
-    await app[registry_key].close()
+    await app[bridge_sessions_key].close()
 
 
 def _language(engine: Engine, settings: CaptionerSettings, requested: str | None) -> str:
@@ -608,7 +608,7 @@ def _language(engine: Engine, settings: CaptionerSettings, requested: str | None
 
 
 async def bridge_stream(request: web.Request) -> web.StreamResponse:
-    settings = request.app[settings_key].captioner
+    settings = request.app[captioner_settings_key].captioner
     ws = web.WebSocketResponse(max_msg_size=settings.bridge_max_frame_bytes)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(
@@ -617,14 +617,14 @@ async def bridge_stream(request: web.Request) -> web.StreamResponse:
         )
     query = mj.parse_query(request.query, request.query.getall("tag", []))
     await ws.prepare(request)
-    registry = request.app[registry_key]
+    registry = request.app[bridge_sessions_key]
     session = registry.attach(
         request.app[engine_key],
         settings,
         query,
         ws,
         request.transport,
-        request.app[bus_key].publish,
+        request.app[captioner_bus_key].publish,
     )
     try:
         await session.receive(ws)

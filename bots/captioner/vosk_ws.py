@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bots.captioner import vosk_protocol as vp
+from bots.captioner.captioner_keys import captioner_bus_key, engine_key
 from bots.captioner.engine import Engine, EventSink, FeedResult, Refused, StreamTranscriber
-from bots.captioner.keys import bus_key, engine_key
 from bots.captioner.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, engine: Engine
         language=language,
         room=request.query.get("room") or settings.default_room,
         speaker=request.query.get("speaker") or f"speaker-{id(ws) % 10000}",
-        bus_publish=request.app[bus_key].publish,
+        bus_publish=request.app[captioner_bus_key].publish,
     )
     try:
         await session.run(ws)

@@ -19,12 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import metrics
+from orchestrator.app_keys import settings_key
 from orchestrator.captions import jigasi
 from orchestrator.captions.model import Caption, Correction
 from orchestrator.captions.readers import admit
 from orchestrator.captions.service import UnknownRoom, captions_key, main_room
 from orchestrator.captions.store import Duplicate, now_ms
-from orchestrator.keys import settings_key
 from orchestrator.problems import bearer, check_bearer, check_token, problem
 from plenary import wire
 from plenary.events import CaptionEvent

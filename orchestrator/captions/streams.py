@@ -2,7 +2,7 @@
 
 Both subscribe to the room *before* reading the stored backlog, then skip live
 captions already sent, so a caption stored in between is neither lost nor repeated.
-A reader that closes its connection is let go within about a second (hub.WATCH_SECONDS),
+A reader that closes its connection is let go within about a second (fanout.WATCH_SECONDS),
 caption or not, so ``plenary_text_subscribers`` counts open streams.
 
 The text stream is for people with ``curl -N``: a first line names the room and its time
@@ -20,13 +20,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from orchestrator import metrics
+from orchestrator.app_keys import settings_key
 from orchestrator.captions.api import after_param
-from orchestrator.captions.hub import Subscriber
 from orchestrator.captions.model import Caption, Correction, Item
 from orchestrator.captions.present import room_view
 from orchestrator.captions.readers import admit
-from orchestrator.captions.service import Captions, captions_key, main_room
-from orchestrator.keys import settings_key
+from orchestrator.captions.service import Captions, captions_key, is_final, main_room
+from plenary.fanout import Subscription
 
 PAGE = 500
 RETRY = b"retry: 2000\n\n"
@@ -51,7 +51,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     await response.write(RETRY)
     metrics.TEXT_SENT_BYTES.labels(kind="sse").inc(len(RETRY))
 
-    def end(sub: Subscriber, last: int) -> bytes:
+    def end(sub: Subscription[Item], last: int) -> bytes:
         return f"event: end\ndata: {json.dumps({'reason': sub.reason})}\n\n".encode()
 
     await _relay(
@@ -90,7 +90,7 @@ async def text(request: web.Request) -> web.StreamResponse:
     await response.write(hello)
     metrics.TEXT_SENT_BYTES.labels(kind="text").inc(len(hello))
 
-    def end(sub: Subscriber, last: int) -> bytes:
+    def end(sub: Subscription[Item], last: int) -> bytes:
         why = (
             "the server is restarting"
             if sub.shutdown
@@ -124,7 +124,7 @@ async def _relay(
     partials: bool,
     encode: Callable[[Item], bytes],
     heartbeat: bytes | None,
-    end: Callable[[Subscriber, int], bytes],
+    end: Callable[[Subscription[Item], int], bytes],
 ) -> None:
     room = request.match_info["room"]
     sent = metrics.TEXT_SENT_BYTES.labels(kind=kind)  # payload bytes, not HTTP framing
@@ -138,7 +138,7 @@ async def _relay(
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
-    sub = captions.hub.subscribe(room, partials, alive)
+    sub = captions.hub.subscribe(room, want=None if partials else is_final, alive=alive)
     subscribers.inc()  # the finally below always takes it back, however the reader left
     last = after
     try:

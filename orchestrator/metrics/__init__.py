@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
@@ -37,11 +38,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from orchestrator.app_keys import db_key, live_key, settings_key
 from orchestrator.jvb import StatsPoller
-from orchestrator.keys import bus_key, db_key, settings_key
 from orchestrator.rooms.repository import RoomRepository
-from plenary.bus import CaptionBus
 from plenary.exposition import metrics_view, new_registry, registry_key
+from plenary.fanout import FanOut
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +156,18 @@ for _outcome in CORRECTION_OUTCOMES:
 poller_key = web.AppKey("stats_poller", StatsPoller)
 
 
-class BusCollector(Collector):
-    """Caption events that went through the app's bus (every producer, every consumer)."""
+class FanOutCollector(Collector):
+    """Caption events published to the orchestrator's live readers (every producer)."""
 
-    def __init__(self, bus: CaptionBus) -> None:
-        self._bus = bus
+    def __init__(self, fanout: FanOut[Any]) -> None:
+        self._fanout = fanout
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "plenary_caption_events",
-            "Caption events (partials and finals) published to the orchestrator's readers.",
-            value=float(self._bus.published),
+            "Caption events (partials, finals and corrections) published to the "
+            "orchestrator's live readers.",
+            value=float(self._fanout.published),
         )
 
 
@@ -204,7 +206,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     poller = StatsPoller(settings)
     app[poller_key] = poller
     app[registry_key] = new_registry(
-        [*METRICS, BusCollector(app[bus_key]), poller], host=settings.host
+        [*METRICS, FanOutCollector(app[live_key]), poller], host=settings.host
     )
     tasks = [asyncio.create_task(poller.run(), name="stats poller")] if poller.targets else []
     rooms = RoomRepository(app[db_key])

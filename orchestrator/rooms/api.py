@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.keys import db_key, settings_key
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.problems import check_bearer, problem_response
 from orchestrator.rooms.model import Room, RoomCreate, RoomFields, RoomPatch, SessionOut, zone
 from orchestrator.rooms.openapi import document

@@ -21,10 +21,10 @@ from orchestrator import metrics
 from orchestrator.access.errors import IdentitySourceUnavailable, InvalidCredentials, OAuthError
 from orchestrator.access.ratelimit import Wait
 from orchestrator.access.wiki import new_code_verifier, new_state, states_match
-from orchestrator.keys import settings_key
-from orchestrator.web.keys import directory_key, limiter_key, wiki_key
+from orchestrator.app_keys import settings_key
 from orchestrator.web.pages import page, safe_next
 from orchestrator.web.sessions import log_in, log_out
+from orchestrator.web.web_keys import directory_key, limiter_key, wiki_key
 
 log = logging.getLogger(__name__)
 

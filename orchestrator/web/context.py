@@ -13,8 +13,8 @@ from aiohttp import web
 from orchestrator.access.ldap import LdapDirectory
 from orchestrator.access.ratelimit import LoginLimiter
 from orchestrator.access.wiki import MediaWiki
-from orchestrator.keys import settings_key
-from orchestrator.web.keys import directory_key, limiter_key, wiki_key
+from orchestrator.app_keys import settings_key
+from orchestrator.web.web_keys import directory_key, limiter_key, wiki_key
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from pydantic import ValidationError
 
-from orchestrator.keys import settings_key
+from orchestrator.app_keys import settings_key
 from orchestrator.rooms.api import repository
 from orchestrator.rooms.model import Room, RoomCreate, RoomFields
 from orchestrator.rooms.repository import RoomExists, RoomNotFound

@@ -25,9 +25,9 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from orchestrator.access.identity import Identity
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.db import Database
-from orchestrator.keys import db_key, settings_key
-from orchestrator.web.keys import session_middleware_key
+from orchestrator.web.web_keys import session_middleware_key
 
 COOKIE = "plenary_session"
 KV_SECRET = "session_secret_key"  # noqa: S105 (a kv key name, not a secret)

@@ -28,24 +28,15 @@ from plenary.settings import (
 
 
 def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
+    from plenary.compose.captioner import run
 
-    from bots.captioner.app import RedactingAccessLogger, create_app
-
-    host = args.host or settings.captioner.host
-    port = args.port or settings.captioner.port
-    app = create_app(settings)
-    web.run_app(app, host=host, port=port, print=None, access_log_class=RedactingAccessLogger)
-    return 0
+    return run(args, settings)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
+    from plenary.compose.serve import run
 
-    from plenary.compose.serve import serve
-
-    asyncio.run(serve(settings, captioner=not args.no_captioner))
-    return 0
+    return run(args, settings)
 
 
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,7 +52,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _irc(args: argparse.Namespace, settings: Settings) -> int:
-    from bots.irc.main import run
+    from plenary.compose.irc import run
 
     return run(args, settings)
 
@@ -121,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     irc = sub.add_parser(
         "irc",
-        help="IRC relay: join the channels of irc.rooms, answer !transcript and !help; "
-        "post the final captions of an orchestrator (--orchestrator URL) or of a captioner "
-        "in this process (--with-captioner)",
+        help="IRC relay: join the channels of irc.rooms, answer !transcript and !help, and "
+        "post the final captions of an orchestrator's stream (by default the one of "
+        "orchestrator.host/port; --orchestrator URL; or, with --with-captioner, an "
+        "orchestrator and a captioner in this process, as plenary serve runs them)",
     )
     irc_from = irc.add_mutually_exclusive_group()
     irc_from.add_argument(
@@ -135,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     irc_from.add_argument(
         "--with-captioner",
         action="store_true",
-        help="run the captioner in this process (captioner.host/port) and relay its captions",
+        help="run the orchestrator and the captioner in this process, as plenary serve does "
+        "(captioner.host/port, orchestrator.host/port), and relay the orchestrator's captions",
     )
     irc.set_defaults(func=_irc)
 

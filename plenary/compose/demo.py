@@ -7,8 +7,9 @@ real recordings play at real-time pace. Captions take the whole path: captioner 
 delivery over HTTP (POST /api/v1/captions) → the orchestrator's store → its SSE
 stream, which the demo prints as IRC lines (on a terminal the current partial is shown
 in place) while the captions page and the ``curl -N`` text stream show the same lines.
-When ``irc.rooms`` names the room ``demo``, the IRC relay posts the same captions into
-its channel.
+When ``irc.rooms`` names the room ``demo``, the IRC relay reads that same stream, as it
+does under ``plenary serve`` (plenary.compose.relay), and posts the finals into its
+channel.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import secrets
 import sys
 import tempfile
@@ -32,9 +32,10 @@ from aiohttp import web
 
 from bots.captioner.app import create_app
 from bots.captioner.audio import decode_file
-from bots.irc.relay import Relay
-from bots.irc.source import SseCaptionSource
+from bots.irc.source import SseParser
 from orchestrator.app import create_app as create_orchestrator
+from orchestrator.irc_channels import with_relay_reader
+from plenary.compose.relay import run_relay
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.events import CaptionEvent
 from plenary.scoring import cer
@@ -118,6 +119,7 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
         print(f"plenary demo: {exc}", file=sys.stderr)
         return 2
     participants, turns = plan_meeting(corpus, speakers, utterances)
+    settings = with_relay_reader(settings)  # the relay reads the orchestrator as plenary serve's
     workdir = tempfile.TemporaryDirectory(prefix="plenary-demo-")
     token = secrets.token_urlsafe(16)
     admin = secrets.token_urlsafe(16)
@@ -162,16 +164,17 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
 
     async def show_all() -> None:
         # The same SSE stream any consumer reads: numbered finals from the store.
-        async for raw in response.content:
-            line = raw.decode()
-            if line.startswith("data: "):
-                printer.show(_event(json.loads(line[6:]), printer.started))
+        parser = SseParser()
+        async for chunk in response.content.iter_any():
+            for message in parser.feed(chunk):
+                if message.event in ("caption", "partial"):
+                    printer.show(_event(message.data, printer.started))
 
     tasks = [asyncio.create_task(show_all())]
     irc_rooms = [r for r in settings.irc.rooms if r.room == "demo"]
     if irc_rooms:
         print(f"relaying captions to IRC {irc_rooms[0].channel}", file=sys.stderr)
-        tasks.append(asyncio.create_task(relay(settings, base)))
+        tasks.append(asyncio.create_task(run_relay(settings, base)))
     try:
         await asyncio.gather(*(speak(url, p, pace) for p in participants))
         await asyncio.sleep(3 if irc_rooms else 0.5)  # let the store, streams and relay drain
@@ -228,11 +231,6 @@ def _event(data: str | bytes | Mapping[str, Any], started: dt.datetime) -> Capti
     ValueError) naming the bad field when it is not one."""
     event = served_caption(data).event(zero_s=started.timestamp())
     return replace(event, start=max(0.0, event.start))
-
-
-async def relay(settings: Settings, orchestrator: str) -> None:
-    async with SseCaptionSource(orchestrator) as source:
-        await Relay(settings.irc, source).run()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,33 +5,33 @@ host does: ``POST /api/v1/captions`` over HTTP, here on loopback, with a produce
 made up at start-up (unless captioner.orchestrator_token names a configured one). So
 there is one path, with its queue, retries and deduplication, in both topologies. The
 IRC relay (when rooms are configured) reads the orchestrator's own caption stream over
-loopback HTTP, like any other consumer, so captions posted over HTTP or by Jigasi reach
-IRC too and its positions are the orchestrator's caption numbers; it reads restricted
-rooms as a service reader (irc.orchestrator_token, made up at start-up unless set).
+loopback HTTP, like any other consumer (plenary.compose.relay), so captions posted over
+HTTP or by Jigasi reach IRC too and its positions are the orchestrator's caption
+numbers; it reads restricted rooms as a service reader (irc.orchestrator_token, made up
+at start-up unless set). ``plenary irc --with-captioner`` runs this too.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import secrets
 import signal
+import sys
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from bots.captioner.app import RedactingAccessLogger
 from bots.captioner.app import create_app as create_captioner
-from bots.irc.keys import OrchestratorChannels
-from bots.irc.metrics import RelayCollector
-from bots.irc.relay import Relay
-from bots.irc.source import SseCaptionSource
+from bots.irc.client import SaslError
 from orchestrator.app import create_app
 from orchestrator.irc_channels import with_relay_reader
 from orchestrator.web.proxy import ClientAccessLogger
+from plenary.compose.relay import run_relay
 from plenary.exposition import registry_key
 from plenary.settings import Settings
 
@@ -71,6 +71,8 @@ def embedded(settings: Settings) -> Settings:
 
 
 async def serve(settings: Settings, *, captioner: bool = True) -> None:
+    """Run until SIGINT or SIGTERM; a relay that fails for good (SASL refused) stops it
+    with its error."""
     if captioner:
         settings = embedded(settings)
     settings = with_relay_reader(settings)  # the relay reads restricted rooms too
@@ -95,14 +97,20 @@ async def serve(settings: Settings, *, captioner: bool = True) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if settings.irc.rooms:
-        tasks.append(asyncio.create_task(_relay(settings, app)))
+        url = loopback_url(o.host, o.port)
+        tasks.append(asyncio.create_task(run_relay(settings, url, app[registry_key])))
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
     finally:
         for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         for r in reversed(runners):
             await r.cleanup()
 
@@ -118,11 +126,10 @@ def loopback_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def _relay(settings: Settings, app: web.Application) -> None:
-    url = loopback_url(settings.orchestrator.host, settings.orchestrator.port)
-    token = settings.irc.orchestrator_token
-    async with aiohttp.ClientSession() as http:
-        source = SseCaptionSource(url, http, token=token)
-        relay = Relay(settings.irc, source, channels=OrchestratorChannels(url, token, http))
-        app[registry_key].register(RelayCollector(relay))  # on the orchestrator's /metrics
-        await relay.run()
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        asyncio.run(serve(settings, captioner=not args.no_captioner))
+    except SaslError as exc:
+        print(f"plenary serve: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,37 @@
+"""The IRC relay as every composition root runs it: reading an orchestrator's stream.
+
+``plenary serve``, ``plenary irc`` (alone, ``--orchestrator URL`` or
+``--with-captioner``) and ``plenary demo`` all start the relay here, so it reads
+captions one way everywhere: each room's numbered SSE stream
+(``GET URL/r/<room>/captions/stream``, ``SseCaptionSource``), whose positions are the
+orchestrator's caption numbers. Whoever produced a caption (a captioner in this
+process or on another host, an HTTP post, Jigasi), the relay posts it once, and a
+relay restarted from its ``delivered`` positions resumes exactly. It reads restricted
+rooms and their channel keys as a service reader (``irc.orchestrator_token``).
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from bots.irc.keys import OrchestratorChannels
+from bots.irc.metrics import RelayCollector
+from bots.irc.relay import Relay
+from bots.irc.source import SseCaptionSource
+from plenary.settings import Settings
+
+
+async def run_relay(
+    settings: Settings, orchestrator: str, registry: CollectorRegistry | None = None
+) -> None:
+    """Relay the captions of ``orchestrator`` (its base URL) until cancelled; its metrics
+    go to ``registry`` when given (the orchestrator's own /metrics under serve)."""
+    token = settings.irc.orchestrator_token
+    async with aiohttp.ClientSession() as http:
+        source = SseCaptionSource(orchestrator, http, token=token)
+        channels = OrchestratorChannels(orchestrator, token, http)
+        relay = Relay(settings.irc, source, channels=channels)
+        if registry is not None:
+            registry.register(RelayCollector(relay))
+        await relay.run()
