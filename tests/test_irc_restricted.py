@@ -229,15 +229,16 @@ async def test_a_room_created_after_the_relay_started_is_keyed_before_its_first_
     irc: IrcServer, orchestrator: str
 ) -> None:
     """The relay reads the table at start and every ``refresh`` seconds (here: never
-    again); a caption of a room missing from its table makes it read the table at once,
-    and it posts nothing into the channel until the key is set."""
+    again, even while a configured room is missing); a caption of a room missing from its
+    table makes it read the table at once, and it posts nothing into the channel until
+    the key is set."""
     base = orchestrator
     settings = irc_settings(irc.port)
     settings.rooms.append(IrcRoomSettings(room="late", channel="#late"))
     async with aiohttp.ClientSession() as http:
         source = SseCaptionSource(base, http, token=READER, reconnect_min=0.2, reconnect_max=1)
         keys = OrchestratorChannels(base, READER, http)
-        relay = Relay(settings, source, channels=keys, refresh=3600)
+        relay = Relay(settings, source, channels=keys, refresh=3600, refresh_missing=3600)
         async with relay_running(relay):
             await until(lambda: relay.protection.get("devroom") == (True, ""), 15, "#dev keyed")
             body = room_json("late", policy=DEVS, irc_channel="#late")
@@ -262,6 +263,33 @@ async def test_a_room_created_after_the_relay_started_is_keyed_before_its_first_
             assert key and relay.protection["late"] == (True, "")
             answer = await refused(irc.port, "intruder", "#late")
             assert answer and answer[0].param(1) == "#late"
+
+
+@pytest.mark.parametrize("irc", ["ngircd"], indirect=True)
+async def test_a_room_created_after_the_relay_started_is_keyed_within_seconds(
+    irc: IrcServer, orchestrator: str
+) -> None:
+    """While a room of irc.rooms is missing from the channel table (not created yet) the
+    relay reads the table every ``refresh_missing`` seconds: the new restricted room's
+    channel is keyed and reported with no caption and no long refresh to wait for."""
+    base = orchestrator
+    settings = irc_settings(irc.port)
+    settings.rooms.append(IrcRoomSettings(room="late", channel="#late"))
+    async with aiohttp.ClientSession() as http:
+        source = SseCaptionSource(base, http, token=READER, reconnect_min=0.2, reconnect_max=1)
+        keys = OrchestratorChannels(base, READER, http)
+        relay = Relay(settings, source, channels=keys, refresh=3600, refresh_missing=0.5)
+        async with relay_running(relay):
+            await until(lambda: relay.protection.get("devroom") == (True, ""), 15, "#dev keyed")
+            body = room_json("late", policy=DEVS, irc_channel="#late")
+            r = await http.post(f"{base}/api/v1/rooms", json=body, headers=AUTH)
+            assert r.status == 201, await r.text()
+            await until(lambda: relay.protection.get("late") == (True, ""), 10, "#late keyed")
+            assert relay.delivered.get("late", 0) == 0  # no caption was needed
+            key = key_on(await room_page(base, "late", "alice"), "#late")
+            answer = await refused(irc.port, "intruder", "#late")
+            assert answer and answer[0].param(1) == "#late"
+            assert not await refused(irc.port, "attendee", "#late", key)
 
 
 async def test_channel_table_admin_key_and_relay_reports(slapd: Slapd, tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ losing or repeating a caption.
 Restricted rooms: with ``channels`` (the orchestrator's channel table, bots/irc/keys.py)
 the relay reads at start and every ``refresh`` seconds which rooms are restricted and
 their keys, sets the key on their channels (a key in ``irc.rooms[].key`` wins) and
-reports back whether it could (``protection[room]`` holds the last word).
+reports back whether it could (``protection[room]`` holds the last word). While a room
+of ``irc.rooms`` is missing from the table (not created yet), it reads the table every
+``refresh_missing`` seconds instead, so that a restricted room's channel is keyed within
+seconds of the room's creation, before anyone asks the room page for the key.
 """
 
 from __future__ import annotations
@@ -82,11 +85,13 @@ class Relay:
         positions: dict[str, int] | None = None,
         channels: ChannelDirectory | None = None,
         refresh: float = 60.0,
+        refresh_missing: float = 5.0,
     ) -> None:
         self.settings = settings
         self.source = source
         self.channels = channels
         self.refresh = refresh
+        self.refresh_missing = refresh_missing
         self.protection: dict[str, tuple[bool, str]] = {}  # room → (protected, why not)
         self._listed: set[str] = set()  # rooms in the last channel table
         self._last_refresh = 0.0
@@ -188,7 +193,10 @@ class Relay:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.refresh)
+            # A configured room the table lacks is about to be created: look again soon.
+            missing = any(entry.room not in self._listed for entry in self.settings.rooms)
+            wait = min(self.refresh, self.refresh_missing) if missing else self.refresh
+            await asyncio.sleep(wait)
             await self.refresh_keys()
 
     async def run(self) -> None:
