@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +82,95 @@ def test_caption_readers_and_no_transcript(
            "--end", "2030-03-01T11:00", "--caption-readers", '[{"kind": "nobody"}]']  # fmt: skip
     assert main(bad) == 2  # not a valid room
     assert "caption_readers" in capsys.readouterr().err
+
+
+def listed(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The slugs `plenary rooms list` prints."""
+    capsys.readouterr()
+    assert main(["rooms", "list"]) == 0
+    return [line.split("\t", 1)[0] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_json_document_on_the_command_line(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rooms", "create", "--json", json.dumps(room_json("inline"))]) == 0
+    assert capsys.readouterr().out == "created inline\n"
+    # A slug given too replaces the document's.
+    assert main(["rooms", "create", "renamed", "--json", json.dumps(room_json("inline"))]) == 0
+    assert main(["rooms", "show", "renamed"]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert shown["title"] == "Keynote" and shown["irc_channel"] == "#keynote"
+    assert listed(capsys) == ["inline", "renamed"]
+
+
+def test_json_at_file(database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "room.json"
+    spec.write_text(json.dumps(room_json("at-file")), encoding="utf-8")
+    assert main(["rooms", "create", "--json", f"@{spec}"]) == 0
+    assert listed(capsys) == ["at-file"]
+
+
+@pytest.mark.parametrize("flag", ["@-", "-"])
+def test_json_from_standard_input(database: Path, flag: str) -> None:
+    """The real command in its own process, the room piped in."""
+    run = subprocess.run(
+        [sys.executable, "-m", "plenary.compose.cli", "rooms", "create", "--json", flag],
+        input=json.dumps(room_json("piped")),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (0, "created piped\n", "")
+    rooms = subprocess.run(
+        [sys.executable, "-m", "plenary.compose.cli", "rooms", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert rooms.stdout.startswith("piped\t")
+
+
+@pytest.mark.parametrize(
+    ("spec", "stdin", "message"),
+    [
+        ('{"slug": "broken",', None, "--json is not valid JSON: Expecting property name"),
+        (
+            "slug=broken",
+            None,
+            "--json is not valid JSON: Expecting value at line 1 column 1; no file 'slug=broken'",
+        ),
+        ("[1, 2]", None, "--json: the room must be a JSON object, not an array"),
+        ("@-", "{nope}", "standard input is not valid JSON"),
+        ("@-", '"a room"', "standard input: the room must be a JSON object, not a string"),
+        ("@{tmp}/missing.json", None, "cannot read {tmp}/missing.json: No such file"),
+        ("@{tmp}/bad.json", None, "{tmp}/bad.json is not valid JSON: Expecting ',' delimiter"),
+    ],
+)
+def test_bad_json_is_a_usage_error_and_creates_nothing(
+    database: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    spec: str,
+    stdin: str | None,
+    message: str,
+) -> None:
+    (tmp_path / "bad.json").write_text('{"slug": "bad" "title": "x"}', encoding="utf-8")
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    assert main(["rooms", "create", "--json", spec.replace("{tmp}", str(tmp_path))]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("plenary rooms: ")
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert not database.exists()  # nothing was opened, let alone created
+    assert listed(capsys) == []
+
+
+def test_bad_policy_json_is_named(database: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["rooms", "create", "talk", "--title", "Talk", "--start", "2030-03-01T10:00",
+            "--end", "2030-03-01T11:00", "--policy", "{access: []}"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--policy is not valid JSON" in capsys.readouterr().err
+    assert listed(capsys) == []

@@ -2,7 +2,9 @@
 
 plenary rooms create keynote --title "Keynote" --start 2026-12-01T10:00 \\
     --end 2026-12-01T11:00 --timezone Asia/Seoul --lang ko --lang en --anyone
-plenary rooms create --json room.json
+plenary rooms create --json '{"slug": "keynote", "title": "Keynote", ...}'
+plenary rooms create --json @room.json
+generate-room | plenary rooms create --json @-
 plenary rooms list
 plenary rooms show keynote
 plenary rooms delete keynote
@@ -32,7 +34,13 @@ def add_parser(sub: Any) -> None:
 
     create = rsub.add_parser("create", help="create a room")
     create.add_argument("slug", nargs="?", help="room name (also the Jitsi room name)")
-    create.add_argument("--json", type=Path, help="room as JSON (as POST /api/v1/rooms takes)")
+    create.add_argument(
+        "--json",
+        metavar="JSON|@FILE|@-",
+        help="the room as JSON, as POST /api/v1/rooms takes it: the document itself, @FILE to "
+        "read it from a file, or @- (or -) from standard input; a SLUG given too replaces its "
+        "slug",
+    )
     create.add_argument("--title")
     create.add_argument("--description", default="")
     create.add_argument("--start", help="wall time in --timezone, e.g. 2026-12-01T10:00")
@@ -72,16 +80,68 @@ def add_parser(sub: Any) -> None:
     delete.set_defaults(func=run)
 
 
+class RoomInputError(Exception):
+    """The room given on the command line cannot be read; the message says why."""
+
+
+def _room_json(spec: str) -> dict[str, Any]:
+    """--json's room: a JSON document, @FILE, or @- / - for standard input (as curl's -d).
+
+    A bare file name that is not JSON is read as a file too, as --json took a path before.
+    """
+    hint = ""
+    if spec in ("-", "@-"):
+        text, where = sys.stdin.read(), "standard input"
+    elif spec.startswith("@"):
+        text, where = _read(Path(spec[1:])), spec[1:]
+    elif spec.lstrip().startswith(("{", "[")):
+        text, where = spec, "--json"
+    elif Path(spec).is_file():
+        text, where = _read(Path(spec)), spec
+    else:  # neither JSON nor a file: perhaps a file name without its @
+        text, where = spec, "--json"
+        hint = f"; no file {spec!r} either (a file is given as @FILE)"
+    data = _parse_json(text, where, hint)
+    if not isinstance(data, dict):
+        raise RoomInputError(f"{where}: the room must be a JSON object, not {_kind(data)}")
+    return data
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoomInputError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RoomInputError(f"{path} is not UTF-8 text: {exc.reason}") from exc
+
+
+def _parse_json(text: str, where: str, hint: str = "") -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RoomInputError(
+            f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+        ) from exc
+
+
+def _kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
 def _from_args(args: argparse.Namespace) -> dict[str, Any]:
-    if args.json:
-        data: dict[str, Any] = json.loads(args.json.read_text(encoding="utf-8"))
+    if args.json is not None:
+        data = _room_json(args.json)
         if args.slug:
             data["slug"] = args.slug
         return data
-    policy: dict[str, Any] = json.loads(args.policy) if args.policy else {"access": []}
+    policy: dict[str, Any] = _parse_json(args.policy, "--policy") if args.policy else {"access": []}
     if args.anyone:
         policy.setdefault("access", []).append({"kind": "anyone"})
-    readers: list[Any] = json.loads(args.caption_readers) if args.caption_readers else []
+    readers: list[Any] = (
+        _parse_json(args.caption_readers, "--caption-readers") if args.caption_readers else []
+    )
     if args.public_captions:
         readers.append({"kind": "anyone"})
     schedule: dict[str, Any] = {"start": args.start, "end": args.end, "timezone": args.timezone}
@@ -104,13 +164,26 @@ def _from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run(args, settings))
+    new = None
+    if args.rooms_command == "create":
+        # Read and check the room before the database is opened: a bad one changes nothing.
+        try:
+            new = RoomCreate.model_validate(_from_args(args))
+        except RoomInputError as exc:
+            print(f"plenary rooms: {exc}", file=sys.stderr)
+            return 2
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                where = ".".join(str(p) for p in err["loc"])
+                print(f"plenary rooms: {where}: {err['msg']}", file=sys.stderr)
+            return 2
+    return asyncio.run(_run(args, settings, new))
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
+async def _run(args: argparse.Namespace, settings: Settings, new: RoomCreate | None) -> int:
     db = await Database.open(settings.orchestrator.database)
     try:
-        return await _command(args, RoomRepository(db))
+        return await _command(args, RoomRepository(db), new)
     finally:
         await db.close()
 
@@ -120,18 +193,9 @@ def _error(text: str) -> int:
     return 1
 
 
-async def _command(args: argparse.Namespace, repo: RoomRepository) -> int:
+async def _command(args: argparse.Namespace, repo: RoomRepository, new: RoomCreate | None) -> int:
     command = args.rooms_command
-    if command == "create":
-        try:
-            new = RoomCreate.model_validate(_from_args(args))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, ValidationError):
-                for err in exc.errors(include_url=False):
-                    where = ".".join(str(p) for p in err["loc"])
-                    print(f"plenary rooms: {where}: {err['msg']}", file=sys.stderr)
-                return 2
-            return _error(f"cannot read the room: {exc}")
+    if new is not None:
         try:
             room = await repo.create(new)
         except RoomExists:

@@ -44,9 +44,10 @@ def describe_settings() -> list[tuple[str, str, str]]:
                 walk(annotation, f"{prefix}{name}.")
                 continue
             rows.append((f"{prefix}{name}", _default(field), field.description or ""))
-            item = get_args(annotation)[-1] if get_origin(annotation) in (dict, list) else None
+            kind = get_origin(annotation)
+            item = get_args(annotation)[-1] if kind in (dict, list) else None
             if _is_section(item):
-                walk(item, f"{prefix}{name}{'.NAME.' if get_origin(annotation) is dict else '[].'}")
+                walk(item, f"{prefix}{name}.NAME." if kind is dict else f"{prefix}{name}[].")
 
     walk(Settings, "")
     return rows

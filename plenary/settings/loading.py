@@ -131,13 +131,16 @@ def _lookup(values: Any, key: Key) -> tuple[bool, Any]:
 
 
 def _variable(key: Key) -> str:
-    """The PLENARY_* variable that set ``key``: the key's own, or a table's JSON above it."""
+    """The PLENARY_* variables that set ``key``: its own, a table's JSON above it, or
+    (for a table) those of its entries."""
     by_lower = {name.lower(): name for name in os.environ}
+    own = (ENV_PREFIX + NESTED.join(str(part) for part in key)).lower()
     for end in range(len(key), 0, -1):
-        name = ENV_PREFIX + NESTED.join(str(part) for part in key[:end])
-        if name.lower() in by_lower:
-            return by_lower[name.lower()]
-    return ENV_PREFIX + "*"
+        name = (ENV_PREFIX + NESTED.join(str(part) for part in key[:end])).lower()
+        if name in by_lower:
+            return by_lower[name]
+    entries = sorted(by_lower[name] for name in by_lower if name.startswith(own + NESTED))
+    return ", ".join(entries) or ENV_PREFIX + "*"
 
 
 def _describe(exc: ValidationError, sources: Sources) -> str:
