@@ -63,6 +63,8 @@ def _scalar_values(value: str) -> str:
 
 def strip_controls(value: str) -> str:
     """Control characters other than tab removed; line breaks become spaces."""
+    if value.isprintable():  # the common case, in C: nothing to remove
+        return value
     return value.translate(_CONTROLS)
 
 
