@@ -5,7 +5,9 @@ A room is restricted when neither its policy nor its caption readers hold an
 
 - ``GET /api/v1/irc/channels`` (bearer: one of ``captions.service_readers``) lists
   every room with its channel, whether it is restricted and, if so, its key; the
-  relay sets that key (+k) on the channel and joins with it after a restart.
+  relay sets that key (+k) on the channel and joins with it after a restart. Each row
+  also has the room's title, the time zone of its schedule and the link to its
+  transcripts page (``transcript_link``), which the relay's ``!transcript`` answers.
 - ``PUT /api/v1/irc/channels/{room}/state`` (same bearer) is where the relay says
   whether it could protect the channel, and why not (not a channel operator, the
   server lacks the mode, the channel has someone else's key).
@@ -24,6 +26,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -68,6 +71,18 @@ def configured(settings: Settings, room: Room) -> tuple[str, str]:
         if entry.room == room.slug:
             return entry.channel, entry.key
     return room.irc_channel or "", ""
+
+
+def transcript_link(settings: Settings, room: Room) -> str:
+    """The room's transcripts page (``/r/{room}/transcripts``, served by
+    orchestrator/captions/routes.py) under ``orchestrator.public_url``, unless
+    ``irc.rooms[].transcript_url`` or ``irc.transcript_url`` names another place."""
+    for entry in settings.irc.rooms:
+        if entry.room == room.slug and entry.transcript_url:
+            return entry.transcript_url
+    base = settings.orchestrator.public_url.rstrip("/")
+    template = settings.irc.transcript_url or base + "/r/{room}/transcripts"
+    return template.replace("{room}", quote(room.slug, safe=""))
 
 
 class ChannelKeys:
@@ -142,7 +157,8 @@ def _reader(request: web.Request) -> str:
 
 
 async def list_channels(request: web.Request) -> web.Response:
-    """Every room's channel, whether it is restricted, and its key if so."""
+    """Every room's channel, whether it is restricted, its key if so, and what the
+    relay's ``!transcript`` says of it (title, time zone, transcript link)."""
     _reader(request)
     settings = request.app[settings_key]
     keys = _keys(request)
@@ -151,7 +167,9 @@ async def list_channels(request: web.Request) -> web.Response:
         channel, admin_key = configured(settings, room)
         closed = restricted(room)
         key = (admin_key or await keys.key(room.slug)) if closed else admin_key
-        out.append({"room": room.slug, "channel": channel, "restricted": closed, "key": key})
+        out.append({"room": room.slug, "channel": channel, "restricted": closed, "key": key,
+                    "title": room.title, "timezone": room.schedule.timezone,
+                    "transcript_url": transcript_link(settings, room)})  # fmt: skip
     return web.json_response({"channels": out})
 
 
@@ -255,12 +273,15 @@ def openapi_paths() -> dict[str, Any]:
         (404, "No room by that name"))}  # fmt: skip
     row = {
         "type": "object",
-        "required": ["room", "channel", "restricted", "key"],
+        "required": ["room", "channel", "restricted", "key", "title", "timezone", "transcript_url"],
         "properties": {
             "room": {"type": "string"},
             "channel": {"type": "string", "description": "'' when the room has none"},
             "restricted": {"type": "boolean"},
             "key": {"type": "string", "description": "'' for a public room's channel"},
+            "title": {"type": "string", "description": "The room's title"},
+            "timezone": {"type": "string", "description": "IANA zone of its schedule"},
+            "transcript_url": {"type": "string", "description": "Its transcripts page"},
         },
     }
     table = {"type": "object", "properties": {"channels": {"type": "array", "items": row}}}

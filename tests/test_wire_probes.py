@@ -382,7 +382,7 @@ async def test_a_new_caption_is_never_filed_into_a_session_from_the_future(
 
 async def test_what_delivery_sends_validates_against_the_wire_schema(aiohttp_client: Any) -> None:
     """Bridge and vosk results become events the captioner's Delivery posts; the bodies
-    it really sends read back through wire.py as the same events."""
+    it really sends read back through plenary.wire as the same events."""
     bodies: list[bytes] = []
 
     async def take(request: web.Request) -> web.Response:
