@@ -315,7 +315,10 @@ async def test_channel_table_admin_key_and_relay_reports(slapd: Slapd, tmp_path:
             r = await http.get(f"{base}/api/v1/irc/channels", headers=reader)
             rows = {row["room"]: row for row in (await r.json())["channels"]}
             assert rows["devroom"] == {"room": "devroom", "channel": "#dev",
-                                       "restricted": True, "key": "AdminKey1"}  # fmt: skip
+                                       "restricted": True, "key": "AdminKey1",
+                                       "title": "Keynote", "timezone": "UTC",
+                                       "transcript_url": "http://127.0.0.1:8080/r/devroom/"
+                                                         "transcripts"}  # fmt: skip
             assert rows["openroom"]["restricted"] is False and rows["openroom"]["key"] == ""
             assert re.fullmatch(r"[A-Za-z0-9]{16}", rows["taken"]["key"])
             again = await (await http.get(f"{base}/api/v1/irc/channels", headers=reader)).json()
