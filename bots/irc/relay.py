@@ -5,9 +5,13 @@ One ``IrcClient`` per configured network serves every room whose channel is on i
 its channel; start a new relay with ``positions=relay.delivered`` to resume without
 losing or repeating a caption.
 
-    async with BusCaptionSource(bus) as source:
-        relay = Relay(settings.irc, source)
+    async with aiohttp.ClientSession() as http:
+        source = SseCaptionSource(orchestrator_url, http, token=settings.irc.orchestrator_token)
+        relay = Relay(settings.irc, source, channels=OrchestratorChannels(...))
         await relay.run()
+
+``!transcript`` answers with each room's title, time zone and transcript link as the
+channel table gives them (``transcript``); ``irc.rooms[].transcript_url`` wins.
 
 Restricted rooms: with ``channels`` (the orchestrator's channel table, bots/irc/keys.py)
 the relay reads at start and every ``refresh`` seconds which rooms are restricted and
