@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bots.captioner.engine import Engine
-from bots.captioner.models import ModelRegistry
+from bots.captioner.vosk_models import ModelRegistry
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.settings import Settings, load_settings
 

@@ -14,7 +14,7 @@ import vosk
 
 from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
-from bots.captioner.models import ModelRegistry
+from bots.captioner.vosk_models import ModelRegistry
 from plenary.corpus import Utterance
 from plenary.scoring import cer, wer
 from plenary.settings import Settings
@@ -38,12 +38,15 @@ EN_WER_MAX = 0.15
 async def _stream_text(engine: Engine, utt: Utterance, language: str, chunk_s: float) -> str:
     """The utterance fed in ``chunk_s`` pieces at its native rate, then flushed."""
     pcm, rate = read_pcm(utt.path)
-    stream = engine.open_stream(sample_rate=rate, language=language, room="test", speaker="t")
-    step = int(rate * chunk_s) * 2
-    texts: list[str] = []
-    for i in range(0, len(pcm), step):
-        texts += (f.event.text for f in (await stream.feed(pcm[i : i + step])).finals)
-    texts += (f.event.text for f in (await stream.flush()).finals)
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(
+            sample_rate=rate, language=language, room="test", speaker="t"
+        )
+        step = int(rate * chunk_s) * 2
+        texts: list[str] = []
+        for i in range(0, len(pcm), step):
+            texts += (f.event.text for f in (await stream.feed(pcm[i : i + step])).finals)
+        texts += (f.event.text for f in (await stream.flush()).finals)
     return " ".join(texts)
 
 

@@ -116,7 +116,7 @@ async def test_bridge_storm_stays_within_limits_and_leaves_room_for_vosk(
             session = session_of(bridge, sid)
             # captioner.bridge_max_sources, or fewer while the last session's sources are
             # still closing (its fair share then counts two sessions)
-            assert 0 < len(session.sources) <= 10
+            assert 0 < len(session.participants) <= 10
             reason = session.refused[tags[-1]]
             assert "bridge_max_sources" in reason or "fair share" in reason, reason
             # While the storm session lives, a vosk client is still served.
@@ -154,7 +154,7 @@ async def test_a_session_holds_its_fair_share_and_vosk_gets_1013_only_when_full(
             await bridge.ws.send_str(fake.start(f"{n:08x}-a0"))
         await bridge.wait_for(lambda: "00000013-a0" in refused(bridge, "greedy"), 5)
         session = session_of(bridge, "greedy")
-        assert len(session.sources) == 3  # 6 streams shared with the vosk endpoint
+        assert len(session.participants) == 3  # 6 streams shared with the vosk endpoint
         assert "fair share" in session.refused["00000013-a0"]
         # Three vosk clients fit; the fourth finds every stream taken: 1013, saying so.
         clients = [await bridge.client.ws_connect("/?room=r") for _ in range(3)]
@@ -170,9 +170,9 @@ def session_of(bridge: Bridge, sid: str) -> Any:
     return bridge.client.app[bridge_sessions_key].sessions[sid]
 
 
-def sources(bridge: Bridge, sid: str) -> list[Any]:
+def participants(bridge: Bridge, sid: str) -> list[Any]:
     session = bridge.client.app[bridge_sessions_key].sessions.get(sid)
-    return list(session.sources.values()) if session is not None else []
+    return list(session.participants.values()) if session is not None else []
 
 
 def refused(bridge: Bridge, sid: str) -> dict[str, str]:
@@ -199,7 +199,7 @@ async def test_session_end_drops_queued_audio_and_frees_recognizers_at_once(
         await bridge.ws.send_str(frame)
     # Every frame read by the captioner (the clock starts when session-end can be read).
     await bridge.wait_for(lambda: session_of(bridge, "ending").frames == len(frames))
-    assert sum(s.queue.qsize() for s in sources(bridge, "ending")) > 500
+    assert sum(s.queue.qsize() for s in participants(bridge, "ending")) > 500
     decoded = await metric(bridge, "plenary_captioner_opus_decoded_packets_total")
     await bridge.ws.send_str(json.dumps({"event": "session-end"}))
     ended = time.monotonic()
@@ -256,7 +256,7 @@ async def test_invalid_opus_is_refused_counted_and_never_becomes_captions(
     await bridge.wait_for(lambda: bool(joined(bridge.results(final=True), "900d")))
     await asyncio.sleep(1.5)
     session = session_of(bridge, "junk")
-    assert "900d-a0" in session.sources  # a few bad packets cost nothing else
+    assert "900d-a0" in session.participants  # a few bad packets cost nothing else
     assert "undecodable" in session.refused["ba5e-a0"]
     assert cer([(ko_corpus[7].text, joined(bridge.results(final=True), "900d"))]) < 0.3
     assert not joined(bridge.results(), "ba5e")
@@ -283,7 +283,7 @@ async def test_new_tags_and_streams_are_refused_near_the_memory_limit(
         await bridge.ws.send_str(fake.start("abcd-a0"))
         await bridge.wait_for(lambda: "abcd-a0" in refused(bridge, "heavy"), 5)
         assert "captioner.max_rss_mb" in session_of(bridge, "heavy").refused["abcd-a0"]
-        assert not session_of(bridge, "heavy").sources
+        assert not session_of(bridge, "heavy").participants
         kind, code = await vosk_reply(bridge)
         assert (kind, code) == (WSMsgType.CLOSE, 1013)
         logged = [r.getMessage() for r in caplog.records if "max_rss_mb" in r.getMessage()]
@@ -296,7 +296,7 @@ async def test_new_tags_and_streams_are_refused_near_the_memory_limit(
     await bridge.ws.send_str(FakeBridge().start("abcd-a0"))
     await bridge.wait_for(
         lambda: "light" in bridge.client.app[bridge_sessions_key].sessions
-        and "abcd-a0" in session_of(bridge, "light").sources,
+        and "abcd-a0" in session_of(bridge, "light").participants,
         5,
     )
     await bridge.ws.send_str(json.dumps({"event": "session-end"}))

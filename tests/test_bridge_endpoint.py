@@ -20,7 +20,8 @@ from bench.harness.audio import read_pcm
 from bench.harness.opus_frames import FakeBridge, ping
 from bots.captioner.app import caption_bus, create_app
 from bots.captioner.bridge_ws import bridge_sessions_key
-from bots.captioner.engine import Engine, StreamTranscriber
+from bots.captioner.engine import Engine
+from bots.captioner.stream import StreamTranscriber
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent
 from plenary.fanout import FanOut
@@ -188,11 +189,12 @@ async def test_korean_speech_as_opus_matches_the_pcm_path(
     pcm = speech(utterances)
     reference = " ".join(u.text for u in utterances)
     # The vosk path: the same audio as PCM straight into a transcriber.
-    stream = engine.open_stream(sample_rate=48000, language="ko", room="r", speaker="pcm")
-    finals = []
-    for i in range(0, len(pcm), 9600):
-        finals += (await stream.feed(pcm[i : i + 9600])).finals
-    finals += (await stream.flush()).finals
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=48000, language="ko", room="r", speaker="pcm")
+        finals = []
+        for i in range(0, len(pcm), 9600):
+            finals += (await stream.feed(pcm[i : i + 9600])).finals
+        finals += (await stream.flush()).finals
     pcm_cer = cer([(reference, " ".join(f.event.text for f in finals))])
     # The bridge path: Opus, DTX in silence, one packet lost in the second utterance.
     fake = FakeBridge()
@@ -210,8 +212,8 @@ async def test_korean_speech_as_opus_matches_the_pcm_path(
     assert bridge_cer <= pcm_cer + 0.02, (bridge_cer, pcm_cer, text)
     assert not bridge.results(final=False)  # sendBackInterim was not asked for
     session = bridge.client.app[bridge_sessions_key].sessions["korean"]
-    assert session.sources["5f3a9c1e-a0"].jitter.lost == 1
-    assert session.sources["5f3a9c1e-a0"].decoder.concealed == 1
+    assert session.participants["5f3a9c1e-a0"].jitter.lost == 1
+    assert session.participants["5f3a9c1e-a0"].decoder.concealed == 1
     await bridge.close()
 
 
@@ -286,11 +288,11 @@ async def test_bad_input_is_refused_and_the_good_speaker_keeps_going(
     await bridge.wait_for(lambda: bool(joined(bridge.results(final=True), "900d")))
     await asyncio.sleep(1.5)  # the utterance's last final
     session = bridge.client.app[bridge_sessions_key].sessions["bad"]
-    assert len(session.sources) <= 20
+    assert len(session.participants) <= 20
     assert "encoding 'red'" in session.refused["4ed0-a0"]
     assert "undecodable" in session.refused["9a7b-a0"]
     assert "bridge_max_sources" in session.refused["000003e7-a0"]
-    assert "900d-a0" in session.sources and "n0-start" in session.sources
+    assert "900d-a0" in session.participants and "n0-start" in session.participants
     text = joined(bridge.results(final=True), "900d")
     assert cer([(ko_corpus[7].text, text)]) < 0.3  # 0.06 through PCM
     # A 10 MB frame: the socket is closed (1009), the session waits for the bridge to return.

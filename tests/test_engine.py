@@ -9,7 +9,7 @@ import pytest
 
 from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
-from bots.captioner.models import ModelError, ModelRegistry
+from bots.captioner.vosk_models import ModelError, ModelRegistry
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent, clean_text
 from plenary.scoring import cer
@@ -31,12 +31,13 @@ def test_clean_text_unbrackets_numbers() -> None:
 
 async def test_silence_costs_no_decode_and_holds_no_recognizer(engine: Engine) -> None:
     created = engine.recognizers.created
-    stream = engine.open_stream(sample_rate=48000, language="ko", room="r", speaker="quiet")
-    rng = np.random.default_rng(0)
-    for _ in range(60):  # a minute of an open microphone in a quiet room, Jigasi-sized frames
-        frame = rng.normal(0, 30, 24000).astype("<i2").tobytes()
-        result = await stream.feed(frame)
-        assert not result.finals and result.partial is None
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=48000, language="ko", room="r", speaker="quiet")
+        rng = np.random.default_rng(0)
+        for _ in range(60):  # a minute of an open microphone in a quiet room, Jigasi-sized frames
+            frame = rng.normal(0, 30, 24000).astype("<i2").tobytes()
+            result = await stream.feed(frame)
+            assert not result.finals and result.partial is None
     assert stream.decoded_seconds == 0
     assert not stream.in_utterance
     assert engine.recognizers.created == created
@@ -48,13 +49,14 @@ async def test_final_arrives_after_trailing_silence_without_eof(
 ) -> None:
     events: list[CaptionEvent] = []
     pcm, rate = read_pcm(ko_corpus[2].path)
-    stream = engine.open_stream(
-        sample_rate=rate, language="ko", room="hall", speaker="pfa", sink=events.append
-    )
-    finals = await feed_all(stream, pcm, rate)
-    # The configured trailing silence (+ one 0.2 s chunk) releases the final by itself.
-    silence = engine.settings.vad_silence_ms / 1000 + 0.2
-    finals += await feed_all(stream, b"\0" * int(rate * silence) * 2, rate)
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(
+            sample_rate=rate, language="ko", room="hall", speaker="pfa", sink=events.append
+        )
+        finals = await feed_all(stream, pcm, rate)
+        # The configured trailing silence (+ one 0.2 s chunk) releases the final by itself.
+        silence = engine.settings.vad_silence_ms / 1000 + 0.2
+        finals += await feed_all(stream, b"\0" * int(rate * silence) * 2, rate)
     assert finals, f"no final within {silence} s of trailing silence"
     assert not stream.in_utterance
     final = finals[-1].event
@@ -73,14 +75,18 @@ async def test_recognizers_are_returned_and_reused(
 ) -> None:
     pcm, rate = read_pcm(ko_corpus[0].path)
     for n in range(3):
-        stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker=f"s{n}")
+        async with engine.open_stream("file") as lease:
+            stream = lease.open_transcriber(
+                sample_rate=rate, language="ko", room="r", speaker=f"s{n}"
+            )
+            await feed_all(stream, pcm, rate)
+            await stream.flush()
+            assert not stream.in_utterance
+    before = engine.recognizers.created
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=rate, language="ko", room="r", speaker="again")
         await feed_all(stream, pcm, rate)
         await stream.flush()
-        assert not stream.in_utterance
-    before = engine.recognizers.created
-    stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker="again")
-    await feed_all(stream, pcm, rate)
-    await stream.flush()
     assert engine.recognizers.created == before
     assert engine.recognizers.idle_count() >= 1
 
@@ -89,9 +95,10 @@ async def test_recognizers_are_returned_and_reused(
 async def test_any_input_rate(engine: Engine, ko_corpus: list[Utterance], rate: int) -> None:
     utt = ko_corpus[5]
     pcm, rate = read_pcm(utt.path, rate)
-    stream = engine.open_stream(sample_rate=rate, language="ko", room="r", speaker="s")
-    finals = await feed_all(stream, pcm, rate)
-    finals += (await stream.flush()).finals
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=rate, language="ko", room="r", speaker="s")
+        finals = await feed_all(stream, pcm, rate)
+        finals += (await stream.flush()).finals
     text = " ".join(f.event.text for f in finals)
     assert text
     assert cer([(utt.text, text)]) < (0.8 if rate == 8000 else 0.6)
@@ -103,8 +110,9 @@ async def test_word_times_are_on_the_stream_clock(
     first, _ = read_pcm(ko_corpus[0].path, 16000)
     second, _ = read_pcm(ko_corpus[1].path, 16000)
     gap = b"\0" * 16000 * 2  # one second
-    stream = engine.open_stream(sample_rate=16000, language="ko", room="r", speaker="s")
-    finals = await feed_all(stream, gap + first + gap + second + gap, 16000)
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=16000, language="ko", room="r", speaker="s")
+        finals = await feed_all(stream, gap + first + gap + second + gap, 16000)
     assert len(finals) >= 2
     second_starts = (len(gap) * 2 + len(first)) / 2 / 16000
     last = finals[-1].event
@@ -139,9 +147,12 @@ async def test_worn_recognizers_are_retired_and_memory_trimmed(
     try:
         pcm, rate = read_pcm(ko_corpus[2].path)  # ~7 s of speech
         for n in range(3):
-            stream = worn.open_stream(sample_rate=rate, language="ko", room="r", speaker=f"{n}")
-            await feed_all(stream, pcm, rate)
-            await stream.flush()
+            async with worn.open_stream("file") as lease:
+                stream = lease.open_transcriber(
+                    sample_rate=rate, language="ko", room="r", speaker=f"{n}"
+                )
+                await feed_all(stream, pcm, rate)
+                await stream.flush()
         stats = worn.recognizers.stats()
         assert stats["in_use"] == 0
         assert stats["retired"] >= 1  # 14 s of speech exceeds the 10 s budget

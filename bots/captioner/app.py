@@ -16,7 +16,7 @@ from bots.captioner.captioner_keys import captioner_bus_key, captioner_settings_
 from bots.captioner.delivery import Delivery
 from bots.captioner.engine import Engine
 from bots.captioner.metrics import new_captioner_registry
-from bots.captioner.models import ModelRegistry
+from bots.captioner.vosk_models import ModelRegistry
 from bots.captioner.vosk_ws import vosk_stream
 from plenary.events import CaptionEvent
 from plenary.exposition import metrics_view, registry_key

@@ -31,8 +31,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bots.captioner.audio import AudioError, Samples, decode_file
-from bots.captioner.engine import Engine, StreamTranscriber
-from bots.captioner.models import ModelError, ModelRegistry
+from bots.captioner.engine import Engine
+from bots.captioner.stream import StreamTranscriber
+from bots.captioner.vosk_models import ModelError, ModelRegistry
 from plenary import formats
 from plenary.events import CaptionEvent, Word
 from plenary.settings import Settings
@@ -91,12 +92,11 @@ async def transcribe_samples(
 ) -> list[CaptionEvent]:
     """Final caption events of one recording, fed in CHUNK_SECONDS pieces."""
     await engine.preload([language])  # loads the model once; a missing one fails here
-    stream = engine.open_stream(sample_rate=rate, language=language, room=ROOM, speaker=speaker)
-    slot = engine.admit("file")
-    try:
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(
+            sample_rate=rate, language=language, room=ROOM, speaker=speaker
+        )
         return await _feed_all(stream, samples, rate, speaker)
-    finally:
-        slot.release()
 
 
 async def _feed_all(

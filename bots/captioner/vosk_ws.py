@@ -15,9 +15,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bots.captioner import vosk_protocol as vp
+from bots.captioner.admission import Refused
 from bots.captioner.captioner_keys import captioner_bus_key, engine_key
-from bots.captioner.engine import Engine, EventSink, FeedResult, Refused, StreamTranscriber
-from bots.captioner.models import ModelError
+from bots.captioner.engine import StreamLease
+from bots.captioner.stream import EventSink, FeedResult, StreamTranscriber
+from bots.captioner.vosk_models import ModelError
+from plenary.settings import CaptionerSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +36,31 @@ async def vosk_stream(request: web.Request) -> web.StreamResponse:
         )
     await ws.prepare(request)
     try:
-        slot = engine.admit("vosk")
+        lease = engine.open_stream("vosk")
     except Refused as exc:
         log.warning("refusing stream from %s: %s", request.remote, exc)
         await _close(ws, vp.CLOSE_TRY_AGAIN, str(exc))
         return ws
-    try:
-        await _serve(request, ws, engine)
-    finally:
-        slot.release()  # after the transcriber is closed: its recognizer is back
-    return ws
-
-
-async def _serve(request: web.Request, ws: web.WebSocketResponse, engine: Engine) -> None:
-    settings = engine.settings
-    language = request.query.get("lang") or settings.default_language
-    try:
-        engine.models.path(language)
-    except ModelError as exc:
-        await _close(ws, vp.CLOSE_POLICY, str(exc))
-        return
     session = VoskSession(
-        engine,
-        language=language,
+        lease,
+        settings,
+        language=request.query.get("lang") or settings.default_language,
         room=request.query.get("room") or settings.default_room,
         speaker=request.query.get("speaker") or f"speaker-{id(ws) % 10000}",
         bus_publish=request.app[captioner_bus_key].publish,
     )
     try:
+        try:
+            engine.models.path(session.language)
+        except ModelError as exc:
+            await _close(ws, vp.CLOSE_POLICY, str(exc))
+            return ws
         await session.run(ws)
     finally:
         # Shielded: a second cancellation (server shutdown) must not keep the
-        # recognizer from going back to the pool.
+        # recognizer from going back to the pool, nor the stream from being released.
         await asyncio.shield(session.close())
+    return ws
 
 
 class VoskSocket(web.WebSocketResponse):
@@ -98,29 +93,31 @@ class VoskSocket(web.WebSocketResponse):
 
 
 class VoskSession:
-    """One websocket's state: the latest config and, once audio arrives, a transcriber."""
+    """One websocket's state: its stream, the latest config and, once audio arrives, a
+    transcriber (the stream's lease holds it)."""
 
     def __init__(
         self,
-        engine: Engine,
+        lease: StreamLease,
+        settings: CaptionerSettings,
         *,
         language: str,
         room: str,
         speaker: str,
         bus_publish: EventSink,
     ) -> None:
-        self._engine = engine
+        self._lease = lease
+        self._settings = settings
         self.language = language
         self.room = room
         self.speaker = speaker
         self._publish = bus_publish
         self.config = vp.Config()
-        self.transcriber: StreamTranscriber | None = None
         self._busy: asyncio.Future[FeedResult] | None = None
 
     async def run(self, ws: web.WebSocketResponse) -> None:
         """Answer frames until the client sends eof, goes away or breaks the protocol."""
-        idle = self._engine.settings.idle_timeout
+        idle = self._settings.idle_timeout
         while True:
             try:
                 msg = await ws.receive(timeout=idle)
@@ -185,14 +182,13 @@ class VoskSession:
         return reply, isinstance(message, vp.Eof)
 
     async def close(self) -> None:
-        """Give the recognizer back without a result (the stream is over)."""
+        """Give the recognizer back without a result and release the stream (it is over)."""
         if self._busy is not None:
             # A cancelled handler leaves its decode running on a worker thread;
             # closing the transcriber under it would use one recognizer from two
             # threads at once, which aborts the whole process inside Kaldi.
             await asyncio.gather(self._busy, return_exceptions=True)
-        if self.transcriber is not None:
-            await self.transcriber.close()
+        await self._lease.close()
 
     async def _call(self, work: Coroutine[Any, Any, FeedResult]) -> FeedResult:
         """Run one transcriber call to completion even if this handler is cancelled."""
@@ -215,18 +211,18 @@ class VoskSession:
             old.max_alternatives,
             old.phrase_list,
         )
-        if self.transcriber is not None and recognizer_changed:
+        if self._lease.transcriber is not None and recognizer_changed:
             # A new config mid-stream: finish what was said under the old one first
             # (its final reaches the room; the protocol has no reply to a config).
             await self._flush()
-            await self.transcriber.close()
-            self.transcriber = None
+            await self._lease.close_transcriber()
 
     def _transcriber(self) -> StreamTranscriber:
-        if self.transcriber is None:
+        transcriber = self._lease.transcriber
+        if transcriber is None:
             rate = self.config.sample_rate
             if rate is None:
-                rate = self._engine.settings.default_sample_rate
+                rate = self._settings.default_sample_rate
                 log.warning(
                     "stream %s/%s sent audio before a config frame; assuming %d Hz "
                     "(captioner.default_sample_rate)",
@@ -234,7 +230,7 @@ class VoskSession:
                     self.speaker,
                     rate,
                 )
-            self.transcriber = self._engine.open_stream(
+            transcriber = self._lease.open_transcriber(
                 sample_rate=rate,
                 language=self.language,
                 room=self.room,
@@ -243,12 +239,12 @@ class VoskSession:
                 phrase_list=self.config.phrase_list,
                 sink=self._publish,
             )
-        return self.transcriber
+        return transcriber
 
     async def _flush(self) -> FeedResult:
-        if self.transcriber is None:
+        if self._lease.transcriber is None:
             return FeedResult()
-        return await self._call(self.transcriber.flush())
+        return await self._call(self._lease.transcriber.flush())
 
     async def _finish(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
         """Close with a reason, keeping what was already said (its final still reaches the room)."""

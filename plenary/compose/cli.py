@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from bots.captioner.models import ModelError
+    from bots.captioner.vosk_models import ModelError
 
     try:
         return int(args.func(args, settings))
