@@ -62,9 +62,12 @@ class ParticipantStream:
         self.decoder = opus.OpusSource()
         self.health = PacketHealth()
         self.transcriber = lease.open_transcriber(
-            sample_rate=opus.RATE, language=language, room=room, speaker=speaker,
+            sample_rate=opus.RATE,
+            language=language,
+            room=room,
+            speaker=speaker,
             sink=self._on_event,
-        )  # fmt: skip
+        )
         self.queue: asyncio.Queue[Op] = asyncio.Queue(QUEUE_PACKETS)
         self.last_packet = time.monotonic()
         self.last_voice = -VOICE_HOLD

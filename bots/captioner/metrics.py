@@ -4,7 +4,7 @@ Metric objects are module-level (prometheus_client's idiom), in no global regist
 ``new_captioner_registry`` puts them in one app's registry with a collector that reads
 the engine's thread pool at scrape time. The engine and endpoints record with one call:
 
-    metrics.STREAMS.labels(path="vosk").inc()  # .dec() when the stream ends
+    metrics.STREAMS.labels(path="vosk").inc()  # only StreamBudget (admission.py) counts streams
     metrics.observe_decode(elapsed, audio_seconds)  # per recognition call
     metrics.CAPTION_LATENCY.observe(seconds)  # audio in → final caption published
 
