@@ -8,9 +8,9 @@ import pytest
 
 from bots.irc import protocol
 from bots.irc.flood import MergeQueue, TokenBucket
+from bots.irc.identifiers import fold
 from bots.irc.lines import cut, sanitize, split_caption, split_text
 from bots.irc.protocol import LineError, format_line, parse, wire
-from bots.irc.identifiers import fold
 from bots.irc.relay import Transcript, answer_command
 
 HOSTMASK = "plenary!~plenary@p58k49j34sc48.irc"
