@@ -1,16 +1,20 @@
-"""Shared fixtures: settings, the reference speech, one loaded Korean engine per session."""
+"""Shared fixtures: settings, the reference speech, one loaded Korean engine per session,
+one converged Ansible site per session (tests/converge.py)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.harness.netutil import free_port
 from bots.captioner.engine import Engine
 from bots.captioner.vosk_models import ModelRegistry
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.settings import Settings, load_settings
+from tests.converge import Converged, converged, site_variables
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +51,14 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng.models.get("ko")
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def converged_site() -> Iterator[Converged]:
+    """The plenary, irc and monitoring roles converged once for the session, the playbook
+    run twice (tests/converge.py), for tests/test_ansible_converge.py and
+    tests/test_system_event.py; those modules skip (and so never converge) where root,
+    ansible-core or the servers are missing."""
+    admin = secrets.token_urlsafe(24)
+    with converged(site_variables(admin, free_port())) as site:
+        yield site

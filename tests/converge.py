@@ -21,6 +21,12 @@ The playbook runs twice (``twice=False`` skips the second run); the second must 
 nothing. ``extra`` variables override the converge's own (``-e``). Needs root (a system
 user ``plenary-ci`` is created), ansible-core, ngircd, promtool, nginx, python3.11.
 Nothing is started: see tests.ansible_harness.UnitProcess for running the installed units.
+
+One site serves the whole session (the ``converged_site`` fixture in tests/conftest.py,
+``site_variables`` below): tests/test_ansible_converge.py checks its files and runs, and
+tests/test_system_event.py runs an event through its units. A converge takes a minute
+or more; the site's directory, admin token and bridge poller change no check of the
+former and are what the latter needs.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.netutil import free_port
+from bench.harness.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD
 from tests.ansible_harness import ROOT, PlaybookRun, run_playbook
 
 JITSI_SECRET = "ci-secret-0123456789abcdef0123456789abcdef"
@@ -102,6 +109,27 @@ def ci_secrets() -> dict[str, str]:
         "captioner_access_token": "ci-access-" + secrets.token_hex(16),
         "captioner_producer_token": "ci-producer-" + secrets.token_hex(16),
         "irc_oper_password": "ci-oper-" + secrets.token_hex(16),
+    }
+
+
+def site_variables(admin_token: str, ldap_port: int) -> dict[str, Any]:
+    """Layered over the converge's own for the session's site: the directory (a slapd
+    the system test starts on ``ldap_port``), the admin token, Plenary's poller of the
+    videobridge's legacy /colibri/stats (beside Prometheus's native scrape of its
+    /metrics; the system test's fake bridge serves both)."""
+    return {
+        "plenary_admin_token": admin_token,
+        "plenary_ldap": {
+            "enabled": True,
+            "url": f"ldap://127.0.0.1:{ldap_port}",
+            "bind_dn": SERVICE_DN,
+            "bind_password": SERVICE_PASSWORD,
+            "user_base": PEOPLE,
+            "group_base": GROUPS,
+            "timeout": 5.0,
+        },
+        "plenary_metrics_bridges": ["http://127.0.0.1:{{ ci_port_videobridge }}/colibri/stats"],
+        "plenary_metrics_poll_interval": 2,
     }
 
 

@@ -2,10 +2,12 @@
 topology (tests/converge.py says how), then checked file by file and run.
 
 The playbook runs twice: the second run must change nothing (idempotence, read from the
-PLAY RECAP). systemd is not running here (no /run/systemd/system), so the role runs with
-plenary_systemd_manage=false and the test starts the *installed* units' ExecStart lines
-itself, as the units' user with their environment (tests/ansible_harness.py), then asks
-/healthz. Where systemd runs, the role starts the units itself.
+PLAY RECAP). The site is the session's (tests/conftest.py ``converged_site``), which the
+system test runs an event through afterwards. systemd is not running here (no
+/run/systemd/system), so the role runs with plenary_systemd_manage=false and the test
+starts the *installed* units' ExecStart lines itself, as the units' user with their
+environment (tests/ansible_harness.py), then asks /healthz. Where systemd runs, the role
+starts the units itself.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.harness.slapd import SERVICE_PASSWORD
 from tests.ansible_harness import Unit, UnitProcess, run_playbook, systemd_running, tool
-from tests.converge import DEBIAN_PROMETHEUS_YML, Converged, converged
+from tests.converge import DEBIAN_PROMETHEUS_YML, Converged
 
 pytestmark = [
     pytest.mark.skipif(tool("ansible-playbook") is None, reason="ansible-core is not installed"),
@@ -42,9 +44,8 @@ UNITS = ("plenary-orchestrator.service", "plenary-captioner.service")
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Converged]:
-    with converged() as done:
-        yield done
+def site(converged_site: Converged) -> Converged:
+    return converged_site
 
 
 @pytest.fixture
@@ -121,8 +122,12 @@ def test_delivery_is_wired_and_each_unit_gets_only_its_secrets(ok: Converged) ->
         "PLENARY_CAPTIONER__ORCHESTRATOR_TOKEN": s["captioner_producer_token"],
         "PLENARY_CAPTIONER__ACCESS_TOKEN": s["captioner_access_token"],
     }
+    # The site's admin token and directory password (tests/converge.py site_variables).
+    admin, ldap_password = ok.variables["plenary_admin_token"], SERVICE_PASSWORD
+    assert orchestrator["PLENARY_ORCHESTRATOR__ADMIN_TOKEN"] == admin
+    assert orchestrator["PLENARY_LDAP__BIND_PASSWORD"] == ldap_password
     toml = (etc / "plenary.toml").read_text()
-    for secret in s.values():
+    for secret in [*s.values(), admin, ldap_password]:
         assert secret not in toml
     assert 'trusted_proxies = ["127.0.0.1", "::1"]' in toml
     for name in ("orchestrator.env", "captioner.env"):
@@ -140,7 +145,8 @@ def test_check_diff_prints_no_secret(ok: Converged) -> None:
     run = ok.run("--check", "--diff", ci_secrets=rotated, irc_ngircd_operators=[operator])
     assert run.returncode == 0, run.explain()
     assert run.recap.get("changed", 0) > 0, run.explain()  # the env files would change
-    for secret in [*ok.secrets.values(), *rotated.values(), operator["password"]]:
+    site = [ok.variables["plenary_admin_token"], SERVICE_PASSWORD]
+    for secret in [*ok.secrets.values(), *rotated.values(), operator["password"], *site]:
         assert secret not in run.output, f"--diff printed a secret: {secret[:12]}…"
 
 

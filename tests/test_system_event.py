@@ -2,7 +2,8 @@
 
 The roles are converged for real on this machine in the split topology (the orchestrator
 unit, a separate captioner unit, ngircd and the Prometheus config), into a throw-away
-prefix (tests/converge.py). Where systemd is not PID 1 (containers, this CI), nothing
+prefix (tests/converge.py; the session's site, which tests/test_ansible_converge.py
+checks file by file). Where systemd is not PID 1 (containers, this CI), nothing
 starts the units, so the test starts each installed unit's ExecStart line itself, as its
 user with its environment (tests/ansible_harness.py); the sandboxing directives are then
 not enforced. Where systemd runs, the units are started with systemctl.
@@ -35,13 +36,11 @@ import contextlib
 import html
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,22 +53,13 @@ import pytest
 
 from bench.harness.fake_jvb import CURRENT, load_fixture
 from bench.harness.ircservers import RawClient
-from bench.harness.netutil import free_port
-from bench.harness.slapd import (
-    GROUPS,
-    NAMES,
-    PASSWORDS,
-    PEOPLE,
-    SERVICE_DN,
-    SERVICE_PASSWORD,
-    slapd_binary,
-)
+from bench.harness.slapd import NAMES, PASSWORDS, slapd_binary
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.scoring import cer
 from plenary.settings import load_settings
 from tests.ansible_harness import tool
 from tests.browser import Browser, chromium_binary
-from tests.converge import JITSI_SECRET, converged
+from tests.converge import JITSI_SECRET, Converged
 from tests.fake_prosody import FakeProsody, Room
 from tests.fake_videobridge import BridgeHttp, Script, StreamingBridge, meeting_script
 from tests.system_helpers import (
@@ -131,7 +121,7 @@ def _speech() -> dict[str, list[Utterance]]:
 class Deployment:
     """The converged site (tests/converge.py) and what this test gave it."""
 
-    site: Any  # tests.converge.Converged
+    site: Converged
     admin_token: str
     ldap_port: int
 
@@ -166,35 +156,16 @@ class Deployment:
         }
 
 
-def event_variables(admin_token: str, ldap_port: int) -> dict[str, Any]:
-    """Layered over the converge's own: the directory, the admin token, the poller."""
-    return {
-        "plenary_admin_token": admin_token,
-        "plenary_ldap": {
-            "enabled": True,
-            "url": f"ldap://127.0.0.1:{ldap_port}",
-            "bind_dn": SERVICE_DN,
-            "bind_password": SERVICE_PASSWORD,
-            "user_base": PEOPLE,
-            "group_base": GROUPS,
-            "timeout": 5.0,
-        },
-        # Plenary's own poller of the videobridge's legacy /colibri/stats, beside
-        # Prometheus's native scrape of its /metrics (both served by the fake bridge).
-        "plenary_metrics_bridges": ["http://127.0.0.1:{{ ci_port_videobridge }}/colibri/stats"],
-        "plenary_metrics_poll_interval": 2,
-    }
-
-
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    admin, ldap_port = secrets.token_urlsafe(24), free_port()
-    # Once: tests/test_ansible_converge.py shows the second run changes nothing.
-    began = time.monotonic()
-    with converged(event_variables(admin, ldap_port), twice=False) as site:
-        print(f"converged in {time.monotonic() - began:.0f} s")
-        assert site.first.returncode == 0, site.first.explain()
-        yield Deployment(site, admin, ldap_port)
+def deployment(converged_site: Converged) -> Deployment:
+    """The session's site (tests/conftest.py), converged with this test's directory, admin
+    token and bridge poller (tests/converge.py ``site_variables``); its second run is
+    tests/test_ansible_converge.py's to check."""
+    site = converged_site
+    assert site.first.returncode == 0, site.first.explain()
+    ldap_port = urlsplit(site.variables["plenary_ldap"]["url"]).port
+    assert ldap_port is not None
+    return Deployment(site, site.variables["plenary_admin_token"], ldap_port)
 
 
 # --- the event ---
@@ -403,8 +374,8 @@ async def _irc_attendee(dep: Deployment, http: aiohttp.ClientSession, seen: Obse
             state = "public"
         return status == 200 and state in ("protected", "public")
 
-    try:  # the relay keys a room created after it started at its next look at the table
-        await eventually(told, 90, f"the room page to say that {CHANNEL} is keyed")
+    try:  # the relay looks at the table every few seconds while keynote is missing from it
+        await eventually(told, 30, f"the room page to say that {CHANNEL} is keyed")
     except AssertionError as exc:
         seen.errors.append(str(exc))
     seen.irc_channel = state
