@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bench.harness.ircservers import HOST, RawClient, binary, start_server
@@ -42,3 +45,33 @@ async def test_demo_captions_reach_terminal_and_irc(
     irc_lines = observer.texts("demo")
     assert all(line.startswith("<") for line in irc_lines)
     assert "character error rate" in out.err
+
+
+async def test_demo_prints_the_orchestrators_stream_whoever_posted(
+    settings: Settings, ko_corpus: list[Utterance], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal shows the orchestrator's SSE stream, not the captioner's own output:
+    a caption posted over HTTP by another producer while the demo runs is printed too."""
+    producer = "another-producer"
+    captions = settings.captions.model_copy(update={"producer_token": producer})
+    task = asyncio.create_task(
+        demo(settings.model_copy(update={"captions": captions}), 1, 1, pace=False)
+    )
+    err = ""
+    while (found := re.search(r"captions page: (http://\S+)/r/demo/captions", err)) is None:
+        assert not task.done(), err
+        await asyncio.sleep(0.05)
+        err += capsys.readouterr().err
+    base = found.group(1)
+    event = {"speaker": "Visitor", "text": "posted over HTTP", "language": "ko"}
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(
+            f"{base}/api/v1/rooms/demo/captions",
+            json={"events": [event]},
+            headers={"Authorization": f"Bearer {producer}"},
+        )
+        assert r.status == 202, await r.text()
+    assert await asyncio.wait_for(task, 120) == 0
+    terminal = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert any(line.endswith("<Visitor> posted over HTTP") for line in terminal), terminal
+    assert len(terminal) >= 2  # and the speaker's own captions
