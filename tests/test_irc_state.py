@@ -106,6 +106,8 @@ def test_registration_with_caps_sasl_and_bot_mode() -> None:
     assert lines == ["MODE relay +B", "USERHOST relay", "JOIN #talk"]
     assert s.out.take_events() == [Registered("relay")]
     assert s.me.hostmask == "relay!~relay@cloaked.irc" and s.me.nicklen == 30
+    feed(s, ":srv 302 relay :RELAY=+~relay@real.host")  # names compared as the server does
+    assert s.me.hostmask == "relay!~relay@real.host"
     assert feed(s, ":srv 422 relay :no MOTD") == []  # registered once
 
 

@@ -164,9 +164,9 @@ class Registration:
             log.warning("irc: OPER refused (%s): %s", msg.command, msg.param(-1))
 
     def on_userhost(self, msg: Message) -> None:
-        mask = protocol.parse_userhost(msg.param(-1)).get(self.nick)
-        if mask:
-            self.hostmask = f"{self.nick}!{mask}"
+        for nick, mask in protocol.parse_userhost(msg.param(-1)).items():
+            if self.is_me(nick):
+                self.hostmask = f"{self.nick}!{mask}"
 
     def on_user_mode(self, msg: Message) -> None:
         """MODE on our nick, or RPL_UMODEIS."""
