@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 Limit = Literal["account", "address_account", "address"]
-LIMITS: tuple[Limit, ...] = ("account", "address_account", "address")
 
 
 def account_key(name: str) -> str:

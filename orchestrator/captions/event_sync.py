@@ -32,8 +32,7 @@ KINDS = {
     "occupant/joined": "muc-occupant-joined",
     "occupant/left": "muc-occupant-left",
 }
-# What mod_plenary_occupants puts in ``source`` and ``occupant.name_from``.
-PLENARY_SOURCE = "mod_plenary_occupants"
+# What mod_plenary_occupants puts in ``occupant.name_from`` for a name from the JWT.
 NAME_FROM_JWT = "token"
 # Jitsi breakout rooms are named by a UUID; endpoint ids are short hex or word strings.
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -190,30 +190,3 @@ class Session:
     @property
     def withdrawn(self) -> bool:
         return self.withdrawn_at_ms is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Recording:
-    """Whether a room's captions are kept as a transcript, and for how many days (0:
-    forever). Not kept: finals live only in memory for the live resume window."""
-
-    keep_transcript: bool
-    retention_days: int
-
-    @property
-    def notice(self) -> str:
-        """The one sentence every page (room, captions, transcripts) says about it."""
-        if not self.keep_transcript:
-            return (
-                "Captions in this room are shown live only: they are not recorded and no "
-                "transcript is kept."
-            )
-        kept = (
-            f"kept for {self.retention_days} days"
-            if self.retention_days
-            else "kept with no time limit"
-        )
-        return (
-            "Captions in this room are recorded: the transcript is "
-            f"{kept}, readable by those who may read this room's captions."
-        )
