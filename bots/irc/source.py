@@ -21,7 +21,6 @@ relay alone push events through ``bench.harness.caption_feed.BusCaptionSource``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -34,7 +33,7 @@ from urllib.parse import quote
 import aiohttp
 
 from plenary.events import CaptionEvent
-from plenary.wire import WireError, served_caption
+from plenary.wire import WireError, served_caption, served_correction
 
 log = logging.getLogger(__name__)
 
@@ -139,24 +138,15 @@ def caption_from_json(room: str, data: str) -> tuple[int, CaptionEvent]:
 
 
 def correction_from_json(room: str, data: str) -> tuple[int, CorrectionEvent]:
-    """(position, event) from the data of an ``event: correction``:
-    ``{"pos", "seq", "revision", "text", "speaker", "by", "at"}``. ValueError otherwise."""
-    item = json.loads(data)
-    if not isinstance(item, dict):
-        raise ValueError("correction data is not a JSON object")
-    numbers = {k: item.get(k) for k in ("pos", "seq", "revision")}
-    for key, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"correction {key} is not a positive integer: {value!r}")
-    text, speaker = item.get("text", ""), item.get("speaker", "")
-    if not isinstance(text, str) or not isinstance(speaker, str):
-        raise ValueError("correction text and speaker must be strings")
+    """(position, event) from the data of an ``event: correction`` (``ServedCorrection``:
+    ``pos``, ``seq``, ``revision``, ``text``, ``speaker``, ``by``, ``at``). Raises
+    ``WireError`` (a ValueError) naming the bad field otherwise."""
+    item = served_correction(data)
     event = CorrectionEvent(
-        room=room, speaker=speaker, language="", text=text, is_final=True, start=0.0,
-        end=0.0, message_id="", corrects=int(numbers["seq"] or 0),
-        revision=int(numbers["revision"] or 0),
+        room=room, speaker=item.speaker, language="", text=item.text, is_final=True,
+        start=0.0, end=0.0, message_id="", corrects=item.seq, revision=item.revision,
     )  # fmt: skip
-    return int(numbers["pos"] or 0), event
+    return item.pos, event
 
 
 def _parse(room: str, message: SseMessage) -> tuple[int, CaptionEvent]:

@@ -40,7 +40,7 @@ from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.events import CaptionEvent
 from plenary.scoring import cer
 from plenary.settings import Settings
-from plenary.wire import served_caption
+from plenary.wire import WireError, served_caption
 
 RATE = 16000
 FRAME_SECONDS = 0.2
@@ -112,6 +112,20 @@ class Printer:
             print(f"\r\x1b[K\x1b[2m{line[:width]}…\x1b[0m", end="", flush=True)
 
 
+async def show_all(response: aiohttp.ClientResponse, printer: Printer) -> None:
+    """Print the room's SSE stream, the same numbered finals (and partials) any consumer
+    reads; one event that does not fit the served schema is skipped, the rest shown."""
+    parser = SseParser()
+    async for chunk in response.content.iter_any():
+        for message in parser.feed(chunk):
+            if message.event not in ("caption", "partial"):
+                continue
+            try:
+                printer.show(_event(message.data, printer.started))
+            except WireError as exc:
+                print(f"demo: skipped a caption the stream sent: {exc}", file=sys.stderr)
+
+
 async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -> int:
     try:
         corpus = load_corpus(settings.speech_dir, "ko")
@@ -162,15 +176,7 @@ async def demo(settings: Settings, speakers: int, utterances: int, pace: bool) -
     stream = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
     response = await stream.get(f"{base}/r/demo/captions/stream?partials=1&after=0")
 
-    async def show_all() -> None:
-        # The same SSE stream any consumer reads: numbered finals from the store.
-        parser = SseParser()
-        async for chunk in response.content.iter_any():
-            for message in parser.feed(chunk):
-                if message.event in ("caption", "partial"):
-                    printer.show(_event(message.data, printer.started))
-
-    tasks = [asyncio.create_task(show_all())]
+    tasks = [asyncio.create_task(show_all(response, printer))]
     irc_rooms = [r for r in settings.irc.rooms if r.room == "demo"]
     if irc_rooms:
         print(f"relaying captions to IRC {irc_rooms[0].channel}", file=sys.stderr)
