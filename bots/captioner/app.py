@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from aiohttp.web_log import AccessLogger
 
-from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_stream
+from bots.captioner.bridge_ws import bridge_sessions_ctx, bridge_sessions_key, bridge_stream
 from bots.captioner.captioner_keys import captioner_bus_key, captioner_settings_key, engine_key
 from bots.captioner.delivery import Delivery
 from bots.captioner.engine import Engine
@@ -53,19 +53,39 @@ async def access_token(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 while the captioner takes new streams; 503 with the reason once it is full.
+
+    A load balancer (HAProxy's ``http-check expect status 200``, deploy/haproxy) stops
+    choosing a full captioner; the body is the same either way, for people and monitors.
+    """
     engine = request.app[engine_key]
+    sessions = request.app.get(bridge_sessions_key)
+    reason = full_reason(engine)
     return web.json_response(
         {
-            "status": "ok",
+            "status": "full" if reason else "ok",
+            **({"reason": reason} if reason else {}),
             "languages": engine.models.languages,
             "streams": engine.active_streams,
             "max_streams": engine.settings.max_streams,
+            "bridge_sessions": len(sessions.sessions) if sessions is not None else 0,
             "threads": engine.threads,
             "recognizers": engine.recognizers.stats(),
             "rss_mb": round(engine.memory.rss_mb(), 1),
             "max_rss_mb": engine.settings.max_rss_mb,
-        }
+        },
+        status=503 if reason else 200,
     )
+
+
+def full_reason(engine: Engine) -> str | None:
+    """Why the engine takes no new stream now (every stream taken, or memory short): the
+    same limits ``StreamBudget.admit`` refuses by, without counting anything."""
+    limit = engine.settings.max_streams
+    if engine.active_streams >= limit:
+        return f"full: {engine.active_streams} of {limit} streams (captioner.max_streams)"
+    shed = engine.memory.shed_reason()
+    return f"full: {shed}" if shed else None
 
 
 def routes() -> list[web.RouteDef]:
