@@ -30,7 +30,7 @@ demo: deps
 	$(VENV)/bin/plenary demo
 
 test: deps lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder
 
 lint: deps
 	$(VENV)/bin/ruff format --check plenary orchestrator bots tests bench

@@ -1,5 +1,6 @@
 """Shared fixtures: settings, the reference speech, one loaded Korean engine per session,
-one converged Ansible site per session (tests/converge.py)."""
+one converged Ansible site per session (tests/converge.py); how pytest-xdist shares the
+modules out (``make test`` runs ``-n 2 --dist loadgroup``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,38 @@ from bots.captioner.vosk_models import ModelRegistry
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.settings import Settings, load_settings
 from tests.converge import Converged, converged, site_variables
+
+# Modules that run Ansible: one xdist group, so the session's converged site is made once
+# (a session fixture is per worker), and apt and the plenary-ci user are never used by
+# two playbooks at once.
+ANSIBLE = ("test_ansible_converge", "test_ansible_jitsi", "test_ansible_lint", "test_system_event")
+# The longest groups (measured: a minute or more each on 2 cores), handed out first so that
+# no worker is left with one of them at the end while the other has nothing to do.
+LONGEST_FIRST = (
+    "ansible",
+    "test_irc_pace",
+    "test_bridge_endpoint",
+    "test_bridge_bounds",
+    "test_irc_restricted",
+    "test_irc_servers",
+    "test_accuracy",
+)
+
+
+def _group(item: pytest.Item) -> str:
+    module = item.path.stem
+    return "ansible" if module in ANSIBLE else module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each module is an xdist group (its tests run on one worker, in order, its module
+    fixtures made once), the Ansible modules one group together; the longest go first.
+    Collection order is kept otherwise (xdist: --no-loadscope-reorder)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: n for n, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))
 
 
 @pytest.fixture(scope="session")
