@@ -22,7 +22,7 @@ STAMPS := .stamps
 # services on install: tests start their own on 127.0.0.1, so policy-rc.d forbids it.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd atheme-services openssl \
 	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium \
-	nginx lua5.4 nodejs
+	nginx lua5.4 nodejs postgresql haproxy
 
 .PHONY: demo test lint bench deps clean format
 

@@ -11,7 +11,7 @@ from orchestrator import metrics
 from orchestrator.app_keys import db_key, live_key, settings_key, templates_key
 from orchestrator.captions import captions_ctx, close_streams
 from orchestrator.captions.service import live_fanout
-from orchestrator.db import Database
+from orchestrator.db import Database, configured
 from orchestrator.render import environment
 from orchestrator.routes import routes
 from orchestrator.web.context import access_ctx
@@ -22,7 +22,7 @@ from plenary.settings import Settings
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[db_key] = await Database.open(app[settings_key].orchestrator.database)
+    app[db_key] = await Database.open(configured(app[settings_key].orchestrator))
     yield
     await app[db_key].close()
 

@@ -1,15 +1,26 @@
-"""SQLite from asyncio: reads on a small thread pool, every write through one writer thread.
+"""The orchestrator's database: SQLite (embedded default) or PostgreSQL, one API.
 
-The event loop never blocks on the database and writes never race (datasette's
-habit). Schema changes are numbered SQL files in ``orchestrator/migrations/``,
-applied in order at start-up and recorded in ``schema_migrations``; each concern owns
-its own range of numbers (0001-0099 core, 0100 rooms, 0200 access, 0300 captions).
-Repositories take a ``Database``; a PostgreSQL implementation of the same two
-methods can replace it later.
+SQLAlchemy 2 Core, async (``sqlite+aiosqlite``, ``postgresql+asyncpg``). Repositories
+take a ``Database`` and run Core statements (``orchestrator/schema.py``) on the
+connection that ``read()`` or ``write()`` hands them:
 
-    db = await Database.open(Path("plenary.sqlite3"))
-    rooms = await db.read(lambda c: c.execute("SELECT slug FROM rooms").fetchall())
-    await db.write(lambda c: c.execute("DELETE FROM rooms WHERE slug = ?", ("x",)))
+    db = await Database.open("postgresql://plenary@127.0.0.1:5432/plenary")  # or a Path
+    async with db.read() as conn:
+        slugs = (await conn.execute(select(rooms.c.slug))).scalars().all()
+    async with db.write() as conn:  # one transaction: committed on exit, rolled back on error
+        await conn.execute(delete(rooms).where(rooms.c.slug == "x"))
+
+``open`` brings the schema to the newest Alembic revision (``orchestrator/alembic``);
+several nodes starting at once on one PostgreSQL take turns (an advisory lock). A SQLite
+file made by the hand-written runner this replaced (its ``schema_migrations`` table) is
+first brought to that runner's last file, then stamped at the baseline revision, which
+equals it, and upgraded like any other.
+
+SQLite: one writer at a time per process (an ``asyncio.Lock``, then ``BEGIN IMMEDIATE``,
+so a write never fails half-way on a lock another connection took first); WAL, foreign
+keys and a busy timeout on every connection; text that is not valid UTF-8 (rows written
+by older versions) reads with U+FFFD instead of failing. PostgreSQL: writes run
+concurrently; what must be serialized per room takes a row lock (captions.store).
 """
 
 from __future__ import annotations
@@ -17,40 +28,215 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, overload
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Table, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from orchestrator.migrations import legacy
+from plenary.settings.orchestrator import OrchestratorSettings
 
 T = TypeVar("T")
 
-READERS = 4
+ALEMBIC = Path(__file__).parent / "alembic"
+BASELINE = "0001_baseline"
+MIGRATION_LOCK = 0x504C454E  # pg_advisory_xact_lock key while migrating ("PLEN")
+BUSY_TIMEOUT_MS = 5000
+LEGACY_READERS = 4
+
+
+def engine_url(url_or_path: str | Path) -> tuple[str, Literal["sqlite", "postgresql"]]:
+    """The SQLAlchemy async URL and dialect of a setting: a path, sqlite:///PATH or
+    postgresql://…"""
+    if isinstance(url_or_path, Path) or "://" not in url_or_path:
+        path = Path(url_or_path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}", "sqlite"
+    url = make_url(url_or_path)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return url.set(drivername="sqlite+aiosqlite").render_as_string(False), "sqlite"
+    if url.get_backend_name() == "postgresql":
+        return url.set(drivername="postgresql+asyncpg").render_as_string(False), "postgresql"
+    raise ValueError(f"unsupported database URL scheme {url.drivername!r}")
 
 
 class Database:
+    """One engine; ``read()`` and ``write()`` lend a connection (see the module doc)."""
+
+    def __init__(self, engine: AsyncEngine, dialect: Literal["sqlite", "postgresql"]) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self._write_lock = asyncio.Lock()
+        self._legacy: _LegacySqlite | None = None
+
+    @property
+    def url(self) -> str:
+        """The database's URL without the driver (``postgresql://…``, ``sqlite:///…``),
+        password included: for drivers that connect on their own (LISTEN). Never log it."""
+        url = self.engine.url
+        return url.set(drivername=url.get_backend_name()).render_as_string(False)
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(True)})"
+
+    @classmethod
+    async def open(cls, url_or_path: str | Path) -> Database:
+        url, dialect = engine_url(url_or_path)
+        if dialect == "sqlite":
+            engine = create_async_engine(url)
+            _sqlite_events(engine)
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        db = cls(engine, dialect)
+        try:
+            async with db.write() as conn:
+                await conn.run_sync(_migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return db
+
+    @overload
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    @overload
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]: ...
+    def read(self, fn: Callable[[sqlite3.Connection], T] | None = None) -> Any:
+        """A connection for reading; its transaction is rolled back when the block ends.
+        (``read(fn)``: the former sqlite3 API, SQLite only, kept while callers move.)"""
+        if fn is not None:
+            return self._legacy_db().read(fn)
+        return self._read()
+
+    @overload
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    @overload
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]: ...
+    def write(self, fn: Callable[[sqlite3.Connection], T] | None = None) -> Any:
+        """A connection in one transaction: committed when the block ends, rolled back if
+        it raises. (``write(fn)``: the former sqlite3 API, as ``read``.)"""
+        if fn is not None:
+            return self._legacy_db().write(fn)
+        return self._write()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self.dialect == "sqlite":
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(plenary_write=True)
+                async with conn.begin():
+                    yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    async def close(self) -> None:
+        if self._legacy is not None:
+            await self._legacy.close()
+        await self.engine.dispose()
+
+    def _legacy_db(self) -> _LegacySqlite:
+        if self.dialect != "sqlite" or self.engine.url.database is None:
+            raise NotImplementedError("the sqlite3 callable API works on SQLite only")
+        if self._legacy is None:
+            self._legacy = _LegacySqlite(Path(self.engine.url.database))
+        return self._legacy
+
+
+def upsert(db: Database | AsyncConnection | Connection, table: Table) -> Any:
+    """``INSERT`` with ``.on_conflict_do_nothing()`` / ``.on_conflict_do_update()`` for the
+    database's dialect (both take the same arguments)."""
+    name = db.dialect if isinstance(db, Database) else db.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# ---- SQLite connections ---------------------------------------------------------------
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _sqlite_events(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun by on_begin below, not by the driver's guesswork.
+        dbapi_connection.isolation_level = None
+        # Older versions could store invalid UTF-8; show it as U+FFFD, never fail.
+        dbapi_connection._connection.text_factory = _lenient_text
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("plenary_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# ---- migrations -----------------------------------------------------------------------
+
+
+def alembic_config(conn: Connection | None = None) -> Config:
+    """Alembic's configuration for orchestrator/alembic; with ``conn``, env.py migrates
+    on that connection (inside its transaction)."""
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC))
+    if conn is not None:
+        config.attributes["connection"] = conn
+    return config
+
+
+def _migrate(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    tables = set(inspect(conn).get_table_names())
+    config = alembic_config(conn)
+    if "schema_migrations" in tables and "alembic_version" not in tables:
+        legacy.bring_forward(conn)
+        command.stamp(config, BASELINE)
+        conn.execute(text("DROP TABLE schema_migrations"))
+    command.upgrade(config, "head")
+
+
+# ---- the former sqlite3 callable API (until every repository has moved) ---------------
+
+
+class _LegacySqlite:
+    """``read(fn)`` / ``write(fn)`` with a sqlite3 connection, as before SQLAlchemy."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="db-read")
+        self._readers = ThreadPoolExecutor(LEGACY_READERS, thread_name_prefix="db-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-write")
-
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        db = cls(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        await db.write(migrate)
-        return db
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._local.conn = conn
         return conn
 
@@ -59,8 +245,6 @@ class Database:
         return await loop.run_in_executor(self._readers, lambda: fn(self._connection()))
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread; rolled back if it raises."""
-
         def run() -> T:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -84,48 +268,12 @@ class Database:
 
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, close_local)
-        for _ in range(READERS):
+        for _ in range(LEGACY_READERS):
             await loop.run_in_executor(self._readers, close_local)
         self._writer.shutdown()
         self._readers.shutdown()
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) of every file in orchestrator/migrations, in order."""
-    found = []
-    for entry in resources.files("orchestrator.migrations").iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations not yet recorded; returns their names."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
-    applied = []
-    for number, name, sql in migrations():
-        if number in done:
-            continue
-        for statement in _statements(sql):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))", (number, name))
-        applied.append(name)
-    return applied
-
-
-def _statements(sql: str) -> list[str]:
-    # executescript() would commit our transaction; split on complete statements instead.
-    out, buf = [], ""
-    for line in sql.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out
+def configured(settings: OrchestratorSettings) -> str | Path:
+    """Where the settings put the database: ``database_url``, else the ``database`` file."""
+    return settings.database_url or settings.database

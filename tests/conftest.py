@@ -17,6 +17,8 @@ from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.settings import Settings, load_settings
 from tests.converge import Converged, converged, site_variables
 
+pytest_plugins = ["tests.pg_fixtures"]  # PostgreSQL fixtures (pg_server, database_url)
+
 # Modules that run Ansible: one xdist group, so the session's converged site is made once
 # (a session fixture is per worker), and apt and the plenary-ci user are never used by
 # two playbooks at once.

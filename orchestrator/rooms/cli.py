@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.db import Database
+from orchestrator.db import Database, configured
 from orchestrator.rooms.model import RoomCreate
 from orchestrator.rooms.repository import RoomExists, RoomNotFound, RoomRepository
 from plenary.settings import Settings
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, new: RoomCreate | None) -> int:
-    db = await Database.open(settings.orchestrator.database)
+    db = await Database.open(configured(settings.orchestrator))
     try:
         return await _command(args, RoomRepository(db), new)
     finally:

@@ -7,9 +7,22 @@ import binascii
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from typing import Annotated
 
-from plenary.settings.base import BaseUrl, Port, Secret, Section
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from plenary.settings.base import SECRET, BaseUrl, Port, Secret, Section
+
+
+def _database_url(value: str) -> str:
+    schemes = ("sqlite://", "sqlite+aiosqlite://", "postgresql://", "postgresql+asyncpg://")
+    if value and not value.startswith(schemes):
+        raise ValueError("must be empty, sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+    return value
+
+
+DatabaseUrl = Annotated[str, SECRET, AfterValidator(_database_url)]
+"""A database URL (orchestrator/db.py); a secret: it may hold a password."""
 
 
 class LoginSettings(Section):
@@ -68,7 +81,15 @@ class OrchestratorSettings(Section):
     )
     database: Path = Field(
         Path("plenary.sqlite3"),
-        description="SQLite database file (relative paths are taken from the working folder).",
+        description="SQLite database file (relative paths are taken from the working folder); "
+        "used when database_url is empty.",
+    )
+    database_url: DatabaseUrl = Field(
+        "",
+        description="Database of this orchestrator node: empty for the SQLite file "
+        "'database', sqlite:///PATH, or postgresql://USER:PASSWORD@HOST:PORT/NAME (several "
+        "orchestrator nodes share one PostgreSQL database). Never printed: it may hold a "
+        "password.",
     )
     admin_token: Secret = Field(
         "",
