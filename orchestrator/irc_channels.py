@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from sqlalchemy import select, update
 
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import decide
 from orchestrator.app_keys import db_key, settings_key
-from orchestrator.db import Database
+from orchestrator.db import Database, upsert
 from orchestrator.problems import check_bearer, problem
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.policy import access_policy, readers_policy
 from orchestrator.rooms.repository import RoomNotFound, RoomRepository
+from orchestrator.schema import irc_channel_keys
 from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,57 +91,50 @@ class ChannelKeys:
         self.db = db
 
     async def state(self, room: str) -> ChannelState | None:
-        row = await self.db.read(
-            lambda c: c.execute(
-                "SELECT channel_key, protected, detail, reported_at_ms FROM irc_channel_keys"
-                " WHERE room = ?",
-                (room,),
-            ).fetchone()
-        )
+        c = irc_channel_keys.c
+        query = select(c.channel_key, c.protected, c.detail, c.reported_at_ms)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query.where(c.room == room))).first()
         if row is None:
             return None
-        protected = None if row[1] is None else bool(row[1])
-        return ChannelState(row[0], protected, row[2], row[3])
+        protected = None if row.protected is None else bool(row.protected)
+        return ChannelState(row.channel_key, protected, row.detail, row.reported_at_ms)
 
     async def key(self, room: str) -> str:
-        """The room's key, made on first use."""
-
-        def get_or_make(c: sqlite3.Connection) -> str:
-            c.execute(
-                "INSERT OR IGNORE INTO irc_channel_keys (room, channel_key, created_at_ms)"
-                " VALUES (?, ?, ?)",
-                (room, new_key(), _now_ms()),
+        """The room's key, made on first use (insert-if-absent, then read: two nodes
+        asking at once both get the one key that was stored)."""
+        made = {"room": room, "channel_key": new_key(), "created_at_ms": _now_ms()}
+        query = select(irc_channel_keys.c.channel_key).where(irc_channel_keys.c.room == room)
+        async with self.db.write() as conn:
+            await conn.execute(
+                upsert(self.db, irc_channel_keys).values(made).on_conflict_do_nothing()
             )
-            row = c.execute(
-                "SELECT channel_key FROM irc_channel_keys WHERE room = ?", (room,)
-            ).fetchone()
-            return str(row[0])
-
-        return await self.db.write(get_or_make)
+            return str(await conn.scalar(query))
 
     async def rotate(self, room: str) -> str:
         key = new_key()
-        await self.db.write(
-            lambda c: c.execute(
-                "INSERT INTO irc_channel_keys (room, channel_key, created_at_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (room) DO UPDATE SET channel_key = excluded.channel_key,"
-                " created_at_ms = excluded.created_at_ms, protected = NULL, detail = '',"
-                " reported_at_ms = NULL",
-                (room, key, _now_ms()),
-            )
+        stmt = upsert(self.db, irc_channel_keys).values(
+            room=room, channel_key=key, created_at_ms=_now_ms()
         )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[irc_channel_keys.c.room],
+            set_={"channel_key": stmt.excluded.channel_key,
+                  "created_at_ms": stmt.excluded.created_at_ms,
+                  "protected": None, "detail": "", "reported_at_ms": None},
+        )  # fmt: skip
+        async with self.db.write() as conn:
+            await conn.execute(stmt)
         log.info("irc: new channel key for room %s", room)
         return key
 
     async def report(self, room: str, protected: bool, detail: str) -> None:
         await self.key(room)  # a public room's channel can be reported too
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE irc_channel_keys SET protected = ?, detail = ?, reported_at_ms = ?"
-                " WHERE room = ?",
-                (int(protected), detail[:500], _now_ms(), room),
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(irc_channel_keys)
+                .where(irc_channel_keys.c.room == room)
+                .values(protected=int(protected), detail=detail[:500], reported_at_ms=_now_ms())
             )
-        )
 
 
 def _now_ms() -> int:

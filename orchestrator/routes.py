@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import select
 
 from orchestrator.app_keys import db_key
 from orchestrator.captions.routes import routes as caption_routes
@@ -17,8 +18,8 @@ STATIC = Path(__file__).parent / "static"
 
 async def health(request: web.Request) -> web.Response:
     """200 once the database answers."""
-    db = request.app[db_key]
-    await db.read(lambda c: c.execute("SELECT 1").fetchone())
+    async with request.app[db_key].read() as conn:
+        await conn.execute(select(1))
     return web.json_response({"status": "ok"})
 
 

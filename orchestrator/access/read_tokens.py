@@ -16,19 +16,30 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
 
 from orchestrator.access.identity import Identity
 from orchestrator.db import Database
+from orchestrator.schema import read_tokens
 
 PREFIX = "plr_"  # recognisable in a leaked paste, never in the log
 DAY_MS = 86_400_000
 MAX_DAYS = 90
-SELECT = (
-    "SELECT id, room, owner, identity, created_at_ms, expires_at_ms, revoked_at_ms,"
-    " revoked_by, last_used_at_ms FROM read_tokens"
+t = read_tokens.c
+SELECT = select(
+    t.id,
+    t.room,
+    t.owner,
+    t.identity,
+    t.created_at_ms,
+    t.expires_at_ms,
+    t.revoked_at_ms,
+    t.revoked_by,
+    t.last_used_at_ms,
 )
 
 
@@ -91,68 +102,60 @@ class ReadTokens:
              "blocked": identity.blocked},
         )  # fmt: skip
 
-        def run(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "INSERT INTO read_tokens (hash, room, owner, identity, created_at_ms,"
-                " expires_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                (digest(token), room, owner_of(identity), ident, created,
-                 created + days * DAY_MS),
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                insert(read_tokens).values(
+                    hash=digest(token), room=room, owner=owner_of(identity), identity=ident,
+                    created_at_ms=created, expires_at_ms=created + days * DAY_MS,
+                ).returning(t.id)
             )  # fmt: skip
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
-
-        row_id = await self.db.write(run)
+            row_id: int = result.scalar_one()
         row = await self.get(row_id)
         assert row is not None
         return token, row
 
     async def get(self, token_id: int) -> ReadToken | None:
-        row = await self.db.read(
-            lambda c: c.execute(SELECT + " WHERE id = ?", (token_id,)).fetchone()
-        )
-        return ReadToken(*row) if row else None
+        async with self.db.read() as conn:
+            row = (await conn.execute(SELECT.where(t.id == token_id))).first()
+        return _token(row) if row else None
 
     async def check(self, token: str) -> ReadToken | None:
         """The row of ``token`` (whatever its state; the caller says why it is refused),
         marked used when active; None when no such token was ever issued."""
         if not token.startswith(PREFIX):
             return None
-        hashed = digest(token)
-        row = await self.db.read(
-            lambda c: c.execute(SELECT + " WHERE hash = ?", (hashed,)).fetchone()
-        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(SELECT.where(t.hash == digest(token)))).first()
         if row is None:
             return None
-        found = ReadToken(*row)
+        found = _token(row)
         if found.state() == "active":
-            at = now_ms()
-            await self.db.write(
-                lambda c: c.execute(
-                    "UPDATE read_tokens SET last_used_at_ms = ? WHERE id = ?", (at, found.id)
-                )
-            )
+            async with self.db.write() as conn:
+                used = update(read_tokens).where(t.id == found.id).values(last_used_at_ms=now_ms())
+                await conn.execute(used)
         return found
 
     async def list(self, room: str, owner: str | None = None) -> list[ReadToken]:
         """The room's tokens, newest first; only ``owner``'s when given."""
-        args: tuple[str, ...]
-        if owner is None:
-            query, args = SELECT + " WHERE room = ? ORDER BY id DESC", (room,)
-        else:
-            query, args = SELECT + " WHERE room = ? AND owner = ? ORDER BY id DESC", (room, owner)
-        rows = await self.db.read(lambda c: c.execute(query, args).fetchall())
-        return [ReadToken(*r) for r in rows]
+        query = SELECT.where(t.room == room).order_by(t.id.desc())
+        if owner is not None:
+            query = query.where(t.owner == owner)
+        async with self.db.read() as conn:
+            return [_token(r) for r in await conn.execute(query)]
 
     async def revoke(self, token_id: int, by: str) -> bool:
         """Revoke a token (once); False when it is unknown or was revoked already."""
-        at = now_ms()
-
-        def run(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE read_tokens SET revoked_at_ms = ?, revoked_by = ?"
-                " WHERE id = ? AND revoked_at_ms IS NULL",
-                (at, by, token_id),
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(read_tokens)
+                .where(t.id == token_id, t.revoked_at_ms.is_(None))
+                .values(revoked_at_ms=now_ms(), revoked_by=by)
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
-        return await self.db.write(run)
+
+def _token(row: Row[Any]) -> ReadToken:
+    return ReadToken(
+        row.id, row.room, row.owner, row.identity, row.created_at_ms, row.expires_at_ms,
+        row.revoked_at_ms, row.revoked_by, row.last_used_at_ms,
+    )  # fmt: skip

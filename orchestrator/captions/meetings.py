@@ -1,4 +1,5 @@
-"""Meeting id → room and endpoint id → name, kept in SQLite (migration 0302).
+"""Meeting id → room and endpoint id → name, kept in the database (``jitsi_meetings``
+and ``jitsi_occupants`` of orchestrator/schema.py).
 
 Prosody posts (``event_sync.Post``) record which room a Jitsi meeting id belongs to
 and who joined under which endpoint id; Jigasi JOIN posts record its participants'
@@ -17,11 +18,14 @@ cache, and the database stays the truth for a restarted orchestrator.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.captions.event_sync import Post
 from orchestrator.captions.store import now_ms
-from orchestrator.db import Database
+from orchestrator.db import Database, upsert
+from orchestrator.schema import jitsi_meetings, jitsi_occupants
 from plenary.events import CaptionEvent
 
 KEEP_DESTROYED_MS = 7 * 86_400_000  # meetings (and names) kept this long after they end
@@ -45,44 +49,48 @@ class Meetings:
         at_ms = _ms(post.destroyed_at or post.created_at)
         occupant = post.occupant
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO jitsi_meetings VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
-                " ON CONFLICT (meeting_id) DO UPDATE SET room = excluded.room,"
-                " room_jid = excluded.room_jid, main_room = excluded.main_room,"
-                " breakout_id = excluded.breakout_id,"
-                " breakout_name = coalesce(excluded.breakout_name, breakout_name)",
-                (
-                    meeting,
-                    room,
-                    ((post.breakout_room_jid or "") if post.is_breakout else post.room_jid).lower(),
-                    post.main_room,
-                    post.breakout_room_id,
-                    post.breakout_room_name,
-                    at_ms,
+        row = {
+            "meeting_id": meeting,
+            "room": room,
+            "room_jid": (
+                (post.breakout_room_jid or "") if post.is_breakout else post.room_jid
+            ).lower(),
+            "main_room": post.main_room,
+            "breakout_id": post.breakout_room_id,
+            "breakout_name": post.breakout_room_name,
+            "created_at_ms": at_ms,
+        }
+        stmt = upsert(self.db, jitsi_meetings).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[jitsi_meetings.c.meeting_id],
+            set_={
+                "room": stmt.excluded.room,
+                "room_jid": stmt.excluded.room_jid,
+                "main_room": stmt.excluded.main_room,
+                "breakout_id": stmt.excluded.breakout_id,
+                "breakout_name": func.coalesce(
+                    stmt.excluded.breakout_name, jitsi_meetings.c.breakout_name
                 ),
-            )
+            },
+        )
+        async with self.db.write() as conn:
+            await conn.execute(stmt)
             if post.event_name == "muc-room-destroyed":
-                conn.execute(
-                    "UPDATE jitsi_meetings SET destroyed_at_ms = ? WHERE meeting_id = ?",
-                    (at_ms, meeting),
+                await conn.execute(
+                    update(jitsi_meetings)
+                    .where(jitsi_meetings.c.meeting_id == meeting)
+                    .values(destroyed_at_ms=at_ms)
                 )
-                _forget_old(conn, at_ms - KEEP_DESTROYED_MS)
-            if occupant is None or not occupant.endpoint_id:
-                return
-            scope = f"meeting:{meeting}"
-            if post.event_name == "muc-occupant-left":
-                conn.execute(
-                    "UPDATE jitsi_occupants SET left_at_ms = ? WHERE scope = ? AND endpoint = ?",
-                    (_ms(occupant.left_at), scope, occupant.endpoint_id),
-                )
-                return
-            _upsert_name(
-                conn, scope, occupant.endpoint_id, post.token_name, occupant.id or "",
-                _ms(occupant.joined_at),
-            )  # fmt: skip
-
-        await self.db.write(run)
+                await _forget_old(conn, at_ms - KEEP_DESTROYED_MS)
+            if occupant is not None and occupant.endpoint_id:
+                scope = f"meeting:{meeting}"
+                if post.event_name == "muc-occupant-left":
+                    await _left(conn, scope, occupant.endpoint_id, _ms(occupant.left_at))
+                else:
+                    await self._upsert_name(
+                        conn, scope, occupant.endpoint_id, post.token_name, occupant.id or "",
+                        _ms(occupant.joined_at),
+                    )  # fmt: skip
         destroyed = post.event_name == "muc-room-destroyed"
         if destroyed or len(self._rooms) > CACHE_LIMIT or len(self._names) > CACHE_LIMIT:
             self._rooms.clear()
@@ -97,62 +105,82 @@ class Meetings:
 
     async def jigasi_joined(self, room: str, participant: str, name: str, at_ms: int) -> None:
         scope = f"jigasi:{room}"
-        await self.db.write(lambda c: _upsert_name(c, scope, participant, name, "", at_ms))
+        async with self.db.write() as conn:
+            await self._upsert_name(conn, scope, participant, name, "", at_ms)
         self._names.pop((scope, participant), None)
 
     async def jigasi_left(self, room: str, participant: str, at_ms: int) -> None:
         """Mark the participant gone; the name stays for speech posted after it left."""
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE jitsi_occupants SET left_at_ms = ? WHERE scope = ? AND endpoint = ?",
-                (at_ms, f"jigasi:{room}", participant),
-            )
-        )
+        async with self.db.write() as conn:
+            await _left(conn, f"jigasi:{room}", participant, at_ms)
 
     async def jigasi_ended(self, room: str) -> None:
         """Transcription ended in the room: forget its Jigasi participants' names."""
         scope = f"jigasi:{room}"
-        await self.db.write(
-            lambda c: c.execute("DELETE FROM jitsi_occupants WHERE scope = ?", (scope,))
-        )
+        async with self.db.write() as conn:
+            await conn.execute(delete(jitsi_occupants).where(jitsi_occupants.c.scope == scope))
         for key in [k for k in self._names if k[0] == scope]:
             del self._names[key]
 
     async def jigasi_name(self, room: str, participant: str) -> str:
         return await self._name(f"jigasi:{room}", participant)
 
+    async def _upsert_name(
+        self,
+        conn: AsyncConnection,
+        scope: str,
+        endpoint: str,
+        name: str,
+        user_id: str,
+        at_ms: int,
+    ) -> None:
+        """Record a join; a join with no name never erases a name already known."""
+        o = jitsi_occupants.c
+        stmt = upsert(self.db, jitsi_occupants).values(
+            scope=scope, endpoint=endpoint, name=name, user_id=user_id, joined_at_ms=at_ms
+        )
+        new = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[o.scope, o.endpoint],
+            set_={
+                "name": case((new.name != "", new.name), else_=o.name),
+                "user_id": case((new.user_id != "", new.user_id), else_=o.user_id),
+                "joined_at_ms": new.joined_at_ms,
+                "left_at_ms": None,
+            },
+        )
+        await conn.execute(stmt)
+
     # ---- lookups ---------------------------------------------------------------
 
     async def room_of(self, meeting_id: str) -> str | None:
         if meeting_id not in self._rooms:
-            row = await self.db.read(
-                lambda c: c.execute(
-                    "SELECT room FROM jitsi_meetings WHERE meeting_id = ?", (meeting_id,)
-                ).fetchone()
-            )
-            self._rooms[meeting_id] = str(row[0]) if row else None
+            query = select(jitsi_meetings.c.room).where(jitsi_meetings.c.meeting_id == meeting_id)
+            async with self.db.read() as conn:
+                found = await conn.scalar(query)
+            self._rooms[meeting_id] = None if found is None else str(found)
         return self._rooms[meeting_id]
 
     async def room_of_jid(self, room_jid: str) -> str | None:
         """The room key of a MUC room JID Prosody told us about (a breakout room's)."""
-        row = await self.db.read(
-            lambda c: c.execute(
-                "SELECT room FROM jitsi_meetings WHERE room_jid = ?"
-                " ORDER BY created_at_ms DESC LIMIT 1",
-                (room_jid.lower(),),
-            ).fetchone()
+        query = (
+            select(jitsi_meetings.c.room)
+            .where(jitsi_meetings.c.room_jid == room_jid.lower())
+            .order_by(jitsi_meetings.c.created_at_ms.desc())
+            .limit(1)
         )
-        return str(row[0]) if row else None
+        async with self.db.read() as conn:
+            found = await conn.scalar(query)
+        return None if found is None else str(found)
 
     async def _name(self, scope: str, endpoint: str) -> str:
         key = (scope, endpoint)
         if key not in self._names:
-            row = await self.db.read(
-                lambda c: c.execute(
-                    "SELECT name FROM jitsi_occupants WHERE scope = ? AND endpoint = ?", key
-                ).fetchone()
-            )
-            self._names[key] = str(row[0]) if row and row[0] else None
+            o = jitsi_occupants.c
+            query = select(o.name).where(o.scope == scope, o.endpoint == endpoint)
+            async with self.db.read() as conn:
+                found = await conn.scalar(query)
+            self._names[key] = str(found) if found else None
         return self._names[key] or ""
 
     async def resolve(self, event: CaptionEvent) -> CaptionEvent:
@@ -178,28 +206,21 @@ def _ms(seconds: float | None) -> int:
     return now_ms() if seconds is None else round(seconds * 1000)
 
 
-def _upsert_name(
-    conn: sqlite3.Connection, scope: str, endpoint: str, name: str, user_id: str, at_ms: int
-) -> None:
-    """Record a join; a join with no name never erases a name already known."""
-    conn.execute(
-        "INSERT INTO jitsi_occupants VALUES (?, ?, ?, ?, ?, NULL)"
-        " ON CONFLICT (scope, endpoint) DO UPDATE SET"
-        " name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,"
-        " user_id = CASE WHEN excluded.user_id != '' THEN excluded.user_id ELSE user_id END,"
-        " joined_at_ms = excluded.joined_at_ms, left_at_ms = NULL",
-        (scope, endpoint, name, user_id, at_ms),
+async def _left(conn: AsyncConnection, scope: str, endpoint: str, at_ms: int) -> None:
+    o = jitsi_occupants.c
+    await conn.execute(
+        update(jitsi_occupants)
+        .where(o.scope == scope, o.endpoint == endpoint)
+        .values(left_at_ms=at_ms)
     )
 
 
-def _forget_old(conn: sqlite3.Connection, before_ms: int) -> None:
+async def _forget_old(conn: AsyncConnection, before_ms: int) -> None:
     """Drop meetings destroyed before ``before_ms`` and their occupants' names."""
-    old = [
-        row[0]
-        for row in conn.execute(
-            "SELECT meeting_id FROM jitsi_meetings WHERE destroyed_at_ms < ?", (before_ms,)
-        )
-    ]
+    m = jitsi_meetings.c
+    query = select(m.meeting_id).where(m.destroyed_at_ms < before_ms)
+    old: list[str] = list((await conn.execute(query)).scalars())
     for meeting in old:
-        conn.execute("DELETE FROM jitsi_occupants WHERE scope = ?", (f"meeting:{meeting}",))
-        conn.execute("DELETE FROM jitsi_meetings WHERE meeting_id = ?", (meeting,))
+        scope = f"meeting:{meeting}"
+        await conn.execute(delete(jitsi_occupants).where(jitsi_occupants.c.scope == scope))
+        await conn.execute(delete(jitsi_meetings).where(m.meeting_id == meeting))

@@ -1,4 +1,5 @@
-"""Where rooms live: one class over ``Database``; a PostgreSQL one can replace it.
+"""Where rooms live: the ``rooms`` table of orchestrator/schema.py, through ``Database``
+(SQLite or PostgreSQL).
 
 repo = RoomRepository(db)
 room = await repo.create(RoomCreate(slug="keynote", ...))
@@ -11,12 +12,15 @@ of orchestrator/captions/service.py): only this module reads the rooms table.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.db import Database
 from orchestrator.rooms.model import Room, RoomCreate, RoomFields
 from orchestrator.rooms.policy import CaptionPolicy
+from orchestrator.schema import rooms
 
 
 class RoomExists(Exception):
@@ -32,18 +36,17 @@ class RoomRepository:
         self.db = db
 
     async def list(self) -> list[Room]:
-        rows = await self.db.read(
-            lambda c: c.execute("SELECT body FROM rooms ORDER BY slug").fetchall()
-        )
-        return [Room.model_validate_json(row[0]) for row in rows]
+        async with self.db.read() as conn:
+            query = select(rooms.c.body).order_by(rooms.c.slug)
+            bodies: list[str] = list((await conn.execute(query)).scalars())
+        return [Room.model_validate_json(body) for body in bodies]
 
     async def get(self, slug: str) -> Room:
-        row = await self.db.read(
-            lambda c: c.execute("SELECT body FROM rooms WHERE slug = ?", (slug,)).fetchone()
-        )
-        if row is None:
+        async with self.db.read() as conn:
+            body = await conn.scalar(select(rooms.c.body).where(rooms.c.slug == slug))
+        if body is None:
             raise RoomNotFound(slug)
-        return Room.model_validate_json(row[0])
+        return Room.model_validate_json(body)
 
     async def policy_for(self, slug: str) -> CaptionPolicy | None:
         """What room ``slug`` keeps of its captions, as it says now; None: no such room."""
@@ -59,46 +62,39 @@ class RoomRepository:
     async def create(self, new: RoomCreate) -> Room:
         now = _now()
         room = Room(**new.model_dump(), created_at=now, updated_at=now)
-
-        def insert(c: sqlite3.Connection) -> None:
-            try:
-                c.execute(
-                    "INSERT INTO rooms (slug, title, body, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (room.slug, room.title, room.model_dump_json(), now.isoformat(),
-                     now.isoformat()),
-                )  # fmt: skip
-            except sqlite3.IntegrityError as exc:
-                raise RoomExists(room.slug) from exc
-
-        await self.db.write(insert)
+        row = {"slug": room.slug, "title": room.title, "body": room.model_dump_json(),
+               "created_at": now.isoformat(), "updated_at": now.isoformat()}  # fmt: skip
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(rooms).values(row))
+        except IntegrityError as exc:  # the slug is taken (primary key)
+            raise RoomExists(room.slug) from exc
         return room
 
     async def replace(self, slug: str, fields: RoomFields) -> Room:
         """Replace everything but the name and creation time."""
-
-        def update(c: sqlite3.Connection) -> Room:
-            row = c.execute("SELECT body FROM rooms WHERE slug = ?", (slug,)).fetchone()
-            if row is None:
+        async with self.db.write() as conn:
+            query = select(rooms.c.body).where(rooms.c.slug == slug).with_for_update()
+            body = await conn.scalar(query)
+            if body is None:
                 raise RoomNotFound(slug)
-            old = Room.model_validate_json(row[0])
+            old = Room.model_validate_json(body)
             room = Room(
                 **fields.model_dump(), slug=slug, created_at=old.created_at, updated_at=_now()
             )
-            c.execute(
-                "UPDATE rooms SET title = ?, body = ?, updated_at = ? WHERE slug = ?",
-                (room.title, room.model_dump_json(), room.updated_at.isoformat(), slug),
-            )
-            return room
-
-        return await self.db.write(update)
+            await conn.execute(
+                update(rooms)
+                .where(rooms.c.slug == slug)
+                .values(title=room.title, body=room.model_dump_json(),
+                        updated_at=room.updated_at.isoformat())
+            )  # fmt: skip
+        return room
 
     async def delete(self, slug: str) -> None:
-        def remove(c: sqlite3.Connection) -> None:
-            if c.execute("DELETE FROM rooms WHERE slug = ?", (slug,)).rowcount == 0:
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(rooms).where(rooms.c.slug == slug))
+            if result.rowcount == 0:
                 raise RoomNotFound(slug)
-
-        await self.db.write(remove)
 
 
 def _now() -> datetime:

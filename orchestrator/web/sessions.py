@@ -7,14 +7,15 @@ lives server-side in ``logins``; logout deletes that row, so a copied cookie is
 worthless afterwards.
 
 The key is ``orchestrator.secret_key``; when empty, one is generated on first start
-and kept in the ``kv`` table so restarts keep everyone logged in.
+and kept in the ``kv`` table so restarts keep everyone logged in, and every
+orchestrator node on one database signs with the same key (the first node's insert
+wins; the others read what it wrote).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -23,10 +24,12 @@ from aiohttp.typedefs import Handler
 from aiohttp_session import Session, get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
+from sqlalchemy import delete, insert, select
 
 from orchestrator.access.identity import Identity
 from orchestrator.app_keys import db_key, settings_key
-from orchestrator.db import Database
+from orchestrator.db import Database, upsert
+from orchestrator.schema import kv, logins
 from orchestrator.web.web_keys import session_middleware_key
 
 COOKIE = "plenary_session"
@@ -34,19 +37,17 @@ KV_SECRET = "session_secret_key"  # noqa: S105 (a kv key name, not a secret)
 
 
 async def secret_key(db: Database, configured: str) -> str:
-    """The configured key, else the one kept in ``kv`` (made once, first writer wins)."""
+    """The configured key, else the one kept in ``kv`` (made once, first writer wins).
+
+    Insert-if-absent, then read, in one transaction: a node that races another one
+    waits on the other's row (PostgreSQL's unique index; SQLite's single writer) and
+    reads the key that won, so every node signs cookies with the same key."""
     if configured:
         return configured
-
-    def get_or_make(c: sqlite3.Connection) -> str:
-        c.execute(
-            "INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)",
-            (KV_SECRET, Fernet.generate_key().decode("ascii")),
-        )
-        row = c.execute("SELECT value FROM kv WHERE key = ?", (KV_SECRET,)).fetchone()
-        return str(row[0])
-
-    return await db.write(get_or_make)
+    made = {"key": KV_SECRET, "value": Fernet.generate_key().decode("ascii")}
+    async with db.write() as conn:
+        await conn.execute(upsert(db, kv).values(made).on_conflict_do_nothing())
+        return str(await conn.scalar(select(kv.c.value).where(kv.c.key == KV_SECRET)))
 
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -118,14 +119,12 @@ async def log_in(request: web.Request, identity: Identity) -> None:
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=max_age)
 
-    def insert(c: sqlite3.Connection) -> None:
-        c.execute("DELETE FROM logins WHERE expires_at < ?", (now.isoformat(),))
-        c.execute(
-            "INSERT INTO logins (id, identity, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (login_id, _identity_json(identity), now.isoformat(), expires.isoformat()),
-        )
-
-    await db.write(insert)
+    async with db.write() as conn:
+        await conn.execute(delete(logins).where(logins.c.expires_at < now.isoformat()))
+        await conn.execute(
+            insert(logins).values(id=login_id, identity=_identity_json(identity),
+                                  created_at=now.isoformat(), expires_at=expires.isoformat())
+        )  # fmt: skip
     tz = (await get_session(request)).get("tz")
     session = await new_session(request)
     session["login"] = login_id
@@ -138,9 +137,8 @@ async def log_out(request: web.Request) -> None:
     session = await get_session(request)
     login_id = session.get("login")
     if isinstance(login_id, str):
-        await request.app[db_key].write(
-            lambda c: c.execute("DELETE FROM logins WHERE id = ?", (login_id,))
-        )
+        async with request.app[db_key].write() as conn:
+            await conn.execute(delete(logins).where(logins.c.id == login_id))
     session.invalidate()
 
 
@@ -151,12 +149,10 @@ async def current_identity(request: web.Request) -> Identity | None:
     if not isinstance(login_id, str):
         return None
     now = datetime.now(UTC).isoformat()
-    row = await request.app[db_key].read(
-        lambda c: c.execute(
-            "SELECT identity FROM logins WHERE id = ? AND expires_at > ?", (login_id, now)
-        ).fetchone()
-    )
-    if row is None:
+    query = select(logins.c.identity).where(logins.c.id == login_id, logins.c.expires_at > now)
+    async with request.app[db_key].read() as conn:
+        found = await conn.scalar(query)
+    if found is None:
         del session["login"]
         return None
-    return _identity(row[0])
+    return _identity(found)
