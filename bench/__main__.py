@@ -4,6 +4,7 @@
     .venv/bin/python -m bench all --peer ws://127.0.0.1:2799 --peer-pid 1234 --out bench.json
     .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery, soak
     .venv/bin/python -m bench soak --duration 120   # the 10-minute soak, shorter
+    .venv/bin/python -m bench pool        # 100 participants on 2 captioners behind HAProxy
 
 ``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
 bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost, captioner →
@@ -131,6 +132,7 @@ OTHERS = {
     "metrics": "bench.metrics",
     "delivery": "bench.delivery",
     "soak": "bench.soak",
+    "pool": "bench.pool",
 }
 
 
