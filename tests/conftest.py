@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness.netutil import free_port
 from bots.captioner.engine import Engine
 from bots.captioner.vosk_models import ModelRegistry
 from plenary.corpus import CorpusMissing, Utterance, load_corpus
 from plenary.settings import Settings, load_settings
-from tests.converge import Converged, converged, site_variables
+from tests.converge import Converged, converged, site_port, site_variables
 
 pytest_plugins = ["tests.pg_fixtures"]  # PostgreSQL fixtures (pg_server, database_url)
 
@@ -95,5 +94,5 @@ def converged_site() -> Iterator[Converged]:
     tests/test_system_event.py; those modules skip (and so never converge) where root,
     ansible-core or the servers are missing."""
     admin = secrets.token_urlsafe(24)
-    with converged(site_variables(admin, free_port())) as site:
+    with converged(site_variables(admin, site_port())) as site:
         yield site

@@ -34,8 +34,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import zipfile
@@ -92,6 +94,33 @@ def copy_working_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
+_GIVEN: set[int] = set()  # site_port()'s answers so far
+
+
+def site_port() -> int:
+    """A port free now, below the kernel's ephemeral range where it can: the site's servers
+    bind it minutes after the converge rendered it, and meanwhile no outgoing connection
+    and no other test's ``free_port()`` (both drawn from that range) can take it. Never
+    the same port twice in a process."""
+    try:
+        ranges = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        below = int(ranges[0])
+    except (OSError, ValueError, IndexError):
+        below = 0
+    for _ in range(50 if below > 20_000 else 0):
+        port = random.randrange(20_000, below)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    return free_port()
+
+
 def fake_model(prefix: Path) -> tuple[Path, str]:
     """A zip shaped like a Vosk model (am/final.mdl inside), and its sha256."""
     archive = prefix / "downloads" / "vosk-model-ci-0.1.zip"
@@ -144,7 +173,7 @@ def converged(extra: dict[str, Any] | None = None, *, twice: bool = True) -> Ite
             (prefix / "etc" / "prometheus").mkdir(parents=True)
             shutil.copy(DEBIAN_PROMETHEUS_YML, prefix / "etc" / "prometheus" / "prometheus.yml")
         names = ("orchestrator", "captioner", "irc", "videobridge", "jicofo")
-        ports = {name: free_port() for name in names}
+        ports = {name: site_port() for name in names}
         made = ci_secrets()
         variables: dict[str, Any] = {
             "ci_prefix": str(prefix),
