@@ -206,3 +206,24 @@ caption_corrections = Table(
     Index("caption_corrections_seq", "room", "seq", "revision"),
     sqlite_with_rowid=False,
 )
+
+# Failed LDAP logins when orchestrator nodes share one database
+# (orchestrator/access/login_limits.py): one row per failure and scope ('account' or
+# 'address_account') while it counts (the window), and each address's run of failures.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Int64, primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("at_ms", Int64, nullable=False),
+    Index("login_failures_key", "scope", "key", "at_ms"),
+    Index("login_failures_at", "at_ms"),
+)
+login_delays = Table(
+    "login_delays",
+    metadata,
+    Column("address", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at_ms", Int64, nullable=False),
+)

@@ -1,5 +1,8 @@
 """Login limits: per account, per (address, account), and a delay per address, in memory.
 
+(orchestrator/access/login_limits.py puts these limits behind one interface and keeps
+them in the database when several orchestrator nodes share PostgreSQL.)
+
 Pure: no I/O, an injectable clock. Only failed attempts are counted.
 
 - **Account** (``per_account`` failures within ``window`` seconds, from any address):
@@ -106,6 +109,14 @@ class _Windows:
             del self._hits[next(iter(self._hits))]
 
 
+def backoff_delay(failures: int, free: int, delay: float, cap: float) -> float:
+    """Seconds an address waits after its last failure, ``failures`` into a run: none
+    for the first ``free``, then ``delay`` doubling with each, at most ``cap``."""
+    if failures < free:
+        return 0.0
+    return min(cap, delay * 2.0 ** min(failures - free, 62))
+
+
 class _Backoff:
     """Per key: failures in the current run (ended by ``quiet`` seconds without one)."""
 
@@ -123,10 +134,9 @@ class _Backoff:
 
     def retry_after(self, key: str, now: float) -> float:
         run = self._run(key, now)
-        if run is None or run[0] < self.free:
+        if run is None:
             return 0.0
-        doublings = min(run[0] - self.free, 62)
-        return max(0.0, run[1] + min(self.cap, self.delay * 2.0**doublings) - now)
+        return max(0.0, run[1] + backoff_delay(run[0], self.free, self.delay, self.cap) - now)
 
     def add(self, key: str, now: float) -> None:
         run = self._run(key, now)

@@ -3,7 +3,8 @@
 An identity source that cannot answer gives a 503 page that says so; nobody is
 ever let in because a source was down. Failed LDAP logins are limited per account,
 per (address, account) and, with a growing delay rather than a lockout, per address
-(orchestrator/access/ratelimit.py); wiki logins are not: the wiki checks passwords
+(orchestrator/access/ratelimit.py; kept in the database when nodes share PostgreSQL:
+orchestrator/access/login_limits.py); wiki logins are not: the wiki checks passwords
 and limits them itself, and Plenary only sees the OAuth code. The wiki's tokens stay
 on the server: the browser only carries ``state`` and the PKCE verifier inside the
 encrypted session cookie.
@@ -70,14 +71,14 @@ async def login_ldap(request: web.Request) -> web.Response:
         )
     limiter = request.app[limiter_key]
     address = request.remote or "unknown"
-    wait = limiter.wait(username, address)
+    wait = await limiter.wait(username, address)
     if wait is not None:
         return await _limited(request, nxt, username, address, wait)
     try:
         with metrics.LOGIN_SECONDS.labels(source="ldap").time():
             identity = await directory.authenticate(username, password)
     except InvalidCredentials as exc:
-        limiter.failed(username, address)
+        await limiter.failed(username, address)
         log.info("login refused: ldap:%s from %s: %s", username, address, exc)
         metrics.ATTENDEES_DENIED.labels(reason="bad_credentials").inc()
         return await page(
@@ -92,11 +93,11 @@ async def login_ldap(request: web.Request) -> web.Response:
         return await _unavailable(request, "directory")
     # The directory's own spelling: a variant the limiter's folding missed still
     # finds the account locked (defence in depth; account_key should catch it first).
-    wait = limiter.wait(identity.username, address, per_address=False)
+    wait = await limiter.wait(identity.username, address, per_address=False)
     if wait is not None:
         return await _limited(request, nxt, username, address, wait)
-    limiter.succeeded(username, address)
-    limiter.succeeded(identity.username, address)
+    await limiter.succeeded(username, address)
+    await limiter.succeeded(identity.username, address)
     await log_in(request, identity)
     log.info("login: ldap:%s from %s", identity.username, address)
     raise web.HTTPSeeOther(nxt)

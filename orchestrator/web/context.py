@@ -11,24 +11,17 @@ import aiohttp
 from aiohttp import web
 
 from orchestrator.access.ldap import LdapDirectory
-from orchestrator.access.ratelimit import LoginLimiter
+from orchestrator.access.login_limits import login_limits
 from orchestrator.access.wiki import MediaWiki
-from orchestrator.app_keys import settings_key
+from orchestrator.app_keys import db_key, settings_key
 from orchestrator.web.web_keys import directory_key, limiter_key, wiki_key
 
 
 async def access_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     if limiter_key not in app:
-        limits = settings.orchestrator.login
-        app[limiter_key] = LoginLimiter(
-            per_account=limits.per_account,
-            per_address_account=limits.per_address_account,
-            per_address=limits.per_address,
-            window=limits.window,
-            address_delay=limits.address_delay,
-            address_delay_max=limits.address_delay_max,
-        )
+        # in the database when nodes share PostgreSQL, else in memory (needs database_ctx)
+        app[limiter_key] = login_limits(settings.orchestrator.login, app[db_key])
     directory: LdapDirectory | None = None
     if settings.ldap.enabled and directory_key not in app:
         directory = LdapDirectory(settings.ldap)

@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from orchestrator.access.identity import Identity
-from orchestrator.access.ratelimit import LoginLimiter
+from orchestrator.access.login_limits import LoginLimits
 from orchestrator.access.wiki import MediaWiki
 
 
@@ -20,5 +20,5 @@ class Directory(Protocol):
 
 directory_key = web.AppKey("directory", Directory)
 wiki_key = web.AppKey("wiki", MediaWiki)
-limiter_key = web.AppKey("login_limiter", LoginLimiter)
+limiter_key = web.AppKey("login_limiter", LoginLimits)
 session_middleware_key = web.AppKey("session_middleware", Middleware)
