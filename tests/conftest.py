@@ -18,10 +18,11 @@ from tests.converge import Converged, converged, site_port, site_variables
 
 pytest_plugins = ["tests.pg_fixtures"]  # PostgreSQL fixtures (pg_server, database_url)
 
-# Modules that run Ansible: one xdist group, so the session's converged site is made once
-# (a session fixture is per worker), and apt and the plenary-ci user are never used by
-# two playbooks at once.
-ANSIBLE = ("test_ansible_converge", "test_ansible_jitsi", "test_ansible_lint", "test_system_event")
+# Modules that run roles (test_ansible_*) and the system test: one xdist group, so the
+# session's converged site is made once (a session fixture is per worker), and apt and the
+# plenary-ci user are never used by two playbooks at once. (Playbooks that only render
+# templates, as in test_deploy_*, may run beside them.)
+ANSIBLE_ALSO = ("test_system_event",)
 # The longest groups (measured: a minute or more each on 2 cores), handed out first so that
 # no worker is left with one of them at the end while the other has nothing to do.
 LONGEST_FIRST = (
@@ -37,7 +38,7 @@ LONGEST_FIRST = (
 
 def _group(item: pytest.Item) -> str:
     module = item.path.stem
-    return "ansible" if module in ANSIBLE else module
+    return "ansible" if module.startswith("test_ansible") or module in ANSIBLE_ALSO else module
 
 
 @pytest.hookimpl(tryfirst=True)
