@@ -60,8 +60,11 @@ def pool(started: tuple[HAProxy, list[Captioner]]) -> tuple[HAProxy, list[Captio
 class BridgeSocket:
     """One /transcribe websocket through HAProxy: which captioner served it, what came back."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, finals: list[str]) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, finals: list[str], session_id: str
+    ) -> None:
         self.ws = ws
+        self.session_id = session_id
         self.served_by = ws._response.headers.get("X-Plenary-Captioner")
         self._finals = finals
         self.finals = 0  # finals received on this socket
@@ -93,7 +96,7 @@ async def bridge(
     http: aiohttp.ClientSession, proxy: HAProxy, session_id: str, finals: list[str]
 ) -> BridgeSocket:
     url = f"{proxy.ws_url}/transcribe?sessionId={session_id}&sendBack=true"
-    return BridgeSocket(await http.ws_connect(url), finals)
+    return BridgeSocket(await http.ws_connect(url), finals, session_id)
 
 
 async def vosk(http: aiohttp.ClientSession, url: str) -> tuple[str | None, Any]:
@@ -144,7 +147,7 @@ async def test_a_reconnecting_bridge_session_keeps_its_captioner_and_its_words(
         after = await bridge(http, proxy, "pool-resume", finals)
         await after.send(fake.speech("aaaa-a0", speech([second], gap_s=1.0)))
         await quiet(finals)
-        health = {c.name: c.health()[1] for c in captioners}
+        health = {c.name: (await asyncio.to_thread(c.health))[1] for c in captioners}
         await after.close()
     assert before.finals == 0  # the first utterance's final came after the reconnect
     assert before.served_by in health and after.served_by == before.served_by
@@ -162,11 +165,22 @@ async def test_a_full_captioner_is_skipped_and_refuses_a_direct_stream_with_1013
 ) -> None:
     proxy, (small, big) = pool
     async with aiohttp.ClientSession() as http:
+        # A meeting whose sessionId HAProxy hashes onto the small captioner (no stream yet).
+        for n in range(20):
+            meeting = await bridge(http, proxy, f"pool-meeting-{n}", [])
+            await meeting.close()
+            if meeting.served_by == small.name:
+                break
+        assert meeting.served_by == small.name
         served_by, (held, _) = await vosk(http, f"ws://{small.address}/")
         assert served_by is None  # straight to the captioner, not through HAProxy
-        status, body = small.health()
+        status, body = await asyncio.to_thread(small.health)
         assert status == 503 and body["status"] == "full" and "max_streams" in body["reason"]
-        proxy.wait_states({small.name: "DOWN", big.name: "UP"}, limit=5)
+        await asyncio.to_thread(proxy.wait_states, {small.name: "DOWN", big.name: "UP"}, 5)
+        # That meeting's bridge reconnecting still reaches the captioner holding it.
+        again = await bridge(http, proxy, meeting.session_id, [])
+        assert again.served_by == small.name
+        await again.close()
         streams = [await vosk(http, f"{proxy.ws_url}/") for _ in range(3)]
         assert [s for s, _ in streams] == [big.name] * 3
         assert all(isinstance(reply, tuple) for _, reply in streams)  # each one served
@@ -178,15 +192,15 @@ async def test_a_full_captioner_is_skipped_and_refuses_a_direct_stream_with_1013
         for _, (ws, _) in streams:
             await ws.close()
         await held.close()
-    proxy.wait_states({small.name: "UP"}, limit=5)
-    assert small.health()[0] == 200
+    await asyncio.to_thread(proxy.wait_states, {small.name: "UP"}, 5)
+    assert (await asyncio.to_thread(small.health))[0] == 200
 
 
 async def test_a_killed_captioner_leaves_new_streams_to_the_other(
     pool: tuple[HAProxy, list[Captioner]],
 ) -> None:
     proxy, (victim, survivor) = pool
-    victim.kill()  # SIGKILL; HAProxy has not noticed yet
+    await asyncio.to_thread(victim.kill)  # SIGKILL; HAProxy has not noticed yet
     async with aiohttp.ClientSession() as http:
         streams = [await vosk(http, f"{proxy.ws_url}/") for _ in range(3)]
         sockets = [await bridge(http, proxy, f"pool-after-kill-{n}", []) for n in range(3)]
@@ -197,4 +211,4 @@ async def test_a_killed_captioner_leaves_new_streams_to_the_other(
             await ws.close()
         for s in sockets:
             await s.close()
-    proxy.wait_states({victim.name: "DOWN", survivor.name: "UP"}, limit=5)
+    await asyncio.to_thread(proxy.wait_states, {victim.name: "DOWN", survivor.name: "UP"}, 5)
