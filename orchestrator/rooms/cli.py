@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +182,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, new: RoomCreate | None) -> int:
+    # The command's standard error is for its own errors: not Alembic's INFO lines about
+    # bringing the schema up to date (a warning or error still shows).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     db = await Database.open(configured(settings.orchestrator))
     try:
         return await _command(args, RoomRepository(db), new)
