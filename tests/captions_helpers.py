@@ -10,6 +10,7 @@ from typing import Any
 from bench.harness.rooms_helpers import AUTH, room_json
 
 DB_ENV = "PLENARY_ORCHESTRATOR__DATABASE"
+DB_URL_ENV = "PLENARY_ORCHESTRATOR__DATABASE_URL"  # a URL (sqlite:///…, postgresql://…)
 
 
 async def make_room(client: Any, slug: str, **over: Any) -> dict[str, Any]:
@@ -29,7 +30,7 @@ async def patch_room(client: Any, slug: str, **fields: Any) -> dict[str, Any]:
 
 
 def cli_rooms(
-    database: Path, *slugs: str, retention_days: int | None = 90, policy: str = ""
+    database: Path | str, *slugs: str, retention_days: int | None = 90, policy: str = ""
 ) -> None:
     """Create rooms the way an operator does, with ``plenary rooms create`` on the
     database the app will open (in a thread of its own: the CLI runs its own loop);
@@ -39,12 +40,13 @@ def cli_rooms(
 
 
 def _cli_rooms(
-    database: Path, slugs: tuple[str, ...], retention_days: int | None, policy: str
+    database: Path | str, slugs: tuple[str, ...], retention_days: int | None, policy: str
 ) -> None:
     from plenary.compose.cli import main
 
-    old = os.environ.get(DB_ENV)
-    os.environ[DB_ENV] = str(database)
+    env = DB_URL_ENV if "://" in str(database) else DB_ENV
+    old = os.environ.get(env)
+    os.environ[env] = str(database)
     try:
         for slug in slugs:
             argv = ["rooms", "create", slug, "--title", slug, "--start", "2030-03-01T10:00",
@@ -55,6 +57,6 @@ def _cli_rooms(
             assert main(argv) == 0, slug
     finally:
         if old is None:
-            del os.environ[DB_ENV]
+            del os.environ[env]
         else:
-            os.environ[DB_ENV] = old
+            os.environ[env] = old

@@ -45,9 +45,10 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         yield server
 
 
-def settings_for(slapd: Slapd, tmp_path: Path, **captions: Any) -> Any:
+def settings_for(slapd: Slapd, database: str, **captions: Any) -> Any:
+    """``database``: a URL (``database_url``: each backend in turn, tests/pg_fixtures.py)."""
     return load_settings(
-        orchestrator={"database": tmp_path / "fix.sqlite3", "admin_token": ADMIN},
+        orchestrator={"database_url": database, "admin_token": ADMIN},
         ldap=slapd.settings().model_dump(mode="json"),
         jitsi={"domain": "meet.example.org", "app_secret": JITSI_SECRET},
         captions={"producers": {"cap": PRODUCER}, "service_readers": {"relay": SERVICE},
@@ -56,8 +57,8 @@ def settings_for(slapd: Slapd, tmp_path: Path, **captions: Any) -> Any:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> Any:
-    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path)))
+async def client(aiohttp_client: Any, slapd: Slapd, database_url: str) -> Any:
+    client = await aiohttp_client(create_app(settings_for(slapd, database_url)))
     await make_room(client, "hall", policy=POLICY, caption_readers=[{"kind": "anyone"}])
     await make_room(client, "live", policy=POLICY, transcript_retention_days=None)
     return client
@@ -280,8 +281,8 @@ async def test_limits_and_bad_input(client: Any, people: dict[str, Person]) -> N
     assert poll["events"][0]["text"] == "짧은 문장"  # nothing accepted was lost
 
 
-async def test_correction_window(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> None:
-    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path,
+async def test_correction_window(aiohttp_client: Any, slapd: Slapd, database_url: str) -> None:
+    client = await aiohttp_client(create_app(settings_for(slapd, database_url,
                                                           correction_window_hours=0)))  # fmt: skip
     await make_room(client, "hall", policy=POLICY, caption_readers=[{"kind": "anyone"}])
     await make_room(client, "live", policy=POLICY, transcript_retention_days=None)
@@ -300,7 +301,8 @@ async def test_correction_window(aiohttp_client: Any, slapd: Slapd, tmp_path: Pa
 
 
 async def test_rate_limit(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> None:
-    app = create_app(settings_for(slapd, tmp_path, corrections_per_minute=2))
+    database = f"sqlite:///{tmp_path / 'fix.sqlite3'}"  # not a store test: one backend
+    app = create_app(settings_for(slapd, database, corrections_per_minute=2))
     client = await aiohttp_client(app)
     await make_room(client, "hall", policy=POLICY, caption_readers=[{"kind": "anyone"}])
     (seq,) = await post(client, "hall", "하나")
@@ -398,11 +400,11 @@ async def test_openapi_documents_the_captioner_endpoints(client: Any) -> None:
 
 
 async def test_captioners_set_with_the_cli(
-    aiohttp_client: Any, slapd: Slapd, tmp_path: Path
+    aiohttp_client: Any, slapd: Slapd, database_url: str
 ) -> None:
     """``plenary rooms create --policy`` takes captioners; alice may correct, bob not."""
-    cli_rooms(tmp_path / "fix.sqlite3", "clihall", policy=json.dumps(POLICY))
-    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path)))
+    cli_rooms(database_url, "clihall", policy=json.dumps(POLICY))
+    client = await aiohttp_client(create_app(settings_for(slapd, database_url)))
     room = await (
         await client.get("/api/v1/rooms/clihall", headers={"Authorization": f"Bearer {ADMIN}"})
     ).json()
@@ -418,4 +420,4 @@ async def test_captioners_set_with_the_cli(
         for person in crowd.values():
             await person.close()
     with pytest.raises(AssertionError):  # an invalid captioner rule is refused by the CLI
-        cli_rooms(tmp_path / "fix.sqlite3", "bad", policy='{"captioners": [{"kind": "x"}]}')
+        cli_rooms(database_url, "bad", policy='{"captioners": [{"kind": "x"}]}')

@@ -25,18 +25,18 @@ TOKEN = "producer-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def make_settings(db: Path, **captions: Any) -> Settings:
+def make_settings(db: str, **captions: Any) -> Settings:
     return load_settings(
-        orchestrator={"database": db},
+        orchestrator={"database_url": db},
         captions={"producer_token": TOKEN, **captions},
     )
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    path = tmp_path / "plenary.sqlite3"
-    cli_rooms(path, "a", "live", "r", "t", "k", "w", "s")  # public rooms, made with the CLI
-    return path
+def db_path(database_url: str) -> str:
+    """A new database of each backend in turn (tests/pg_fixtures.py), with rooms."""
+    cli_rooms(database_url, "a", "live", "r", "t", "k", "w", "s")  # public, made with the CLI
+    return database_url
 
 
 async def post(client: Any, room: str, *texts: str, speaker: str = "Kim") -> list[int]:
@@ -69,7 +69,7 @@ async def read_sse(response: aiohttp.ClientResponse, count: int) -> list[dict[st
     return got
 
 
-async def test_producer_needs_the_token(aiohttp_client: Any, db_path: Path) -> None:
+async def test_producer_needs_the_token(aiohttp_client: Any, db_path: str) -> None:
     client = await aiohttp_client(create_app(make_settings(db_path)))
     body = {"text": "hello"}
     assert (await client.post("/api/v1/rooms/a/captions", json=body)).status == 401
@@ -86,8 +86,8 @@ async def test_producer_needs_the_token(aiohttp_client: Any, db_path: Path) -> N
     assert poll["last_seq"] == 2
 
 
-async def test_http_disabled_without_a_token(aiohttp_client: Any, db_path: Path) -> None:
-    settings = load_settings(orchestrator={"database": db_path})
+async def test_http_disabled_without_a_token(aiohttp_client: Any, db_path: str) -> None:
+    settings = load_settings(orchestrator={"database_url": db_path})
     client = await aiohttp_client(create_app(settings))
     response = await client.post("/api/v1/rooms/a/captions", json={"text": "x"}, headers=AUTH)
     assert response.status == 403
@@ -101,7 +101,7 @@ def batch_event(n: int, **over: Any) -> dict[str, Any]:
 
 
 async def test_batch_finals_are_stored_and_partials_are_live_only(
-    aiohttp_client: Any, db_path: Path
+    aiohttp_client: Any, db_path: str
 ) -> None:
     app = create_app(make_settings(db_path, producers={"cap-a": "token-a"}))
     client = await aiohttp_client(app)
@@ -133,7 +133,7 @@ async def test_batch_finals_are_stored_and_partials_are_live_only(
     ]
 
 
-async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
+async def test_batch_retry_is_stored_once_across_restart(db_path: str) -> None:
     """A retried final (same event id) gets its first number back, also after a restart.
     An event for a meeting no room is known for is refused alone (404 in its result)."""
     settings = make_settings(db_path, producers={"cap-a": "token-a"})
@@ -176,7 +176,7 @@ async def test_batch_retry_is_stored_once_across_restart(db_path: Path) -> None:
     ],
 )
 async def test_batch_with_a_bad_event_is_refused_whole(
-    aiohttp_client: Any, db_path: Path, bad: dict[str, Any], field: str
+    aiohttp_client: Any, db_path: str, bad: dict[str, Any], field: str
 ) -> None:
     client = await aiohttp_client(create_app(make_settings(db_path, producers={"c": "tok"})))
     auth = {"Authorization": "Bearer tok"}
@@ -192,9 +192,9 @@ async def test_batch_with_a_bad_event_is_refused_whole(
     assert (await response.json())["accepted"][0]["seq"] == 1
 
 
-async def test_batch_producer_tokens(aiohttp_client: Any, db_path: Path) -> None:
+async def test_batch_producer_tokens(aiohttp_client: Any, db_path: str) -> None:
     settings = load_settings(
-        orchestrator={"database": db_path},
+        orchestrator={"database_url": db_path},
         captions={"producers": {"cap-a": "token-a", "leaked": "jwt-signing-secret"}},
         jitsi={"app_secret": "jwt-signing-secret"},
     )
@@ -212,7 +212,7 @@ async def test_batch_producer_tokens(aiohttp_client: Any, db_path: Path) -> None
     assert response.status == 202
 
 
-async def test_sse_resume_across_restart_delivers_each_event_once(db_path: Path) -> None:
+async def test_sse_resume_across_restart_delivers_each_event_once(db_path: str) -> None:
     settings = make_settings(db_path, heartbeat_seconds=0.2)
     server = TestServer(create_app(settings))
     await server.start_server()
@@ -244,7 +244,7 @@ async def test_sse_resume_across_restart_delivers_each_event_once(db_path: Path)
 
 
 async def test_slow_subscriber_is_dropped_with_a_final_message(
-    aiohttp_client: Any, db_path: Path
+    aiohttp_client: Any, db_path: str
 ) -> None:
     app = create_app(make_settings(db_path, subscriber_queue=3))
     client = await aiohttp_client(app)
@@ -271,7 +271,7 @@ async def test_slow_subscriber_is_dropped_with_a_final_message(
     reader.cancel()
 
 
-async def test_text_stream_prints_lines_as_they_come(aiohttp_client: Any, db_path: Path) -> None:
+async def test_text_stream_prints_lines_as_they_come(aiohttp_client: Any, db_path: str) -> None:
     client = await aiohttp_client(create_app(make_settings(db_path, text_backlog=1)))
     await post(client, "t", "old", "recent", speaker="박")
     response = await client.get("/r/t/captions.txt")
@@ -289,7 +289,7 @@ async def test_text_stream_prints_lines_as_they_come(aiohttp_client: Any, db_pat
 
 
 async def test_a_thousand_awkward_captions(
-    aiohttp_client: Any, db_path: Path, tmp_path: Path
+    aiohttp_client: Any, db_path: str, tmp_path: Path
 ) -> None:
     client = await aiohttp_client(create_app(make_settings(db_path, page_lines=1000)))
     texts = [
@@ -325,7 +325,7 @@ async def test_a_thousand_awkward_captions(
     assert txt.splitlines()[5].endswith(f"<{speaker}> {texts[5]}")
 
 
-async def test_page_weight_and_accessibility_basics(aiohttp_client: Any, db_path: Path) -> None:
+async def test_page_weight_and_accessibility_basics(aiohttp_client: Any, db_path: str) -> None:
     client = await aiohttp_client(create_app(make_settings(db_path)))
     await post(client, "w", *(f"문장 번호 {i}, 조금 긴 캡션 텍스트입니다." for i in range(60)))
     page = await client.get("/r/w/captions?size=4")

@@ -4,6 +4,7 @@ kept)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -15,8 +16,11 @@ from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import schema
+from orchestrator.captions.store import CaptionStore, Duplicate
 from orchestrator.db import Database, alembic_config
 from orchestrator.migrations.legacy import migrations, statements
+from plenary.events import CaptionEvent
+from plenary.settings import load_settings
 
 
 def _differences(conn: Connection) -> list[object]:
@@ -148,6 +152,16 @@ async def test_a_file_of_the_former_runner_is_brought_forward(tmp_path: Path, up
         assert (await conn.execute(counter)).scalar_one() == 2
         assert (await conn.execute(select(schema.rooms.c.title))).scalar_one() == "Hall"
         assert (await conn.execute(select(schema.kv.c.value))).scalar_one() == "old-key"
+    # The store goes on where the former code stopped: its transcript, its numbers.
+    store = CaptionStore(db, load_settings().captions)
+    old = await store.session("pl-oldsess")
+    assert old is not None and old.events == 2
+    assert [c.text for c in await store.transcript(old)] == ["caption 1", "caption 2"]
+    event = CaptionEvent(room="hall", speaker="Ann", language="en", text="new", is_final=True,
+                         start=0.0, end=1.0, message_id="m3", event_id="ev3")  # fmt: skip
+    assert (await store.append("hall", event, 1_800_000_000_000, keep=True)).seq == 3
+    again = await store.append("hall", dataclasses.replace(event, event_id="ev1"), 1, keep=True)
+    assert isinstance(again, Duplicate) and again.seq == 1  # its event ids were kept too
     await db.close()
     db = await Database.open(path)  # opened again: stays at head, nothing re-applied
     assert await _version(db) == [_head()]

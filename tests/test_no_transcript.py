@@ -1,6 +1,7 @@
 """'No transcript' means nothing kept: a room without transcript_retention_days, through
-the real API, leaves none of its words in the SQLite file, its WAL or its shared memory,
-no caption rows and no transcript; a room changed keep → none (PATCH or PUT) stops
+the real API, leaves none of its words in the SQLite file, its WAL or its shared memory
+(PostgreSQL: the database's files and the write-ahead log after a checkpoint), no caption
+rows and no transcript; a room changed keep → none (PATCH or PUT) stops
 recording with the next caption, and none → keep records from then on."""
 
 from __future__ import annotations
@@ -14,26 +15,58 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from bench.harness.postgres import PostgresServer
 from bench.harness.rooms_helpers import AUTH as ADMIN_AUTH
 from bench.harness.rooms_helpers import TOKEN as ADMIN
 from bench.harness.rooms_helpers import room_json
 from orchestrator.app import create_app
-from orchestrator.app_keys import settings_key
 from plenary.settings import load_settings
 from tests.captions_helpers import make_room, patch_room
 
 PRODUCER = "producer-token-0123456789"
+CAPTION_TABLES = ("caption_sessions", "caption_events", "caption_corrections")
 AUTH = {"Authorization": f"Bearer {PRODUCER}"}
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+async def client(aiohttp_client: Any, database_url: str) -> Any:
+    """The app on a new database of each backend in turn (tests/pg_fixtures.py)."""
     settings = load_settings(
-        orchestrator={"database": tmp_path / "quiet.sqlite3", "admin_token": ADMIN},
+        orchestrator={"database_url": database_url, "admin_token": ADMIN},
         captions={"producers": {"cap": PRODUCER}},
     )
     return await aiohttp_client(create_app(settings))
+
+
+class OnDisk:
+    """What the database keeps, read as another process would: the SQLite file (its WAL
+    and shared memory), or the PostgreSQL server's files."""
+
+    def __init__(self, url: str, server: PostgresServer | None) -> None:
+        self.url, self.server = make_url(url), server
+
+    def bytes(self) -> bytes:
+        if self.server is None:
+            return database_bytes(Path(self.url.database or ""))
+        return self.server.stored_bytes(self.url.database or "")
+
+    def rows(self, room: str) -> dict[str, int]:
+        """The room's rows in each caption table."""
+        if self.server is None:
+            return caption_rows(Path(self.url.database or ""), room)
+        return {
+            table: int(self.server.psql(f"SELECT count(*) FROM {table} WHERE room = '{room}'",
+                                        self.url.database or ""))
+            for table in CAPTION_TABLES
+        }  # fmt: skip
+
+
+@pytest.fixture
+def on_disk(database_url: str, request: pytest.FixtureRequest) -> OnDisk:
+    postgres = database_url.startswith("postgresql")
+    return OnDisk(database_url, request.getfixturevalue("pg_server") if postgres else None)
 
 
 def texts(room: str, count: int) -> list[str]:
@@ -59,16 +92,11 @@ def database_bytes(path: Path) -> bytes:
 
 def caption_rows(path: Path, room: str) -> dict[str, int]:
     """The room's rows in each caption table, read from the file as another process would."""
-    tables = ("caption_sessions", "caption_events", "caption_corrections")
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return {
             t: conn.execute(f"SELECT count(*) FROM {t} WHERE room = ?", (room,)).fetchone()[0]
-            for t in tables
+            for t in CAPTION_TABLES
         }
-
-
-def database_path(client: Any) -> Path:
-    return Path(client.app[settings_key].orchestrator.database)
 
 
 async def put_room(client: Any, slug: str, **over: Any) -> None:
@@ -99,7 +127,9 @@ async def sse_texts(client: Any, room: str, count: int) -> list[str]:
     return got
 
 
-async def test_a_room_without_transcript_keeps_nothing_on_disk(client: Any) -> None:
+async def test_a_room_without_transcript_keeps_nothing_on_disk(
+    client: Any, on_disk: OnDisk
+) -> None:
     await make_room(client, "quiet", transcript_retention_days=None)
     await make_room(client, "kept", transcript_retention_days=30)  # the control
     quiet, kept = texts("quiet", 100), texts("kept", 3)
@@ -117,16 +147,15 @@ async def test_a_room_without_transcript_keeps_nothing_on_disk(client: Any) -> N
     assert quiet[-1] in page and "not recorded and no transcript is kept" in page
 
     # On disk: the recording room's words are there (the search can find them) …
-    path = Path(client.app[settings_key].orchestrator.database)
-    raw = database_bytes(path)
+    raw = on_disk.bytes()
     assert all(t.encode() in raw for t in kept), "the control room's captions are not on disk"
     # … and not one of the quiet room's.
     found = [t for t in quiet if t.encode() in raw]
     assert found == []
-    assert caption_rows(path, "quiet") == {
+    assert on_disk.rows("quiet") == {
         "caption_sessions": 0, "caption_events": 0, "caption_corrections": 0,
     }  # fmt: skip
-    assert caption_rows(path, "kept")["caption_events"] == 3
+    assert on_disk.rows("kept")["caption_events"] == 3
 
     # Transcripts are refused with the same sentence the room page says.
     transcripts = await client.get("/r/quiet/transcripts")
@@ -136,7 +165,9 @@ async def test_a_room_without_transcript_keeps_nothing_on_disk(client: Any) -> N
     assert "not recorded and no transcript is kept" in room_page
 
 
-async def test_recording_turned_on_later_does_not_reveal_what_was_said(client: Any) -> None:
+async def test_recording_turned_on_later_does_not_reveal_what_was_said(
+    client: Any, on_disk: OnDisk
+) -> None:
     await make_room(client, "later", transcript_retention_days=None)
     before, after = texts("before", 5), texts("after", 3)
     await post(client, "later", before)
@@ -154,22 +185,21 @@ async def test_recording_turned_on_later_does_not_reveal_what_was_said(client: A
     assert not any(t in transcript for t in before)
     listing = await (await client.get("/r/later/transcripts")).text()
     assert pid in listing
-    raw = database_bytes(Path(client.app[settings_key].orchestrator.database))
+    raw = on_disk.bytes()
     assert not any(t.encode() in raw for t in before)
 
     # Off again: from now on nothing is kept; the earlier transcript stays until retention.
     await patch_room(client, "later", transcript_retention_days=None)
     again = texts("again", 2)
     await post(client, "later", again)
-    raw = database_bytes(Path(client.app[settings_key].orchestrator.database))
+    raw = on_disk.bytes()
     assert not any(t.encode() in raw for t in again)
     assert (await client.get(f"/pid/{pid}.txt")).status == 200
 
 
-async def test_keep_then_none_then_keep_through_patch_and_put(client: Any) -> None:
-    path = database_path(client)
+async def test_keep_then_none_then_keep_through_patch_and_put(client: Any, on_disk: OnDisk) -> None:
     await make_room(client, "switch", transcript_retention_days=30)
-    kept, dropped, again, dropped_too = (texts(w, 4) for w in ("kept", "drop", "again", "drop2"))
+    kept, dropped, again, dropped_too = (texts(w, 4) for w in ("kept", "drop", "again3", "drop2"))
 
     # keep: recorded, in a transcript with every export.
     await post(client, "switch", kept)
@@ -187,8 +217,8 @@ async def test_keep_then_none_then_keep_through_patch_and_put(client: Any) -> No
     assert [(e["text"], e["session"]) for e in poll["events"]] == [(t, "") for t in dropped]
     transcript = await exports(client, pid)
     assert not any(t in transcript for t in dropped)
-    assert not any(t.encode() in database_bytes(path) for t in dropped)
-    assert caption_rows(path, "switch")["caption_events"] == len(kept)
+    assert not any(t.encode() in on_disk.bytes() for t in dropped)
+    assert on_disk.rows("switch")["caption_events"] == len(kept)
     listing = await (await client.get("/r/switch/transcripts")).text()
     assert "not recorded and no transcript is kept" in listing and pid in listing
 
@@ -199,12 +229,12 @@ async def test_keep_then_none_then_keep_through_patch_and_put(client: Any) -> No
     assert [e["text"] for e in poll["events"]] == kept + again  # the live-only ones: gone
     stored = await exports(client, poll["events"][-1]["session"])
     assert all(t in stored for t in again) and not any(t in stored for t in dropped)
-    assert all(t.encode() in database_bytes(path) for t in again)
-    assert caption_rows(path, "switch")["caption_events"] == len(kept) + len(again)
+    assert all(t.encode() in on_disk.bytes() for t in again)
+    assert on_disk.rows("switch")["caption_events"] == len(kept) + len(again)
 
     # keep → none (PUT null): nothing more on disk.
     await put_room(client, "switch", transcript_retention_days=None)
     await post(client, "switch", dropped_too)
-    raw = database_bytes(path)
+    raw = on_disk.bytes()
     assert not any(t.encode() in raw for t in dropped + dropped_too)
-    assert caption_rows(path, "switch")["caption_events"] == len(kept) + len(again)
+    assert on_disk.rows("switch")["caption_events"] == len(kept) + len(again)

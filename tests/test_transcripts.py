@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +24,10 @@ ROOMS = ("a", "old-name", "new-name", "w", "quiet", "other")
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+async def client(aiohttp_client: Any, database_url: str) -> Any:
+    """The app on a new database of each backend in turn (tests/pg_fixtures.py)."""
     settings = load_settings(
-        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+        orchestrator={"database_url": database_url, "admin_token": ADMIN},
         captions={"producer_token": TOKEN, "retention_days": 30, "live_only_rooms": ["quiet"]},
     )
     client = await aiohttp_client(create_app(settings))

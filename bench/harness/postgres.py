@@ -86,6 +86,15 @@ class PostgresServer:
         self.databases.append(name)
         return self.url(name)
 
+    def stored_bytes(self, database: str) -> bytes:
+        """What the server has on disk for ``database`` once a checkpoint has written its
+        buffers out: the database's files and the write-ahead log (of every database)."""
+        self.psql("CHECKPOINT")
+        oid = self.psql(f"SELECT oid FROM pg_database WHERE datname = '{database}'").strip()
+        data = self.folder / "data"
+        files = sorted((data / "base" / oid).iterdir()) + sorted((data / "pg_wal").iterdir())
+        return b"".join(path.read_bytes() for path in files if path.is_file())
+
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
