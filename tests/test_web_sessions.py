@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,21 @@ async def test_login_rotates_the_session(aiohttp_client: Any, tmp_path: Path) ->
     await login(client, "alice", "alice-pw")
     after = await token(client, "/")
     assert before != after  # no session fixation: a new session and token
+
+
+async def test_two_nodes_on_one_postgresql_share_logins(
+    aiohttp_client: Any, tmp_path: Path, new_pg_url: Callable[[], str]
+) -> None:
+    """Nodes A and B on one database: the cookie key made at start is one key, a login
+    on A is a login on B, and logging out on B ends it on A too."""
+    url = new_pg_url()
+    a = await aiohttp_client(make_app(tmp_path / "a", database_url=url))
+    b = await aiohttp_client(make_app(tmp_path / "b", database_url=url))
+    assert (await login(a, "alice", "alice-pw")).status == 303
+    copied = cookie(a)
+    set_cookie(b, copied)
+    assert "Logged in as Alice" in await (await b.get("/")).text()
+    csrf = await token(b, "/")
+    assert (await b.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)).status == 303
+    set_cookie(a, copied)
+    assert "Logged in as" not in await (await a.get("/")).text()
