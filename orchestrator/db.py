@@ -26,13 +26,10 @@ concurrently; what must be serialized per room takes a row lock (captions.store)
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -40,17 +37,15 @@ from sqlalchemy import Connection, Table, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from orchestrator.migrations import legacy
 from plenary.settings.orchestrator import OrchestratorSettings
-
-T = TypeVar("T")
 
 ALEMBIC = Path(__file__).parent / "alembic"
 BASELINE = "0001_baseline"
 MIGRATION_LOCK = 0x504C454E  # pg_advisory_xact_lock key while migrating ("PLEN")
 BUSY_TIMEOUT_MS = 5000
-LEGACY_READERS = 4
 
 
 def engine_url(url_or_path: str | Path) -> tuple[str, Literal["sqlite", "postgresql"]]:
@@ -78,7 +73,6 @@ class Database:
         self.engine = engine
         self.dialect = dialect
         self._write_lock = asyncio.Lock()
-        self._legacy: _LegacySqlite | None = None
 
     @property
     def url(self) -> str:
@@ -94,10 +88,14 @@ class Database:
     async def open(cls, url_or_path: str | Path) -> Database:
         url, dialect = engine_url(url_or_path)
         if dialect == "sqlite":
-            engine = create_async_engine(url)
+            # In memory, every connection would be a database of its own: share one.
+            memory = make_url(url).database in (None, "", ":memory:")
+            engine = create_async_engine(url, poolclass=StaticPool if memory else None)
             _sqlite_events(engine)
         else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # A connection broken by a server restart is dropped from the pool on its
+            # first error (no ping per checkout: every caption would pay a round trip).
+            engine = create_async_engine(url, pool_size=10, max_overflow=20)
         db = cls(engine, dialect)
         try:
             async with db.write() as conn:
@@ -107,26 +105,13 @@ class Database:
             raise
         return db
 
-    @overload
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-    @overload
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]: ...
-    def read(self, fn: Callable[[sqlite3.Connection], T] | None = None) -> Any:
-        """A connection for reading; its transaction is rolled back when the block ends.
-        (``read(fn)``: the former sqlite3 API, SQLite only, kept while callers move.)"""
-        if fn is not None:
-            return self._legacy_db().read(fn)
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reading; its transaction is rolled back when the block ends."""
         return self._read()
 
-    @overload
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-    @overload
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]: ...
-    def write(self, fn: Callable[[sqlite3.Connection], T] | None = None) -> Any:
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in one transaction: committed when the block ends, rolled back if
-        it raises. (``write(fn)``: the former sqlite3 API, as ``read``.)"""
-        if fn is not None:
-            return self._legacy_db().write(fn)
+        it raises."""
         return self._write()
 
     @asynccontextmanager
@@ -146,16 +131,7 @@ class Database:
                 yield conn
 
     async def close(self) -> None:
-        if self._legacy is not None:
-            await self._legacy.close()
         await self.engine.dispose()
-
-    def _legacy_db(self) -> _LegacySqlite:
-        if self.dialect != "sqlite" or self.engine.url.database is None:
-            raise NotImplementedError("the sqlite3 callable API works on SQLite only")
-        if self._legacy is None:
-            self._legacy = _LegacySqlite(Path(self.engine.url.database))
-        return self._legacy
 
 
 def upsert(db: Database | AsyncConnection | Connection, table: Table) -> Any:
@@ -216,62 +192,6 @@ def _migrate(conn: Connection) -> None:
         command.stamp(config, BASELINE)
         conn.execute(text("DROP TABLE schema_migrations"))
     command.upgrade(config, "head")
-
-
-# ---- the former sqlite3 callable API (until every repository has moved) ---------------
-
-
-class _LegacySqlite:
-    """``read(fn)`` / ``write(fn)`` with a sqlite3 connection, as before SQLAlchemy."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._readers = ThreadPoolExecutor(LEGACY_READERS, thread_name_prefix="db-read")
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-write")
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._local.conn = conn
-        return conn
-
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._connection()))
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, run)
-
-    async def close(self) -> None:
-        def close_local() -> None:
-            conn = getattr(self._local, "conn", None)
-            if conn is not None:
-                conn.close()
-                self._local.conn = None
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, close_local)
-        for _ in range(LEGACY_READERS):
-            await loop.run_in_executor(self._readers, close_local)
-        self._writer.shutdown()
-        self._readers.shutdown()
 
 
 def configured(settings: OrchestratorSettings) -> str | Path:
