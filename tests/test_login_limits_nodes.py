@@ -2,7 +2,8 @@
 
 - ``DatabaseLoginLimits`` (the tables of orchestrator/access/login_limits.py) answers
   exactly as the in-memory ``LoginLimiter`` does, on both backends, over a long random
-  run of failures, successes and questions on one clock;
+  run of failures, successes and questions on one clock, and counts every one of
+  many failures made at once on two nodes;
 - two orchestrator apps (two aiohttp test servers) on one PostgreSQL database and a
   real slapd: failed logins on node A count on node B, per account, per (address,
   account) and in an address's delay, and a login on B clears what A counted.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 
 from bench.harness.slapd import PASSWORDS, Slapd, run_slapd, slapd_binary
 from orchestrator.access.login_limits import DatabaseLoginLimits, login_limits
-from orchestrator.access.ratelimit import LoginLimiter
+from orchestrator.access.ratelimit import LoginLimiter, Wait
 from orchestrator.app import create_app
 from orchestrator.db import Database
 from plenary.settings import Settings, load_settings
@@ -74,6 +76,22 @@ async def test_the_database_limits_answer_as_the_memory_limiter(db: Database) ->
             memory.succeeded(account, address)
             await stored.succeeded(account, address)
     assert limited_seen == {"account", "address_account", "address"}  # the run covers all
+
+
+async def test_failures_at_once_on_two_nodes_are_all_counted(database_url: str) -> None:
+    limits = LoginSettings(per_account=1000, per_address_account=1000, per_address=40,
+                           window=60, address_delay=1, address_delay_max=1000)  # fmt: skip
+    clock = Clock()
+    nodes = [await Database.open(database_url) for _ in range(2)]
+    try:
+        a, b = (DatabaseLoginLimits(node, limits, clock=clock) for node in nodes)
+        await asyncio.gather(*((a if i % 2 else b).failed(f"user{i}", ATTACKER) for i in range(45)))
+        # 45 failures, 40 free: the delay doubled 5 times (a lost update would be less)
+        assert await b.wait("someone", ATTACKER) == Wait(32.0, "address")
+        assert await a.wait("user3", ATTACKER, per_address=False) is None
+    finally:
+        for node in nodes:
+            await node.close()
 
 
 async def test_sqlite_keeps_limits_in_memory_postgresql_in_the_database(db: Database) -> None:

@@ -18,17 +18,21 @@ their meaning are those of orchestrator/access/ratelimit.py (per account, per
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy import and_, case, delete, insert, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.access.ratelimit import LoginLimiter, Wait, account_key, backoff_delay
 from orchestrator.db import Database, upsert
 from orchestrator.schema import login_delays, login_failures
 from plenary.settings.orchestrator import LoginSettings
+
+log = logging.getLogger(__name__)
 
 
 class LoginLimits(Protocol):
@@ -85,8 +89,13 @@ class DatabaseLoginLimits:
     account pair) for ``window`` seconds: a key is refused while ``limit`` of its rows
     are younger than the window, until the oldest of them ages out. ``login_delays``
     holds each address's run of failures (count, last), reset by ``window`` seconds of
-    quiet, from which its delay doubles. Rows older than the window are deleted at each
-    failure, so the tables hold only what can still count.
+    quiet, from which its delay doubles. Rows older than the window are deleted after
+    each failure, so the tables hold only what can still count.
+
+    Counting a failure takes one row lock (the address's run, an upsert); the failure
+    rows are inserts. A question and the failure that follows are not one transaction:
+    attempts racing on several nodes may each pass before any is counted, as they
+    may within one node, so a limit can be passed by the attempts in flight at once.
     """
 
     def __init__(
@@ -166,8 +175,22 @@ class DatabaseLoginLimits:
                  {"scope": PAIR, "key": f"{address} {key}", "at_ms": now}],
             )  # fmt: skip
             await conn.execute(run)
-            await conn.execute(delete(login_failures).where(login_failures.c.at_ms <= quiet_since))
-            await conn.execute(delete(login_delays).where(d.last_at_ms <= quiet_since))
+        await self._prune(quiet_since)
+
+    async def _prune(self, before_ms: int) -> None:
+        """Delete what can no longer count, in a transaction of its own: two nodes pruning
+        at once could deadlock on each other's rows, and PostgreSQL would then abort one;
+        only this housekeeping fails then (the next failure prunes), never the count."""
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    delete(login_failures).where(login_failures.c.at_ms <= before_ms)
+                )
+                await conn.execute(
+                    delete(login_delays).where(login_delays.c.last_at_ms <= before_ms)
+                )
+        except DBAPIError as exc:
+            log.info("login limits: pruning old rows failed (done at the next failure): %s", exc)
 
     async def succeeded(self, account: str, address: str) -> None:
         key = account_key(account)
