@@ -227,3 +227,24 @@ login_delays = Table(
     Column("failures", Integer, nullable=False),
     Column("last_at_ms", Int64, nullable=False),
 )
+
+# Leases of the tasks exactly one node runs (orchestrator/leases.py): the caption
+# retention, the videobridge poller, each IRC channel's relay. Times are the database's
+# clock, so nodes with skewed clocks agree on when a lease ran out.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at_ms", Int64, nullable=False),
+)
+
+# The IRC relay's delivered position per room (orchestrator/irc_relay_api.py): the last
+# caption position known to have reached the room's channel; only ever raised.
+irc_relay_positions = Table(
+    "irc_relay_positions",
+    metadata,
+    Column("room", Text, primary_key=True),
+    Column("position", Int64, nullable=False),
+    Column("updated_at_ms", Int64, nullable=False),
+)

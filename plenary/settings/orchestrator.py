@@ -91,6 +91,14 @@ class OrchestratorSettings(Section):
         "orchestrator nodes share one PostgreSQL database). Never printed: it may hold a "
         "password.",
     )
+    lease_seconds: float = Field(
+        15.0,
+        ge=1.0,
+        le=300.0,
+        description="Lease time of the tasks exactly one node runs (caption retention, the "
+        "videobridge poller, each IRC channel's relay): renewed every third of it; another "
+        "node takes a task over at most this long after its holder died.",
+    )
     admin_token: Secret = Field(
         "",
         description="Bearer token that authorizes writes to /api/v1 (empty: API writes are "
