@@ -1,4 +1,5 @@
-"""/api/v1: rooms CRUD, validation errors, admin token, schedules, the OpenAPI document."""
+"""/api/v1: rooms CRUD, validation errors, admin token, schedules, the OpenAPI document
+(on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from plenary.settings import Settings, load_settings
 
 
 @pytest.fixture
-def app_settings(tmp_path: Path) -> Settings:
-    return load_settings(orchestrator={"database": tmp_path / "p.sqlite3", "admin_token": TOKEN})
+def app_settings(database_url: str) -> Settings:
+    """Each test on a new SQLite file and on a new PostgreSQL database."""
+    return load_settings(orchestrator={"database_url": database_url, "admin_token": TOKEN})
 
 
 @pytest.fixture
