@@ -4,8 +4,7 @@
 room (a caption, a correction, a session started or ended) first locks the room's
 ``caption_counters`` row (made if missing) and holds it until its transaction ends, so
 taking numbers and the session bookkeeping that goes with them happen one transaction
-at a time per room. SQLite has one writer anyway (``Database.write``); ``FOR UPDATE``
-is left out there.
+at a time per room. SQLite has one writer anyway (``Database.write``).
 
 Any stored row renders: times clamped to 1970 … 2100, durations to 0 … 1 h, text with
 U+FFFD for invalid bytes and no control characters (rows written by older versions or a
@@ -78,14 +77,12 @@ def later(column: Any, at_ms: int) -> Any:
 
 async def lock_room(conn: AsyncConnection, room: str) -> int:
     """Lock the room's counter row until the transaction ends (made at 0 if missing);
-    the last number given."""
-    await conn.execute(
-        upsert(conn, counters)
-        .values(room=room, last_seq=0)
-        .on_conflict_do_nothing(index_elements=[counters.c.room])
-    )
+    the last number given. One statement: an upsert locks the row it finds or makes."""
+    insert = upsert(conn, counters).values(room=room, last_seq=0)
     found = await conn.execute(
-        select(counters.c.last_seq).where(counters.c.room == room).with_for_update()
+        insert.on_conflict_do_update(
+            index_elements=[counters.c.room], set_={"last_seq": counters.c.last_seq}
+        ).returning(counters.c.last_seq)
     )
     return int(found.scalar_one())
 
