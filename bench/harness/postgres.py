@@ -49,10 +49,15 @@ class PostgresMissing(RuntimeError):
 
 
 def binary(name: str) -> Path:
-    """``initdb``, ``postgres``… of PostgreSQL 15: Debian's folder first, then PATH."""
-    debian = Path(f"/usr/lib/postgresql/{VERSION}/bin") / name
-    if debian.exists():
-        return debian
+    """``initdb``, ``postgres``… of PostgreSQL 15 (Debian's folder), else of the newest
+    PostgreSQL Debian has installed, else from PATH."""
+    folders = [Path(f"/usr/lib/postgresql/{VERSION}/bin")]
+    installed = Path("/usr/lib/postgresql").glob("*/bin")
+    folders += sorted(installed, key=lambda f: int(f.parent.name) if f.parent.name.isdigit() else 0,
+                      reverse=True)  # fmt: skip
+    for folder in folders:
+        if (folder / name).exists():
+            return folder / name
     found = shutil.which(name)
     if found is None:
         raise PostgresMissing(f"PostgreSQL's {name} is not installed (Debian: postgresql)")
