@@ -6,7 +6,6 @@ import base64
 import binascii
 import ipaddress
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
