@@ -7,7 +7,8 @@ cannot stall a scrape) and is the collector that presents the latest readings:
 
     poller = StatsPoller(settings.metrics)
     registry.register(poller)
-    task = asyncio.create_task(poller.run())
+    task = asyncio.create_task(poller.run())  # or, one node of several polling:
+    task = asyncio.create_task(poller.run_held(db, settings.orchestrator.lease_seconds))
 
 Units follow Prometheus naming, whose base unit of data is the byte (``promtool check
 metrics`` refuses bits): the bridge reports bitrates in kbps (times 125 → bytes per
@@ -15,6 +16,11 @@ second) and RTT in ms (→ seconds); loss is already a ratio. Both the current p
 (2.3.x) and the 2019 one (``loss_rate_download``, ``audiochannels``, ``videochannels``)
 are understood. A target that fails a poll reports ``up 0`` and its last successful
 poll time only: its other values are dropped, never shown as fresh.
+
+Where several orchestrator nodes share one database, ``run_held`` polls on the node
+holding the lease ``jvb-poller`` only (orchestrator/leases.py); the others export no
+bridge series until they take the lease over, rather than ``up 0`` for bridges that are
+fine.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from orchestrator.db import Database
+from orchestrator.leases import run_while_held
 from plenary.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -270,6 +278,22 @@ class StatsPoller(Collector):
             self.targets.append(Target("jicofo", "jicofo", settings.jicofo))
         self._session = session
         self.polls = 0
+        self.standing_by = False  # another node polls (run_held): nothing to present
+
+    async def run_held(self, db: Database, lease_seconds: float) -> None:
+        """Poll while this node holds the lease ``jvb-poller``, until cancelled."""
+        self.standing_by = True
+
+        async def polling() -> None:
+            self.standing_by = False
+            try:
+                await self.run()
+            finally:
+                self.standing_by = True
+                for target in self.targets:  # the next holder's values, not these
+                    target.up, target.readings, target.failures = False, [], 0
+
+        await run_while_held(db, "jvb-poller", polling, ttl=lease_seconds)
 
     async def run(self) -> None:
         """Poll until cancelled."""
@@ -324,6 +348,8 @@ class StatsPoller(Collector):
         target.last_error = error
 
     def collect(self) -> Iterator[Metric]:
+        if self.standing_by:
+            return
         bridges = [t for t in self.targets if t.kind == "jvb"]
         if bridges:
             yield from _families("plenary_jvb", bridges, JVB_SPECS, "bridge", "videobridge")

@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bench.harness.fake_jvb import CURRENT, FakeBridge, load_fixture
 from orchestrator.db import Database
+from orchestrator.jvb import StatsPoller
 from orchestrator.leases import Leases, run_while_held
+from plenary.settings import MetricsSettings
 
 
 async def test_one_holder_until_it_runs_out(database_url: str) -> None:
@@ -99,3 +102,34 @@ async def test_guarded_task_runs_on_one_node_and_moves_on_failure(database_url: 
         await asyncio.gather(*guards.values(), return_exceptions=True)
         for db in dbs:
             await db.close()
+
+
+async def test_one_node_polls_the_videobridge(database_url: str) -> None:
+    """Two nodes' pollers on one database: one polls the bridge and presents its series,
+    the other presents none; when the polling node stops, the other takes over."""
+    bridge = FakeBridge(load_fixture(CURRENT))
+    await bridge.start()
+    dbs = [await Database.open(database_url) for _ in range(2)]
+    settings = MetricsSettings(bridges=[bridge.url], poll_interval=1)
+    pollers = [StatsPoller(settings) for _ in range(2)]
+    tasks = [asyncio.create_task(p.run_held(db, 1.0)) for p, db in zip(pollers, dbs, strict=True)]
+    try:
+        await asyncio.sleep(0.5)  # polls at once on taking the lease, then every second
+        polling = [p for p in pollers if p.polls]
+        assert len(polling) == 1
+        assert [bool(list(p.collect())) for p in pollers] == [p is polling[0] for p in pollers]
+        first = pollers.index(polling[0])
+        tasks[first].cancel()  # that node stops (its lease is given up)
+        await asyncio.gather(tasks[first], return_exceptions=True)
+        assert not list(pollers[first].collect())
+        other = pollers[1 - first]
+        before = other.polls
+        await asyncio.sleep(1.0)  # it tries the free lease every ttl/3
+        assert other.polls > before and list(other.collect())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for db in dbs:
+            await db.close()
+        await bridge.stop()

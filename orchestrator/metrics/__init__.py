@@ -208,7 +208,11 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     app[registry_key] = new_registry(
         [*METRICS, FanOutCollector(app[live_key]), poller], host=settings.host
     )
-    tasks = [asyncio.create_task(poller.run(), name="stats poller")] if poller.targets else []
+    lease = app[settings_key].orchestrator.lease_seconds  # one node polls (orchestrator/jvb.py)
+    tasks = []
+    if poller.targets:
+        polling = poller.run_held(app[db_key], lease)
+        tasks.append(asyncio.create_task(polling, name="stats poller"))
     rooms = RoomRepository(app[db_key])
     early = app[settings_key].orchestrator.join_early_minutes
     try:
