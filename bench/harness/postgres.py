@@ -40,6 +40,10 @@ SERVER_OPTIONS = {
     "full_page_writes": "off",
     "max_connections": "300",
     "shared_buffers": "64MB",
+    # A small write-ahead log: checkpoints are cheap without fsync, and tests read it whole
+    # (PostgresServer.stored_bytes).
+    "min_wal_size": "32MB",
+    "max_wal_size": "128MB",
     "listen_addresses": HOST,
 }
 
