@@ -3,7 +3,8 @@
 Each test runs on a new SQLite file and on a new PostgreSQL database (``database_url``,
 tests/pg_fixtures.py), through the repositories' own methods. Where two orchestrator
 nodes share a database, two ``Database`` objects on one URL play the nodes: the cookie
-key and a room's channel key made by both at once are one key.
+key and a room's channel key made by both at once are one key, and a meeting recorded
+on one is resolved on the other.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bench.harness.rooms_helpers import room_json
 from orchestrator.access.identity import Identity
 from orchestrator.access.read_tokens import ReadTokens
 from orchestrator.captions import event_sync
-from orchestrator.captions.meetings import Meetings
+from orchestrator.captions.meetings import KNOWN_FOR, UNKNOWN_FOR, Meetings
 from orchestrator.db import Database
 from orchestrator.irc_channels import ChannelKeys
 from orchestrator.rooms.model import RoomCreate, RoomFields
@@ -187,3 +188,36 @@ def _spoken(meeting: str, endpoint: str) -> CaptionEvent:
     """A videobridge caption: no room, only the meeting and the speaker's endpoint."""
     return CaptionEvent("", "Speaker 1", "en", "hello", True, 0.0, 1.0, "m1",
                         meeting_id=meeting, endpoint=endpoint)  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_meetings_recorded_on_one_node_reach_the_other(database_url: str) -> None:
+    """Prosody posts to node A, the captions arrive at node B: B learns the meeting's
+    room and the speaker's name within its cache times, even after a miss."""
+    a_db, b_db = await Database.open(database_url), await Database.open(database_url)
+    try:
+        clock = Clock()
+        a, b = Meetings(a_db, clock=clock), Meetings(b_db, clock=clock)
+        prosody = FakeProsody(_Record(a), "", prefix="")
+        main = MucRoom("keynote")
+        early = await b.resolve(_spoken(main.meeting_id, "ep1"))  # before any post
+        assert (early.room, early.speaker) == (main.meeting_id, "Speaker 1")
+        assert await prosody.room_created(main)
+        assert await prosody.occupant_joined(main, "ep1", {"id": "u1", "name": "Ana Kim"})
+        clock.now += UNKNOWN_FOR
+        spoken = await b.resolve(_spoken(main.meeting_id, "ep1"))
+        assert (spoken.room, spoken.speaker) == ("keynote", "Ana Kim")
+        assert await prosody.occupant_joined(main, "ep1", {"id": "u1", "name": "Ana K. Kim"})
+        assert (await a.resolve(_spoken(main.meeting_id, "ep1"))).speaker == "Ana K. Kim"
+        clock.now += KNOWN_FOR
+        assert (await b.resolve(_spoken(main.meeting_id, "ep1"))).speaker == "Ana K. Kim"
+    finally:
+        await a_db.close()
+        await b_db.close()

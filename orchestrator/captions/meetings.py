@@ -11,13 +11,19 @@ the speaker's name:
     await meetings.record(event_sync.parse("occupant/joined", body))
     event = await meetings.resolve(event)  # room "keynote", speaker "Ana Kim"
 
-Lookups are cached in memory; every write goes through this object and updates the
-cache, and the database stays the truth for a restarted orchestrator.
+Lookups are cached in memory, briefly: other orchestrator nodes on the same database
+record posts too (Prosody's and Jigasi's may reach one node, the captions another), so a
+found room or name is asked again after ``KNOWN_FOR`` seconds and a miss after
+``UNKNOWN_FOR``. A write through this object updates its own cache at once; the
+database is the truth for every node and for a restarted orchestrator.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,13 +36,29 @@ from plenary.events import CaptionEvent
 
 KEEP_DESTROYED_MS = 7 * 86_400_000  # meetings (and names) kept this long after they end
 CACHE_LIMIT = 10_000
+KNOWN_FOR = 60.0  # seconds a room or name found in the database is used without asking
+UNKNOWN_FOR = 2.0  # seconds a miss is believed (another node may record it any moment)
+
+K = TypeVar("K")
 
 
 class Meetings:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
-        self._rooms: dict[str, str | None] = {}  # meeting id → room (None: unknown)
-        self._names: dict[tuple[str, str], str | None] = {}  # (scope, endpoint) → name
+        self._clock = clock
+        # meeting id → (room, None: unknown; until when it is believed)
+        self._rooms: dict[str, tuple[str | None, float]] = {}
+        # (scope, endpoint) → (name, None: unknown; until when)
+        self._names: dict[tuple[str, str], tuple[str | None, float]] = {}
+
+    def _cached(self, cache: dict[K, tuple[str | None, float]], key: K) -> tuple[bool, str | None]:
+        entry = cache.get(key)
+        if entry is None or entry[1] <= self._clock():
+            return False, None
+        return True, entry[0]
+
+    def _keep(self, cache: dict[K, tuple[str | None, float]], key: K, value: str | None) -> None:
+        cache[key] = (value, self._clock() + (KNOWN_FOR if value is not None else UNKNOWN_FOR))
 
     # ---- Prosody ---------------------------------------------------------------
 
@@ -95,7 +117,7 @@ class Meetings:
         if destroyed or len(self._rooms) > CACHE_LIMIT or len(self._names) > CACHE_LIMIT:
             self._rooms.clear()
             self._names.clear()
-        self._rooms[meeting] = room
+        self._keep(self._rooms, meeting, room)
         if occupant is not None and occupant.endpoint_id:
             key = (f"meeting:{meeting}", occupant.endpoint_id)
             self._names.pop(key, None)  # re-read: a join without a name keeps an old one
@@ -154,12 +176,14 @@ class Meetings:
     # ---- lookups ---------------------------------------------------------------
 
     async def room_of(self, meeting_id: str) -> str | None:
-        if meeting_id not in self._rooms:
+        hit, room = self._cached(self._rooms, meeting_id)
+        if not hit:
             query = select(jitsi_meetings.c.room).where(jitsi_meetings.c.meeting_id == meeting_id)
             async with self.db.read() as conn:
                 found = await conn.scalar(query)
-            self._rooms[meeting_id] = None if found is None else str(found)
-        return self._rooms[meeting_id]
+            room = None if found is None else str(found)
+            self._keep(self._rooms, meeting_id, room)
+        return room
 
     async def room_of_jid(self, room_jid: str) -> str | None:
         """The room key of a MUC room JID Prosody told us about (a breakout room's)."""
@@ -175,13 +199,15 @@ class Meetings:
 
     async def _name(self, scope: str, endpoint: str) -> str:
         key = (scope, endpoint)
-        if key not in self._names:
+        hit, name = self._cached(self._names, key)
+        if not hit:
             o = jitsi_occupants.c
             query = select(o.name).where(o.scope == scope, o.endpoint == endpoint)
             async with self.db.read() as conn:
                 found = await conn.scalar(query)
-            self._names[key] = str(found) if found else None
-        return self._names[key] or ""
+            name = str(found) if found else None
+            self._keep(self._names, key, name)
+        return name or ""
 
     async def resolve(self, event: CaptionEvent) -> CaptionEvent:
         """File a meeting's caption under its room and its endpoint's name.
