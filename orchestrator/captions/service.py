@@ -38,6 +38,7 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.app_keys import db_key, live_key, settings_key
 from orchestrator.captions import jigasi
+from orchestrator.captions.livebus import InProcessBus, LiveBus, live_bus
 from orchestrator.captions.meetings import Meetings
 from orchestrator.captions.model import Caption, Correction, Item
 from orchestrator.captions.store import CaptionStore, Duplicate, NoSuchCaption, TooLate, now_ms
@@ -104,12 +105,15 @@ class Captions:
         settings: CaptionsSettings,
         rooms: RoomPolicies,
         hub: FanOut[Item] | None = None,
+        live: LiveBus | None = None,
     ) -> None:
         self.store = store
         self.rooms = rooms
         self.settings = settings
         # Its published count is plenary_caption_events.
         self.hub = hub or live_fanout(settings.subscriber_queue)
+        # Stored captions and corrections reach every node's hub through it (livebus.py).
+        self.live = live or InProcessBus(self.hub)
         self._locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, deque[Caption]] = {}  # rooms keeping no transcript
         self._live_fixes: dict[str, deque[Correction]] = {}  # their corrections
@@ -194,9 +198,10 @@ class Captions:
         async with self._locks.setdefault(room, asyncio.Lock()):
             if (await self.policy(room)).keeps_transcript:
                 fix = await self.store.correct(room, seq, text, speaker, by, at, window_ms)
+                await self.live.delivered(fix)
             else:
                 fix = await self._correct_live(room, seq, text, speaker, by, at, window_ms)
-            self.hub.publish(fix)
+                self.hub.publish(fix)  # kept in this node's memory only
         return fix
 
     async def _correct_live(
@@ -256,9 +261,10 @@ class Captions:
             if keep:
                 self._live.pop(room, None)  # recording on: the live-only past stays unsaid
                 self._live_fixes.pop(room, None)
-            else:
+                await self.live.delivered(caption)
+            else:  # kept in this node's memory only
                 self._live.setdefault(room, deque(maxlen=LIVE_WINDOW)).append(caption)
-            self.hub.publish(caption)
+                self.hub.publish(caption)
         metrics.CAPTION_STORE_SECONDS.observe(time.perf_counter() - started)
         return caption
 
@@ -323,8 +329,12 @@ async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Needs the database (database_ctx must come first)."""
     settings = app[settings_key].captions
     db = app[db_key]
-    captions = Captions(CaptionStore(db, settings), settings, RoomRepository(db), app[live_key])
+    store = CaptionStore(db, settings)
+    live = live_bus(app[live_key], db, store)
+    store.announce = live.announce
+    captions = Captions(store, settings, RoomRepository(db), app[live_key], live)
     app[captions_key] = captions
+    await live.start()
     tasks = [asyncio.create_task(captions.retention_loop())]
     yield
     for task in tasks:
@@ -332,6 +342,7 @@ async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await live.close()
 
 
 async def close_streams(app: web.Application) -> None:

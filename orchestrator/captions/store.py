@@ -24,9 +24,11 @@ the caption row holds the latest revision (docs/corrections.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.captions import store_rows as rows
 from orchestrator.captions.model import Caption, Correction, Session
@@ -61,6 +63,9 @@ class CaptionStore:
     def __init__(self, db: Database, settings: CaptionsSettings) -> None:
         self.db = db
         self.settings = settings
+        # Called in the transaction storing each caption and correction (room, stream
+        # position): the live bus's NOTIFY on PostgreSQL (captions/livebus.py).
+        self.announce: Callable[[AsyncConnection, str, int], Awaitable[None]] | None = None
 
     # ---- writes ---------------------------------------------------------------
 
@@ -115,6 +120,8 @@ class CaptionStore:
                     .where(sessions.c.id == session_id)
                     .values(last_at_ms=rows.later(sessions.c.last_at_ms, at_ms))
                 )
+                if self.announce is not None:
+                    await self.announce(conn, room, seq)
             return caption
 
     async def correct(
@@ -164,6 +171,8 @@ class CaptionStore:
                 .where(events.c.room == room, events.c.seq == seq)
                 .values(text=fix.text, speaker=fix.speaker, revision=fix.revision)
             )
+            if self.announce is not None:
+                await self.announce(conn, room, fix.pos)
             return fix
 
     async def number(self, room: str) -> int:
