@@ -43,6 +43,7 @@ class Channel:
     modes: str = ""  # modes without argument to set besides +k, e.g. "R"
     current: dict[str, str] | None = None  # its modes as last seen; None: not asked yet
     reported: tuple[bool, str] | None = None  # last (protected, detail) told
+    wanted: bool = True  # False: another relay holds the channel's lease; stay out
 
     def note(self) -> str:
         """What a protected channel asks of those who join, beyond the key."""
@@ -85,7 +86,9 @@ class Channels:
 
     def sendable(self, target: str, now: float) -> bool:
         channel = self.get(target)
-        if channel is None or not channel.joined or now < channel.paused_until:
+        if channel is None or not channel.wanted or not channel.joined:
+            return False
+        if now < channel.paused_until:
             return False
         # A restricted room's channel gets captions only once its key is set: where the
         # relay cannot set it, they are held back (fail closed) and the log and the room
@@ -103,6 +106,20 @@ class Channels:
         if changed and channel.joined and restricted and connected:
             self._ask_modes(channel)
 
+    def want(self, name: str, wanted: bool, *, registered: bool) -> None:
+        """Be in ``name`` (join it now if registered) or not (part it): a relay joins a
+        channel only while it holds the channel's lease (bots/irc/relay.py)."""
+        channel = self.get(name)
+        if channel is None or channel.wanted == wanted:
+            return
+        channel.wanted = wanted
+        channel.failures, channel.paused_until = 0, 0.0
+        if wanted and registered:
+            self.join(channel)
+        elif not wanted and channel.joined:
+            channel.joined, channel.current = False, None
+            self.out.send(format_line(Command.PART, channel.name, "another relay serves it"))
+
     # -- joining ---------------------------------------------------------------------
 
     def join(self, channel: Channel) -> None:
@@ -113,19 +130,24 @@ class Channels:
 
     def join_all(self) -> None:
         for channel in self.by_name.values():
-            self.join(channel)
+            if channel.wanted:
+                self.join(channel)
 
     def tick(self, now: float) -> None:
         """Join again the channels whose pause is over."""
         for channel in self.by_name.values():
-            if not channel.joined and channel.paused_until and now >= channel.paused_until:
+            if channel.joined or not channel.wanted or not channel.paused_until:
+                continue
+            if now >= channel.paused_until:
                 channel.paused_until = 0.0
                 self.join(channel)
 
     def on_join(self, msg: Message, now: float) -> None:
         """We joined ``msg.param(0)``."""
         channel = self.get(msg.param(0))
-        if channel is not None:
+        if channel is not None and not channel.wanted:  # given up while joining
+            self.out.send(format_line(Command.PART, channel.name, "another relay serves it"))
+        elif channel is not None:
             channel.joined = True
             channel.failures = 0
             log.info("irc: joined %s", channel.name)
@@ -140,7 +162,7 @@ class Channels:
 
     def on_part(self, msg: Message, now: float) -> None:
         channel = self.get(msg.param(0))
-        if channel and not channel.paused_until and self.me.is_me(msg.nick):
+        if channel and channel.wanted and not channel.paused_until and self.me.is_me(msg.nick):
             self.join_failed(msg.param(0), "parted", now)
 
     def on_join_refused(self, msg: Message, now: float) -> None:

@@ -95,6 +95,12 @@ class IrcClient:
         self.session.protect(channel, key, restricted=restricted, modes=modes)
         self._apply()
 
+    def hold(self, channel: str, held: bool) -> None:
+        """Be in ``channel`` and post to it (``held``), or part it and post nothing there
+        (another relay holds it). Channels are held from the start unless told here."""
+        self.session.channels.want(channel, held, registered=self.registered.is_set())
+        self._apply()
+
     def post(self, queue: MergeQueue, speaker: str, text: str, position: int) -> None:
         text = sanitize(text, formatting=self.settings.formatting)
         if text:

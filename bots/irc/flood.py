@@ -149,6 +149,12 @@ class MergeQueue:
             if dropped.position is not None:
                 self._skip_position = dropped.position
 
+    def clear(self) -> None:
+        """Forget what waits (another relay serves the channel from its own position)."""
+        self._items.clear()
+        self._unreported = 0
+        self._skip_position = None
+
     def requeue(self, lines: list[OutLine]) -> None:
         """Put lines that were sent but not confirmed back at the front, in order."""
         for line in reversed(lines):

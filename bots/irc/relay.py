@@ -20,6 +20,19 @@ reports back whether it could (``protection[room]`` holds the last word). While 
 of ``irc.rooms`` is missing from the table (not created yet), it reads the table every
 ``refresh_missing`` seconds instead, so that a restricted room's channel is keyed within
 seconds of the room's creation, before anyone asks the room page for the key.
+
+Several relays (one per orchestrator node, or standalone ``plenary irc`` processes):
+with a ``coordinator`` (the orchestrator, bots/irc/keys.py) a relay joins and posts to a
+channel only while it holds the channel's lease (orchestrator/irc_relay_api.py). It
+asks for it at start, renews it every third of the lease time, and while another relay
+holds it asks again when that lease runs out. On taking a channel it reads each of its
+rooms' delivered position and resumes right after it; every delivery IRC confirms
+(bots/irc/delivery.py: a PING answered after the line) raises that position in the
+orchestrator. When a renewal is refused, or fails until the lease might run out, the
+relay stops posting there (before the lease runs out), forgets what was waiting and
+parts the channel. So after a relay dies another takes its channels over within the
+lease time and posts from the last confirmed caption on: what the dead relay wrote in
+its last moments without confirmation yet (a few milliseconds' worth) can be repeated.
 """
 
 from __future__ import annotations
@@ -28,13 +41,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
+import socket
 from dataclasses import dataclass
 
 import aiohttp
 
 from bots.irc.client import CommandAsked, IrcClient
 from bots.irc.flood import MergeQueue
-from bots.irc.keys import ChannelDirectory, KeysError, RoomChannel
+from bots.irc.keys import ChannelDirectory, KeysError, Lease, RelayCoordinator, RoomChannel
 from bots.irc.lines import correction_line
 from bots.irc.source import CaptionSource, CorrectionEvent
 from plenary.settings import IrcRoomSettings, IrcSettings
@@ -45,6 +61,14 @@ HELP = (
     "I post the live captions of {rooms} here, one line per sentence as <Speaker> text. "
     "Commands: !transcript (link to the full transcript), !help. Nothing else is done."
 )
+FIRST_ASK = 5.0  # seconds between lease requests before any answer said the lease time
+HAND_BACK = 3.0  # seconds a stopping relay waits for confirmations, saves and releases
+COORDINATION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, KeysError, ValueError)
+
+
+def relay_id() -> str:
+    """This relay's lease holder name: host, pid and a random tail (unique per run)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +114,21 @@ class Relay:
         channels: ChannelDirectory | None = None,
         refresh: float = 60.0,
         refresh_missing: float = 5.0,
+        coordinator: RelayCoordinator | None = None,
+        holder: str = "",
+        lease_ttl: float | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.channels = channels
+        # Leases and delivered positions (None: this relay serves every channel alone).
+        self.coordinator = coordinator
+        self.holder = holder or relay_id()
+        self.lease_ttl = lease_ttl  # None: the orchestrator's orchestrator.lease_seconds
+        self.held: set[str] = set()  # lease names (channels) this relay serves now
+        self.takeovers = 0  # channels taken, all time
+        self._saved: dict[str, int] = {}  # room → position the orchestrator has
+        self._unsaved: dict[str, asyncio.Event] = {}
         self.refresh = refresh
         self.refresh_missing = refresh_missing
         self.protection: dict[str, tuple[bool, str]] = {}  # room → (protected, why not)
@@ -141,6 +176,8 @@ class Relay:
 
     def _delivered(self, room: str, position: int) -> None:
         self.delivered[room] = max(position, self.delivered.get(room, 0))
+        if room in self._unsaved:
+            self._unsaved[room].set()
 
     def _command(self, asked: CommandAsked) -> list[str]:
         """``asked.rooms`` are the rooms of the channel asked in; in private: all rooms."""
@@ -210,7 +247,14 @@ class Relay:
         tasks = [asyncio.create_task(client.run()) for client in self.clients.values()]
         if self.channels is not None:
             tasks.append(asyncio.create_task(self._refresh_loop()))
-        tasks += [asyncio.create_task(self._pump(room)) for room in self.queues]
+        if self.coordinator is None:
+            tasks += [asyncio.create_task(self._pump(room)) for room in self.queues]
+        else:
+            for room in self.queues:
+                self._unsaved[room] = asyncio.Event()
+                tasks.append(asyncio.create_task(self._save_loop(room)))
+            for name in self._leased():
+                tasks.append(asyncio.create_task(self._serve_channel(name)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -219,6 +263,9 @@ class Relay:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.coordinator is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._hand_back(), HAND_BACK)
             for client in self.clients.values():
                 with contextlib.suppress(Exception):
                     await client.close()
@@ -244,3 +291,147 @@ class Relay:
                 failures += 1
                 log.warning("irc: caption stream of %s failed: %s", room, exc)
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+
+    # -- one relay per channel (leases) -----------------------------------------------
+
+    def _leased(self) -> dict[str, list[IrcRoomSettings]]:
+        """Lease name (the channel, as IRC compares it loosely) → its rooms."""
+        by_name: dict[str, list[IrcRoomSettings]] = {}
+        for entry in self.settings.rooms:
+            by_name.setdefault(entry.channel.lower(), []).append(entry)
+        return by_name
+
+    async def _ask(self, name: str, within: float) -> Lease | None:
+        assert self.coordinator is not None
+        try:
+            return await asyncio.wait_for(
+                self.coordinator.lease(name, self.holder, self.lease_ttl), within
+            )
+        except COORDINATION_ERRORS as exc:
+            log.warning("irc: cannot ask for the lease of %s: %s", name, exc)
+            return None
+
+    async def _serve_channel(self, name: str) -> None:
+        """Serve channel ``name`` whenever this relay holds its lease, until cancelled."""
+        loop = asyncio.get_running_loop()
+        period = (self.lease_ttl or FIRST_ASK * 3) / 3
+        entries = self._leased()[name]
+        for entry in entries:  # not before the lease is ours
+            self.clients[entry.network].hold(entry.channel, False)
+        while True:
+            asked = loop.time()
+            lease = await self._ask(name, period)
+            if lease is None or not lease.held:
+                if lease is not None:
+                    period = lease.ttl / 3
+                    # Ask again right when the holder's lease runs out, if sooner.
+                    wait = min(period, lease.expires_in + 0.05)
+                else:
+                    wait = period
+                await asyncio.sleep(max(0.05, wait - (loop.time() - asked)))
+                continue
+            try:
+                pumps = await self._take_over(name, entries)
+            except COORDINATION_ERRORS as exc:
+                log.warning("irc: cannot read where %s stands: %s", name, exc)
+                await self._release(name)
+                await asyncio.sleep(period)
+                continue
+            try:
+                await self._keep(name, lease, asked)
+            finally:
+                await self._give_up(name, entries, pumps)
+
+    async def _take_over(
+        self, name: str, entries: list[IrcRoomSettings]
+    ) -> list[asyncio.Task[None]]:
+        """Resume each room of channel ``name`` after its delivered position; join."""
+        assert self.coordinator is not None
+        for entry in entries:
+            saved = await self.coordinator.position(entry.room)
+            self._saved[entry.room] = saved
+            self.delivered[entry.room] = max(saved, self.delivered.get(entry.room, 0))
+        for entry in entries:
+            self.queues[entry.room].clear()  # anything left from an earlier turn is stale
+            self.clients[entry.network].hold(entry.channel, True)
+        self.held.add(name)
+        self.takeovers += 1
+        log.info(
+            "irc: serving %s (%s) from %s",
+            name,
+            self.holder,
+            ", ".join(f"{e.room} after {self.delivered[e.room]}" for e in entries),
+        )
+        return [asyncio.create_task(self._pump(entry.room)) for entry in entries]
+
+    async def _keep(self, name: str, lease: Lease, asked: float) -> None:
+        """Renew every third of the lease time; return when it is lost or might run out
+        before the next renewal (so this relay stops before another can start)."""
+        loop = asyncio.get_running_loop()
+        deadline = asked + lease.ttl
+        period = lease.ttl / 3
+        while True:
+            await asyncio.sleep(max(0.0, asked + period - loop.time()))
+            asked = loop.time()
+            renewed = await self._ask(name, period)
+            if renewed is not None and renewed.held:
+                deadline, period = asked + renewed.ttl, renewed.ttl / 3
+            elif renewed is not None:
+                log.warning("irc: %s is now served by %s; leaving it", name, renewed.holder)
+                return
+            elif loop.time() + period >= deadline:
+                log.warning("irc: lease of %s not renewed in time; leaving it", name)
+                return
+
+    async def _give_up(
+        self, name: str, entries: list[IrcRoomSettings], pumps: list[asyncio.Task[None]]
+    ) -> None:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for entry in entries:
+            self.queues[entry.room].clear()
+            self.clients[entry.network].hold(entry.channel, False)
+        self.held.discard(name)
+
+    async def _release(self, name: str) -> None:
+        assert self.coordinator is not None
+        try:
+            await self.coordinator.release(name, self.holder)
+        except COORDINATION_ERRORS as exc:
+            log.warning("irc: cannot release the lease of %s: %s", name, exc)
+
+    async def _save_loop(self, room: str) -> None:
+        """Raise the room's position in the orchestrator after each confirmed delivery
+        (one request at a time; deliveries meanwhile are saved by the next)."""
+        assert self.coordinator is not None
+        unsaved = self._unsaved[room]
+        while True:
+            await unsaved.wait()
+            unsaved.clear()
+            position = self.delivered.get(room, 0)
+            if position <= self._saved.get(room, 0):
+                continue
+            try:
+                self._saved[room] = await self.coordinator.save_position(room, position)
+            except COORDINATION_ERRORS as exc:
+                log.warning("irc: cannot save where %s stands: %s", room, exc)
+                await asyncio.sleep(1.0)
+                unsaved.set()
+
+    async def _hand_back(self) -> None:
+        """Stopping: let IRC confirm what was sent, save the positions, release."""
+        assert self.coordinator is not None
+        loop = asyncio.get_running_loop()
+        until = loop.time() + HAND_BACK / 2
+        while any(c.session.delivery.inflight for c in self.clients.values()):
+            if loop.time() >= until:
+                break
+            await asyncio.sleep(0.05)  # polled: confirmations have no event of their own
+        for room, position in self.delivered.items():
+            if position > self._saved.get(room, 0):
+                with contextlib.suppress(*COORDINATION_ERRORS):
+                    self._saved[room] = await self.coordinator.save_position(room, position)
+        for name in list(self.held):
+            await self._release(name)
+        self.held.clear()

@@ -6,8 +6,9 @@ captions one way everywhere: each room's numbered SSE stream
 (``GET URL/r/<room>/captions/stream``, ``SseCaptionSource``), whose positions are the
 orchestrator's caption numbers. Whoever produced a caption (a captioner in this
 process or on another host, an HTTP post, Jigasi), the relay posts it once, and a
-relay restarted from its ``delivered`` positions resumes exactly. It reads restricted
-rooms and their channel keys as a service reader (``irc.orchestrator_token``).
+relay restarted resumes exactly from the delivered positions the orchestrator keeps for
+it. It reads restricted rooms and their channel keys, takes each channel's lease and
+saves its positions as a service reader (``irc.orchestrator_token``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ async def run_relay(
     async with aiohttp.ClientSession() as http:
         source = SseCaptionSource(orchestrator, http, token=token)
         channels = OrchestratorChannels(orchestrator, token, http)
-        relay = Relay(settings.irc, source, channels=channels)
+        # One relay per channel among several (orchestrator nodes or plenary irc
+        # processes): the orchestrator keeps the leases and the delivered positions.
+        relay = Relay(settings.irc, source, channels=channels, coordinator=channels)
         if registry is not None:
             registry.register(RelayCollector(relay))
         await relay.run()
