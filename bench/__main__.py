@@ -5,6 +5,7 @@
     .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery, soak
     .venv/bin/python -m bench soak --duration 120   # the 10-minute soak, shorter
     .venv/bin/python -m bench pool        # 100 participants on 2 captioners behind HAProxy
+    .venv/bin/python -m bench nodes       # 10,000 SSE subscribers on 2 nodes; captions/s, 50 rooms
 
 ``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
 bridge meeting, the IRC relay, LDAP logins, SSE fan-out, /metrics scrape cost, captioner →
@@ -133,6 +134,7 @@ OTHERS = {
     "delivery": "bench.delivery",
     "soak": "bench.soak",
     "pool": "bench.pool",
+    "nodes": "bench.nodes",
 }
 
 
