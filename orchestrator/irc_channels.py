@@ -14,6 +14,9 @@ A room is restricted when neither its policy nor its caption readers hold an
 - ``POST /api/v1/irc/channels/{room}/key`` (admin token) makes a new key; the relay
   picks it up at its next refresh and sets it.
 
+Relays coordinate here too (orchestrator/irc_relay_api.py, routes added below): each
+channel's lease and each room's delivered position.
+
 An ``irc.rooms[].key`` set by the admin wins over the generated key, here and in the
 relay. The room page shows the key only to attendees the room admits (``page_data``).
 """
@@ -30,6 +33,7 @@ from urllib.parse import quote
 from aiohttp import web
 from sqlalchemy import select, update
 
+from orchestrator import irc_relay_api
 from orchestrator.access.identity import Identity
 from orchestrator.access.policy import decide
 from orchestrator.app_keys import db_key, settings_key
@@ -207,6 +211,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/irc/channels", list_channels),
         web.put("/api/v1/irc/channels/{room}/state", put_state),
         web.post("/api/v1/irc/channels/{room}/key", rotate_key),
+        *irc_relay_api.routes(),  # leases and delivered positions
     ]
 
 
@@ -306,4 +311,5 @@ def openapi_paths() -> dict[str, Any]:
             "summary": "Make a new channel key (admin token)",
             "security": [{"admin": []}], "parameters": room,
             "responses": {"200": body(key, "The new key"), **errors}}},
+        **irc_relay_api.openapi_paths(),
     }  # fmt: skip

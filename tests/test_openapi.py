@@ -171,6 +171,26 @@ async def test_every_documented_operation_answers_as_documented(client: Any) -> 
                json={"protected": True, "detail": ""}, headers=READER)  # fmt: skip
     key = "/api/v1/irc/channels/{room}/key"
     await call("POST", key, "/api/v1/irc/channels/open/key", 200, headers=ADMIN)
+    # Relays: a channel's lease (one holder at a time) and a room's delivered position.
+    lease = "/api/v1/irc/leases/{channel}"
+    await call("POST", lease, "/api/v1/irc/leases/%23open", 200,
+               json={"holder": "r1", "ttl": 5}, headers=READER)  # fmt: skip
+    other = await call("POST", lease, "/api/v1/irc/leases/%23open", 409,
+                       json={"holder": "r2"}, headers=READER)  # fmt: skip
+    assert (await other.json())["holder"] == "r1"
+    await call("POST", lease, "/api/v1/irc/leases/%23open", 400,
+               json={"holder": "r2", "ttl": 0}, headers=READER)  # fmt: skip
+    await call("POST", lease, "/api/v1/irc/leases/%23open", 401, json={"holder": "r2"})
+    await call("DELETE", lease, "/api/v1/irc/leases/%23open?holder=r1", 200, headers=READER)
+    position = "/api/v1/irc/positions/{room}"
+    await call("PUT", position, "/api/v1/irc/positions/open", 200,
+               json={"position": 7}, headers=READER)  # fmt: skip
+    lower = await call("PUT", position, "/api/v1/irc/positions/open", 200,
+                       json={"position": 3}, headers=READER)  # fmt: skip
+    assert (await lower.json())["position"] == 7  # never lowered
+    got = await call("GET", position, "/api/v1/irc/positions/open", 200, headers=READER)
+    assert (await got.json())["position"] == 7
+    await call("GET", position, "/api/v1/irc/positions/open", 401)
 
     # Captioners (the admin token may act as one): a correction, typed lines, the websocket.
     seq = (await poll.json())["events"][0]["seq"]
