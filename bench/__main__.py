@@ -5,6 +5,7 @@
     .venv/bin/python -m bench bridge      # likewise irc, login, sse, metrics, delivery, soak
     .venv/bin/python -m bench soak --duration 120   # the 10-minute soak, shorter
     .venv/bin/python -m bench pool        # 100 participants on 2 captioners behind HAProxy
+    .venv/bin/python -m bench lease       # IRC relay failover: kill -9 the lease holder
     .venv/bin/python -m bench nodes       # 10,000 SSE subscribers on 2 nodes; captions/s, 50 rooms
 
 ``all`` runs the three captioner benchmarks; ``everything`` adds the others (the Jitsi
@@ -134,6 +135,7 @@ OTHERS = {
     "delivery": "bench.delivery",
     "soak": "bench.soak",
     "pool": "bench.pool",
+    "lease": "bench.lease",
     "nodes": "bench.nodes",
 }
 
