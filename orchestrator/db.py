@@ -26,6 +26,7 @@ concurrently; what must be serialized per room takes a row lock (captions.store)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Table, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -43,6 +45,10 @@ from orchestrator.migrations import legacy
 from plenary.settings.orchestrator import OrchestratorSettings
 
 ALEMBIC = Path(__file__).parent / "alembic"
+log = logging.getLogger(__name__)
+# Alembic says "Context impl SQLiteImpl" and more at INFO on every start, migrated or
+# not; Plenary logs one line of its own when the schema actually changed.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 BASELINE = "0001_baseline"
 MIGRATION_LOCK = 0x504C454E  # pg_advisory_xact_lock key while migrating ("PLEN")
 BUSY_TIMEOUT_MS = 5000
@@ -191,7 +197,11 @@ def _migrate(conn: Connection) -> None:
         legacy.bring_forward(conn)
         command.stamp(config, BASELINE)
         conn.execute(text("DROP TABLE schema_migrations"))
+    before = MigrationContext.configure(conn).get_current_revision()
     command.upgrade(config, "head")
+    after = MigrationContext.configure(conn).get_current_revision()
+    if after != before:
+        log.info("database schema migrated from %s to %s", before or "nothing", after)
 
 
 def configured(settings: OrchestratorSettings) -> str | Path:

@@ -182,9 +182,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, new: RoomCreate | None) -> int:
-    # The command's standard error is for its own errors: not Alembic's INFO lines about
+    # The command's standard error is for its own errors, not the INFO line about
     # bringing the schema up to date (a warning or error still shows).
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("orchestrator.db").setLevel(logging.WARNING)
     db = await Database.open(configured(settings.orchestrator))
     try:
         return await _command(args, RoomRepository(db), new)
