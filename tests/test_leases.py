@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
 
 from bench.harness.fake_jvb import CURRENT, FakeBridge, load_fixture
+from orchestrator.app import create_app
 from orchestrator.db import Database
 from orchestrator.jvb import StatsPoller
 from orchestrator.leases import Leases, run_while_held
-from plenary.settings import MetricsSettings
+from plenary.settings import MetricsSettings, load_settings
 
 
 async def test_one_holder_until_it_runs_out(database_url: str) -> None:
@@ -133,3 +137,33 @@ async def test_one_node_polls_the_videobridge(database_url: str) -> None:
         for db in dbs:
             await db.close()
         await bridge.stop()
+
+
+async def test_retention_runs_on_one_node(database_url: str, tmp_path: Path) -> None:
+    """Two orchestrator apps on one database: the caption retention task runs under the
+    lease ``caption-retention``, held by one of them and kept (the other does not take
+    it); with one app stopped the other holds it; with both stopped it is free."""
+    settings = load_settings(
+        orchestrator={"database_url": database_url, "lease_seconds": 1.0,
+                      "database": tmp_path / "unused.sqlite3"},
+        captions={"retention_interval_seconds": 3600},
+    )  # fmt: skip
+    servers = [TestServer(create_app(settings)) for _ in range(2)]
+    for server in servers:
+        await server.start_server()
+    db = await Database.open(database_url)
+    probe = Leases(db)
+    try:
+        first = (await probe.acquire("caption-retention", "probe", 1)).holder
+        assert first != "probe"
+        await asyncio.sleep(1.5)  # renewed by its holder, not taken by the other
+        assert (await probe.acquire("caption-retention", "probe", 1)).holder == first
+        await servers[0].close()
+        await asyncio.sleep(1.0)  # the survivor holds it (has, or took it over)
+        assert (await probe.acquire("caption-retention", "probe", 1)).holder != "probe"
+        await servers[1].close()  # released on the way out
+        assert (await probe.acquire("caption-retention", "probe", 1)).held
+    finally:
+        for server in servers:
+            await server.close()
+        await db.close()

@@ -42,6 +42,7 @@ from orchestrator.captions.livebus import InProcessBus, LiveBus, live_bus
 from orchestrator.captions.meetings import Meetings
 from orchestrator.captions.model import Caption, Correction, Item
 from orchestrator.captions.store import CaptionStore, Duplicate, NoSuchCaption, TooLate, now_ms
+from orchestrator.leases import run_while_held
 from orchestrator.rooms.policy import NO_TRANSCRIPT, CaptionPolicy
 from orchestrator.rooms.repository import RoomRepository
 from plenary.events import CaptionEvent
@@ -335,7 +336,10 @@ async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
     captions = Captions(store, settings, RoomRepository(db), app[live_key], live)
     app[captions_key] = captions
     await live.start()
-    tasks = [asyncio.create_task(captions.retention_loop())]
+    # One node of several removes expired transcripts: the one holding the lease.
+    lease = app[settings_key].orchestrator.lease_seconds
+    retention = run_while_held(db, "caption-retention", captions.retention_loop, ttl=lease)
+    tasks = [asyncio.create_task(retention)]
     yield
     for task in tasks:
         task.cancel()
