@@ -32,7 +32,9 @@ orchestrator. When a renewal is refused, or fails until the lease might run out,
 relay stops posting there (before the lease runs out), forgets what was waiting and
 parts the channel. So after a relay dies another takes its channels over within the
 lease time and posts from the last confirmed caption on: what the dead relay wrote in
-its last moments without confirmation yet (a few milliseconds' worth) can be repeated.
+its last moments without confirmation yet can be repeated (a few milliseconds' worth
+while it keeps up; up to about a second's lines while it is behind and the server
+paces the confirming PING).
 """
 
 from __future__ import annotations
