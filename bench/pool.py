@@ -31,7 +31,7 @@ from plenary.settings import load_settings
 
 KEEP = ("final_p50", "final_p95", "final_max", "final_p95_with_missed", "missed", "turns",
         "cer", "reply_lag_p95", "unanswered_frames", "errors", "first_error", "audio_seconds",
-        "wall_seconds")  # fmt: skip
+        "wall_seconds", "per_turn")  # fmt: skip
 
 
 def vosk_sessions(proxy: HAProxy) -> dict[str, int]:
