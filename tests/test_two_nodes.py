@@ -169,6 +169,12 @@ async def test_a_reader_on_node_b_gets_what_node_a_took_in_order(
         ) as r:
             assert r.status == 200, await r.text()
         await asyncio.wait_for(task, 15)
+        # Node B's page and text stream show what node A took, too.
+        async with http.get(f"{b.url}/r/relay/captions") as r:
+            assert r.status == 200 and f"line {count - 1}" in await r.text()
+        async with http.get(f"{b.url}/r/relay/captions.txt?after={count - 1}") as r:
+            lines = [await r.content.readline() for _ in range(2)]
+        assert lines[1].decode().endswith(f"<Ana> line {count - 1}\n"), lines
     captions = [(i, d["text"]) for i, kind, d in reader.events if kind == "caption"]
     assert captions == [(n + 1, f"line {n}") for n in range(count)]
     assert reader.events[-1][:2] == (count + 1, "correction")
