@@ -196,6 +196,9 @@ async def test_a_full_captioner_is_skipped_and_refuses_a_direct_stream_with_1013
         await held.close()
     await asyncio.to_thread(proxy.wait_states, {small.name: "UP"}, 5)
     assert (await asyncio.to_thread(small.health))[0] == 200
+    # HAProxy's checks fill no log: only the answers that said "full" are logged.
+    checks = [ln for ln in small.log().splitlines() if "GET /healthz" in ln]
+    assert checks and all('" 503 ' in ln for ln in checks), checks[:3]
 
 
 async def test_a_killed_captioner_leaves_new_streams_to_the_other(

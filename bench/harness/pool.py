@@ -95,6 +95,9 @@ class Captioner:
                 cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
 
+    def log(self) -> str:
+        return (self.log_dir / f"{self.name}.log").read_text(errors="replace")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

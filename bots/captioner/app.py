@@ -109,7 +109,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
-    """aiohttp's access log with ``?token=`` blanked: the access token never reaches a log.
+    """aiohttp's access log with ``?token=`` blanked: the access token never reaches a log;
+    ``/healthz`` only when it answers 503 (full).
 
     Pass it as ``access_log_class`` wherever the captioner app is served.
     """
@@ -119,6 +120,8 @@ class RedactingAccessLogger(AbstractAccessLogger):
         self._inner = AccessLogger(logger, log_format)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path == "/healthz" and response.status == 200:
+            return  # a load balancer asks every second; a full captioner's 503 is logged
         if "token" in request.query:
             request = request.clone(rel_url=request.rel_url.update_query({"token": "redacted"}))
         self._inner.log(request, response, time)
