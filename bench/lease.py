@@ -158,21 +158,40 @@ channel = "#{room}"
         self.relays.append(process)
         return process
 
+    def node(self, nick: str, room: str) -> tuple[Process, str]:
+        """Another orchestrator node on the same database (``plenary serve
+        --no-captioner``) whose embedded relay serves ``room`` as ``nick``; its URL."""
+        port = free_port()
+        relay = self.relay(nick, room)
+        self.relays.remove(relay)
+        config = self.orchestrator_config().replace(f"port = {self.port}", f"port = {port}")
+        config = config.replace(
+            f'public_url = "{self.url}"', f'public_url = "http://{HOST}:{port}"'
+        )
+        irc = relay.config.split("\n", 1)[1].replace(f'orchestrator_token = "{READER}"\n', "")
+        process = Process(nick, self.folder, config + irc, ["serve", "--no-captioner"])
+        self.relays.append(process)
+        return process, f"http://{HOST}:{port}"
+
+    async def until_up(self, url: str, process: Process) -> None:
+        assert self.http is not None
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with self.http.get(f"{url}/healthz") as r:
+                    if r.status == 200:
+                        return
+            proc = process.proc
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"{process.name} did not start: {process.log_tail()}")
+            await asyncio.sleep(0.1)
+
     async def start(self) -> None:
         self.http = aiohttp.ClientSession()
         self.orchestrator = Process("orchestrator", self.folder, self.orchestrator_config(),
                                     ["serve", "--no-captioner"])  # fmt: skip
         self.orchestrator.start()
-        proc = self.orchestrator.proc
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with self.http.get(f"{self.url}/healthz") as r:
-                    if r.status == 200:
-                        break
-            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
-                raise RuntimeError(f"orchestrator did not start: {self.orchestrator.log_tail()}")
-            await asyncio.sleep(0.1)
+        await self.until_up(self.url, self.orchestrator)
         self.observer = await RawClient.connect(self.irc_port, "watcher")
         self._watch = asyncio.create_task(self._watching())
 
@@ -180,7 +199,9 @@ channel = "#{room}"
         """Room ``talkN`` (public), its channel ``#talkN`` watched by the observer."""
         assert self.http is not None and self.observer is not None
         slug = f"talk{n}"
+        # Kept transcripts: stored rows, which every node's stream reads (LISTEN/NOTIFY).
         room = {"slug": slug, "title": slug, "caption_readers": [{"kind": "anyone"}],
+                "transcript_retention_days": 1,
                 "policy": {"access": [{"kind": "anyone"}], "moderators": []},
                 "schedule": {"start": "2030-01-01T10:00", "end": "2030-01-01T11:00",
                              "timezone": "UTC"}}  # fmt: skip

@@ -10,7 +10,8 @@ holder; see bots/irc/relay.py). The other relay takes over within the lease time
 independent IRC client sees every caption exactly once, in order, from one relay at a
 time. Then the survivor stops and a new ``plenary irc`` starts: it resumes after the
 delivered position the orchestrator kept, so captions posted while no relay ran reach
-IRC once and nothing is repeated.
+IRC once and nothing is repeated. And the same with the relay built into two
+``plenary serve`` nodes on one database: the node holding the lease is killed.
 """
 
 from __future__ import annotations
@@ -52,3 +53,38 @@ async def test_kill_the_holder_the_other_relay_takes_over_then_a_restart_resumes
         await asyncio.sleep(0.5)  # a repeat would show by now
         assert setup.words(room) == setup.posted[room]  # each once, in order
         assert {s.nick for s in setup.seen[room][-4:]} == {"relay1c"}
+
+
+async def test_kill_the_node_holding_the_lease_the_other_node_relays(
+    tmp_path: Path, new_pg_url: Callable[[], str]
+) -> None:
+    """Two ``plenary serve`` nodes on one PostgreSQL, each with the relay built in, the
+    captions posted to a third node (reaching the nodes' streams by LISTEN/NOTIFY): the
+    node whose relay holds the channel is killed; the other node's relay takes over
+    within the lease time, each caption seen once, in order."""
+    async with lease_setup(tmp_path, new_pg_url(), LEASE) as setup:
+        room = await setup.room(2)
+        (a, a_url), (b, b_url) = setup.node("node2a", room), setup.node("node2b", room)
+        a.start()
+        await setup.until_up(a_url, a)
+        await setup.until_joined(a.name, room, 30)
+        b.start()
+        await setup.until_up(b_url, b)
+        for _ in range(3):
+            await asyncio.sleep(0.7)
+            last = await setup.post(room)
+        await setup.until_all_seen(room, 30)
+        await setup.until_confirmed(room, last, 10)
+        seen_at_kill = len(setup.seen[room])
+        killed_at = a.kill()
+        for _ in range(4):
+            await asyncio.sleep(0.7)
+            last = await setup.post(room)
+        await setup.until_all_seen(room, LEASE + 30)
+        await setup.until_confirmed(room, last, 10)
+        await asyncio.sleep(0.5)  # a repeat would show by now
+        assert setup.words(room) == setup.posted[room]  # each once, in order
+        seen = setup.seen[room]
+        assert {s.nick for s in seen[:seen_at_kill]} == {"node2a"}
+        assert {s.nick for s in seen[seen_at_kill:]} == {"node2b"}
+        assert seen[seen_at_kill].at - killed_at < LEASE + 0.5
