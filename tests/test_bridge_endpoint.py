@@ -371,3 +371,35 @@ async def test_reconnect_keeps_labels_and_loses_no_words(
     await bridge.ws.send_str(ping(5))
     await bridge.wait_for(lambda: any(m.get("id") == 5 for _, m in bridge.received), 5)
     await bridge.close()
+
+
+async def test_a_full_captioner_refuses_a_new_meeting_with_1013_and_keeps_its_own(
+    open_bridge: Callable[..., Awaitable[Bridge]], engine: Engine
+) -> None:
+    bridge = await open_bridge(bridge_resume_seconds=30.0)
+    await bridge.connect("sessionId=held", read=False)
+    await bridge.ws.send_str(FakeBridge().start("aaaaaaaa"))
+    await bridge.wait_for(lambda: "held" in bridge.client.app[bridge_sessions_key].sessions)
+    # Every stream this engine may run is taken (by other meetings, say).
+    leases = []
+    while engine.full_reason() is None:
+        leases.append(engine.open_stream("vosk"))
+    try:
+        health = await bridge.client.get("/healthz")
+        assert health.status == 503 and "full" in (await health.json())["reason"]
+        newcomer = await bridge.client.ws_connect("/transcribe?sessionId=another")
+        message = await newcomer.receive(timeout=5)
+        assert message.type == WSMsgType.CLOSE and newcomer.close_code == 1013
+        assert "another" not in bridge.client.app[bridge_sessions_key].sessions
+        # The meeting it holds reconnects (a videobridge restart, a network blip).
+        await bridge.ws.close()
+        again = await bridge.client.ws_connect("/transcribe?sessionId=held")
+        await again.send_str(FakeBridge().start("bbbbbbbb"))
+        await asyncio.sleep(0.3)
+        assert not again.closed
+        await again.close()
+    finally:
+        for lease in leases:
+            await lease.close()
+    assert engine.full_reason() is None
+    await bridge.close()

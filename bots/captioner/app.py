@@ -60,7 +60,7 @@ async def health(request: web.Request) -> web.Response:
     """
     engine = request.app[engine_key]
     sessions = request.app.get(bridge_sessions_key)
-    reason = full_reason(engine)
+    reason = engine.full_reason()
     return web.json_response(
         {
             "status": "full" if reason else "ok",
@@ -76,16 +76,6 @@ async def health(request: web.Request) -> web.Response:
         },
         status=503 if reason else 200,
     )
-
-
-def full_reason(engine: Engine) -> str | None:
-    """Why the engine takes no new stream now (every stream taken, or memory short): the
-    same limits ``StreamBudget.admit`` refuses by, without counting anything."""
-    limit = engine.settings.max_streams
-    if engine.active_streams >= limit:
-        return f"full: {engine.active_streams} of {limit} streams (captioner.max_streams)"
-    shed = engine.memory.shed_reason()
-    return f"full: {shed}" if shed else None
 
 
 def routes() -> list[web.RouteDef]:

@@ -140,6 +140,15 @@ async def bridge_stream(request: web.Request) -> web.StreamResponse:
     query = mj.parse_query(request.query, request.query.getall("tag", []))
     await ws.prepare(request)
     registry = request.app[bridge_sessions_key]
+    engine = request.app[engine_key]
+    full = engine.full_reason()
+    if full and query.session_id not in registry.sessions:
+        # A new meeting on a full captioner: refused at once (1013, try again later) so a
+        # load balancer's retry or the videobridge's next attempt goes elsewhere. A
+        # meeting this captioner already holds may still reconnect to it.
+        log.warning("new bridge session %s refused: %s", query.session_id, full)
+        await ws.close(code=1013, message=full.encode()[:120])
+        return ws
     session = registry.attach(
         request.app[engine_key],
         settings,

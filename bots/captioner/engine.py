@@ -45,6 +45,15 @@ class Engine:
     def active_streams(self) -> int:
         return self.budget.active
 
+    def full_reason(self) -> str | None:
+        """Why no new stream is taken now (every stream taken, or memory short): the same
+        limits ``StreamBudget.admit`` refuses by, without counting anything."""
+        limit = self.settings.max_streams
+        if self.active_streams >= limit:
+            return f"full: {self.active_streams} of {limit} streams (captioner.max_streams)"
+        shed = self.memory.shed_reason()
+        return f"full: {shed}" if shed else None
+
     def open_stream(
         self, path: StreamPath, *, group: str = "", group_limit: int = 0
     ) -> StreamLease:
