@@ -33,8 +33,10 @@ async def run_relay(
         source = SseCaptionSource(orchestrator, http, token=token)
         channels = OrchestratorChannels(orchestrator, token, http)
         # One relay per channel among several (orchestrator nodes or plenary irc
-        # processes): the orchestrator keeps the leases and the delivered positions.
-        relay = Relay(settings.irc, source, channels=channels, coordinator=channels)
+        # processes): the orchestrator keeps the leases and the delivered positions, for
+        # a service reader only; without a token this relay serves every channel alone.
+        coordinator = channels if token else None
+        relay = Relay(settings.irc, source, channels=channels, coordinator=coordinator)
         if registry is not None:
             registry.register(RelayCollector(relay))
         await relay.run()
