@@ -80,7 +80,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
 async def test_a_correction_is_one_irc_line_once(
     slapd: Slapd, browser: Browser, tmp_path: Path
 ) -> None:
-    settings = settings_for(slapd, tmp_path, heartbeat_seconds=1.0)
+    settings = settings_for(slapd, f"sqlite:///{tmp_path / 'db.sqlite3'}", heartbeat_seconds=1.0)
     app = create_app(settings)
     server = TestServer(app, host=HOST)
     await server.start_server()
