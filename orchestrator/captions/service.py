@@ -121,6 +121,7 @@ class Captions:
         self._sent: dict[str, deque[float]] = {}  # captioners' recent actions (rate limit)
         # Meeting id → room, endpoint → name (Prosody posts, Jigasi JOINs), in the database.
         self.meetings = Meetings(store.db)
+        self.retention_passes = 0  # retention runs done by this node (health, tests)
 
     async def policy(self, key: str, known: CaptionPolicy | None = None) -> CaptionPolicy:
         """What the room of caption key ``key`` keeps, as the rooms say now (``known``
@@ -312,6 +313,7 @@ class Captions:
                     log.info("retention removed %d caption sessions", len(expired))
             except Exception:
                 log.exception("caption retention run failed")
+            self.retention_passes += 1
             await asyncio.sleep(self.settings.retention_interval_seconds)
 
     async def retention(self) -> dict[str, int]:
