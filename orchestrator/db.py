@@ -52,6 +52,10 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 BASELINE = "0001_baseline"
 MIGRATION_LOCK = 0x504C454E  # pg_advisory_xact_lock key while migrating ("PLEN")
 BUSY_TIMEOUT_MS = 5000
+# PostgreSQL: 10 pooled connections, 20 more under load. A statement that finds none free
+# waits at most POOL_TIMEOUT_S (sqlalchemy.exc.TimeoutError): stream openings answer it
+# 503 + Retry-After and take at most a few of them at a time (captions/opening.py).
+POOL_SIZE, POOL_OVERFLOW, POOL_TIMEOUT_S = 10, 20, 10.0
 
 
 def engine_url(url_or_path: str | Path) -> tuple[str, Literal["sqlite", "postgresql"]]:
@@ -101,7 +105,9 @@ class Database:
         else:
             # A connection broken by a server restart is dropped from the pool on its
             # first error (no ping per checkout: every caption would pay a round trip).
-            engine = create_async_engine(url, pool_size=10, max_overflow=20)
+            engine = create_async_engine(
+                url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT_S
+            )
         db = cls(engine, dialect)
         try:
             async with db.write() as conn:

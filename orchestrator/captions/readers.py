@@ -15,6 +15,10 @@ Every caption and transcript URL of a room calls ``admit`` first. In order:
 4. A logged-in person reads when the room's policy (the same ``decide`` as joining) or
    its caption readers admit them.
 
+The room is read through a per-node cache (captions/opening.py): a change made on another
+node applies here within ``opening.ROOM_TTL_S`` seconds, one made on this node at once.
+Read tokens and login sessions are read every time.
+
 Refusals: a browser is sent to log in (302, back here afterwards) or shown why and whom
 to ask (403, as on the join page); a program gets a problem document (401/403/404).
 """
@@ -35,6 +39,7 @@ from orchestrator.access.identity import Identity
 from orchestrator.access.policy import Decision, decide
 from orchestrator.access.read_tokens import ReadTokens, owner_of
 from orchestrator.app_keys import db_key, settings_key
+from orchestrator.captions.opening import opening_for
 from orchestrator.problems import bearer, match_token, problem
 from orchestrator.rooms.model import Room
 from orchestrator.rooms.policy import access_policy, public_captions, readers_policy
@@ -87,7 +92,9 @@ async def admit(request: web.Request, slug: str, *, transcript: bool = False) ->
     its room; a deleted room's transcripts are for administrators only."""
     settings = request.app[settings_key]
     token = given_token(request)
-    room = await room_or_none(request, slug)
+    # At most opening.ROOM_TTL_S old (changes on this node drop it at once): the bound
+    # on how long another node's change to the room takes to apply here.
+    room = await opening_for(request.app[db_key]).room(slug)
     if token:
         services = dict(settings.captions.service_readers)
         services["admin"] = settings.orchestrator.admin_token
