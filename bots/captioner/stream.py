@@ -1,9 +1,15 @@
 """One stream's audio → caption events: resampling, VAD segmentation, Vosk decoding.
 
 Audio is resampled to 16 kHz and segmented by the VAD on the event loop (microseconds
-a frame); only speech reaches Vosk, on a worker thread. A recognizer is borrowed from
-the pool when an utterance starts and returned when it ends, so a silent participant
-holds none. Open a transcriber through ``Engine.open_stream`` (a ``StreamLease``),
+a frame); only speech, and the pauses just after it, reach Vosk, on a worker thread. A
+recognizer is borrowed from the pool when an utterance starts. At the VAD's end of an
+utterance its final is published with ``Result()``, which keeps the recognizer's feature
+pipeline (CMVN, i-vector): the recognizer stays with the stream for ``vad_hold_ms``,
+fed the pause, and if speech resumes the next utterance continues on it. Only when the
+pause outlasts the hold is it finalized and returned, so a silent participant holds none.
+(``FinalResult()`` at every VAD end started each segment cold: a sentence split at a
+comma lost 5-8 CER points on its second half; see docs/benchmarks.md, finding 3.)
+Open a transcriber through ``Engine.open_stream`` (a ``StreamLease``),
 which counts the stream and closes the transcriber with it.
 """
 
@@ -84,15 +90,18 @@ class StreamTranscriber:
             energy_floor_dbfs=s.vad_energy_floor_dbfs,
             silence_ms=s.vad_silence_ms,
             max_utterance_s=s.max_utterance_seconds,
+            hold_ms=s.vad_hold_ms,
         )
         self._partial_every = s.partial_interval_ms / 1000
         self._rec: Recognizer | None = None
+        self._resting = False  # _rec is held through a pause: its utterance is published
         self._inflight: asyncio.Future[tuple[list[Final], CaptionEvent | None]] | None = None
         # Belt and braces for the above: this stream's recognizer is only ever
         # touched by one worker thread at a time.
         self._thread_lock = threading.Lock()
         self._utt_start = 0.0  # stream seconds of the utterance's first sample
         self._utt_base = 0.0  # recognizer's ``fed`` when the utterance began
+        self._seg_start = 0.0  # stream seconds where the current segment's speech began
         self._since_partial = 0.0
         self._message_id = ""
         self._partial = ""
@@ -102,6 +111,11 @@ class StreamTranscriber:
 
     @property
     def in_utterance(self) -> bool:
+        """Speech is under way (not only a recognizer held through a pause)."""
+        return self._rec is not None and not self._resting
+
+    @property
+    def holds_recognizer(self) -> bool:
         return self._rec is not None
 
     async def feed(self, pcm: bytes) -> FeedResult:
@@ -159,7 +173,7 @@ class StreamTranscriber:
         for _final in finals:
             metrics.CAPTION_LATENCY.observe(time.monotonic() - started)
         out.finals = finals
-        out.partial = self._partial if self._rec is not None else None
+        out.partial = self._partial if self.in_utterance else None
         return out
 
     def _deliver(self, work: asyncio.Future[tuple[list[Final], CaptionEvent | None]]) -> None:
@@ -184,21 +198,30 @@ class StreamTranscriber:
     def _decode_locked(self, actions: list[vad.Action]) -> tuple[list[Final], CaptionEvent | None]:
         finals: list[Final] = []
         partial: CaptionEvent | None = None
-        for action in actions:
-            if self.abandoned and not isinstance(action, vad.End):
+        for i, action in enumerate(actions):
+            if self.abandoned and not isinstance(action, vad.End | vad.Release):
                 continue
             if isinstance(action, vad.Start):
-                self._begin(action)
-                if action.pcm:
+                if self._rec is not None:
+                    self._resume(action)
+                else:
+                    self._begin(action)
+                if action.pcm and self._rec is not None:
                     self._accept(action.pcm, finals)
             elif isinstance(action, vad.Audio):
                 if self._rec is not None:
                     self._accept(action.pcm, finals)
+            elif isinstance(action, vad.End):
+                # Followed at once by its Release (eof, flush): nothing more will come,
+                # so let FinalResult decode the feature pipeline's last frames too.
+                last = i + 1 < len(actions) and isinstance(actions[i + 1], vad.Release)
+                self._end(action.sample / vad.RATE, finals, last=last)
             else:
-                self._finish(action.sample / vad.RATE, finals)
-        if self._rec is not None and self._since_partial >= self._partial_every:
+                self._release()
+        rec = self._rec
+        if rec is not None and not self._resting and self._since_partial >= self._partial_every:
             self._since_partial = 0.0
-            raw = json.loads(self._rec.rec.PartialResult()).get("partial", "")
+            raw = json.loads(rec.rec.PartialResult()).get("partial", "")
             text = clean_text(raw)
             if text and text != self._partial:
                 self._partial = text
@@ -218,8 +241,19 @@ class StreamTranscriber:
         pooled.rec.SetWords(True)
         pooled.rec.SetMaxAlternatives(self.max_alternatives)
         self._rec = pooled
+        self._resting = False
         self._utt_start = start.sample / vad.RATE
         self._utt_base = pooled.fed
+        self._seg_start = self._utt_start
+        self._since_partial = 0.0
+        self._message_id = str(uuid.uuid4())
+        self._partial = ""
+
+    def _resume(self, start: vad.Start) -> None:
+        """Speech again within the hold: a new caption on the same, warm recognizer. It
+        was fed the pause, so its clock (``_utt_start``/``_utt_base``) still holds."""
+        self._resting = False
+        self._seg_start = start.sample / vad.RATE
         self._since_partial = 0.0
         self._message_id = str(uuid.uuid4())
         self._partial = ""
@@ -238,17 +272,35 @@ class StreamTranscriber:
         self._since_partial += seconds
         self.decoded_seconds += seconds
         if self._rec.rec.AcceptWaveform(pcm):
-            # Vosk's own endpointer fired inside the utterance: publish what it has
-            # and keep the recognizer for the rest of the utterance.
-            self._publish(json.loads(self._rec.rec.Result()), finals)
-            self._message_id = str(uuid.uuid4())
-            self._partial = ""
+            # Vosk's own endpointer fired. Inside the utterance: publish what it has and
+            # keep the recognizer for the rest of it. In a held pause the VAD heard no
+            # speech, so whatever Vosk made of the noise is not a caption.
+            result = json.loads(self._rec.rec.Result())
+            if not self._resting:
+                self._publish(result, finals)
+                self._message_id = str(uuid.uuid4())
+                self._partial = ""
 
-    def _finish(self, end: float, finals: list[Final]) -> None:
+    def _end(self, end: float, finals: list[Final], *, last: bool) -> None:
+        """The VAD's end of an utterance: publish it now; keep the recognizer for the hold."""
+        if self._rec is None or self._resting:
+            return
+        rec = self._rec
+        raw = rec.rec.FinalResult() if last else rec.rec.Result()
+        self._publish(json.loads(raw), finals, end=end)
+        self._resting = True
+        self._partial = ""
+
+    def _release(self) -> None:
+        """The hold is over: finalize the recognizer and return it to the pool. Its
+        result covers only the pause after the last published final: not a caption."""
         if self._rec is None:
             return
         rec, self._rec = self._rec, None
-        self._publish(json.loads(rec.rec.FinalResult()), finals, end=end)
+        if not self._resting:  # a Release with no End before it (not emitted by vad)
+            log.debug("%s/%s: released mid-utterance", self.room, self.speaker)
+        self._resting = False
+        rec.rec.FinalResult()
         self._pool.release(self.language, self._grammar, rec)
         self._partial = ""
 
@@ -283,7 +335,7 @@ class StreamTranscriber:
         if not text:
             return
         words = tuple(Word(w["word"], w["start"], w["end"], w.get("conf", 1.0)) for w in word_dicts)
-        start = words[0].start if words else self._utt_start
+        start = words[0].start if words else self._seg_start
         stop = words[-1].end if words else (end if end is not None else start)
         event = CaptionEvent(
             room=self.room,
@@ -306,7 +358,7 @@ class StreamTranscriber:
             language=self.language,
             text=self._partial,
             is_final=False,
-            start=round(self._utt_start, 3),
+            start=round(self._seg_start, 3),
             end=round(self._utt_start + self._rec.fed - self._utt_base, 3),
             message_id=self._message_id,
         )

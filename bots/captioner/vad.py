@@ -41,12 +41,24 @@ class Audio:
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """The utterance ended at ``sample`` (after its last speech frame)."""
+    """The utterance ended at ``sample`` (after its last speech frame): publish its final.
+
+    The pause that follows is still passed on as ``Audio`` for ``hold_ms``, so the
+    recognizer keeps its acoustic state; a ``Start`` within the hold carries no pre-roll
+    (it was passed on already) and continues on the same recognizer.
+    """
 
     sample: int
 
 
-Action = Start | Audio | End
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The pause after the last ``End`` outlasted the hold: the speaker is done for now."""
+
+    sample: int
+
+
+Action = Start | Audio | End | Release
 
 
 class Segmenter:
@@ -67,6 +79,7 @@ class Segmenter:
         onset_window: int = 5,
         preroll_ms: int = 300,
         max_utterance_s: float = 15.0,
+        hold_ms: int = 0,
     ) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         # RMS of a full-scale sine is 1/sqrt(2) of peak; dBFS here is relative to 32768.
@@ -78,6 +91,8 @@ class Segmenter:
         self._recent: deque[bool] = deque(maxlen=onset_window)
         self._preroll: deque[bytes] = deque(maxlen=max(onset_window, round(preroll_ms / 30)))
         self._max_frames = round(max_utterance_s / FRAME_SECONDS)
+        self._hold_frames = round(hold_ms / 30)
+        self._hold_left = 0  # frames of pause still passed on after the last End
         self._pending = b""
         self._sample = 0  # stream position of the next frame
         self.active = False
@@ -107,13 +122,23 @@ class Segmenter:
             self._sample += FRAME_SAMPLES
         return _coalesce(actions)
 
+    @property
+    def holding(self) -> bool:
+        """Between an ``End`` and its ``Release``: the pause is still passed on."""
+        return self._hold_left > 0
+
     def end(self) -> list[Action]:
-        """The stream stopped: close an open utterance."""
-        if not self.active:
-            return []
-        self.active = False
+        """The stream stopped: close an open utterance and release the hold."""
+        out: list[Action] = []
+        if self.active:
+            self.active = False
+            out.append(End(self._sample))
+        elif not self._hold_left:
+            return out
         self._recent.clear()
-        return [End(self._sample)]
+        self._hold_left = 0
+        out.append(Release(self._sample))
+        return out
 
     def _track_noise(self, level: float) -> None:
         """Minimum tracking: a good-enough noise floor for a gate, at no cost."""
@@ -129,6 +154,9 @@ class Segmenter:
         if not self.active:
             self._preroll.append(frame)
             self._recent.append(speech)
+            held = self._hold_left > 0
+            if held:
+                out.append(Audio(frame))  # the pause, for the held recognizer
             if sum(self._recent) >= self._onset_frames:
                 preroll = b"".join(self._preroll)
                 start = self._sample + FRAME_SAMPLES - len(preroll) // 2
@@ -137,9 +165,16 @@ class Segmenter:
                 self.active = True
                 self._trailing_silence = 0
                 self._utterance_frames = len(preroll) // FRAME_BYTES
-                out.append(Start(preroll, start))
-            else:
+                self._hold_left = 0
+                # Within the hold the pre-roll was passed on as the pause already.
+                out.append(Start(b"" if held else preroll, start))
+                return
+            if not held:
                 self.skipped_frames += 1
+            else:
+                self._hold_left -= 1
+                if not self._hold_left:
+                    out.append(Release(self._sample + FRAME_SAMPLES))
             return
         out.append(Audio(frame))
         self._utterance_frames += 1
@@ -147,6 +182,9 @@ class Segmenter:
         if self._trailing_silence >= self._silence_frames:
             self.active = False
             out.append(End(self._sample + FRAME_SAMPLES))
+            self._hold_left = self._hold_frames
+            if not self._hold_left:
+                out.append(Release(self._sample + FRAME_SAMPLES))
         elif self._utterance_frames >= self._max_frames:
             # Split a long run of speech; the next frame starts a new utterance at once.
             out.append(End(self._sample + FRAME_SAMPLES))

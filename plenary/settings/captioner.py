@@ -65,13 +65,24 @@ class CaptionerSettings(Section):
         "the VAD.",
     )
     vad_silence_ms: int = Field(
-        # Measured on the 36 Korean utterances (2026-11-23): 400 ms splits sentences at
-        # commas and costs CER 0.355 vs 0.338 for whole-utterance Vosk; 600 ms gives
-        # 0.340 and still releases a final within two 0.5 s Jigasi frames.
-        600,
+        # Measured 2026-11-28 on the 36 Korean utterances, with vad_hold_ms 2000 (the
+        # recognizer kept warm through the pause): 450 ms splits 10 sentences at commas,
+        # CER 0.340; 500 and 600 ms split 7, CER 0.331 and 0.329-0.331 (0.347 and 0.366
+        # without the hold). 500 ms always ends an utterance within the next 0.5 s Jigasi
+        # frame (600 ms often needed two: meeting final p95 1.05 s), see docs/benchmarks.md.
+        500,
         ge=90,
         le=5000,
         description="Trailing silence that ends an utterance and releases its final.",
+    )
+    vad_hold_ms: int = Field(
+        2000,
+        ge=0,
+        le=10000,
+        description="After an utterance's final, its recognizer stays with the stream this "
+        "long, fed the pause, so speech resuming within it continues warm (no accuracy lost "
+        "at a comma); then it goes back to the pool. Costs one recognizer per speaker who "
+        "spoke within it.",
     )
     max_utterance_seconds: float = Field(
         15.0,
