@@ -11,7 +11,8 @@ on each node, held by subscriber processes of their own (one asyncio loop cannot
 0.5 s; latency is from the moment a caption is posted to when the last subscriber (of
 both nodes) has it (CLOCK_MONOTONIC is one clock for every process). Then the
 single-node benchmark of bench/sse.py (2,000 subscribers, SQLite) as it was measured
-before. CPU and RSS per node from /proc.
+before. CPU and RSS per node from /proc. Then half as many readers reconnect to node 2
+all at once with Last-Event-ID, as after a node's death (bench/nodes_burst.py).
 
 Throughput: 50 rooms, 2 producers per room, each posting one final at a time (``POST
 /api/v1/captions``, an event id each) as fast as answered, for a fixed time; on
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
@@ -41,14 +43,15 @@ from bench.harness.nodes import (
     raise_fd_limit,
 )
 from bench.harness.postgres import postgres_server
+from bench.nodes_burst import reconnect_burst
 from bench.stats import table
 
 ROOM, SMALL_ROOM = "fanout", "fanout-small"
 CAPTIONS, INTERVAL = 30, 0.5
 SUBSCRIBERS_PER_PROCESS = 2500
 # Each process opens CONNECT_BURST streams every CONNECT_PAUSE s: 4 processes, ~500/s in
-# all. All at once, 5,000 streams per node queue for its 30 database connections (each
-# stream's first reads) for longer than the pool's 30 s timeout.
+# all, as attendees arrive. The burst of readers all reconnecting at once is measured on
+# its own (bench/nodes_burst.py).
 CONNECT_BURST, CONNECT_PAUSE = 25, 0.2
 AUTH = {"Authorization": f"Bearer {PRODUCER_TOKEN}"}
 
@@ -145,7 +148,7 @@ async def fan_out(nodes: list[Node], subscribers: int, room: str = ROOM) -> dict
     opened_in = time.monotonic() - opening
     await asyncio.sleep(1.0)
     before = {n.name: sse._proc(n.pid) for n in nodes}
-    clients_before = sum(sse._proc(p.pid or 0)["cpu_s"] for p in procs)
+    clients_before = sum(_cpu_s(p.pid or 0) for p in procs)
     sent: dict[int, float] = {}
     answered: list[float] = []
     async with aiohttp.ClientSession() as http:
@@ -169,7 +172,7 @@ async def fan_out(nodes: list[Node], subscribers: int, room: str = ROOM) -> dict
         for seq, times in part.items():
             received.setdefault(seq, []).extend(times)
     after = {n.name: sse._proc(n.pid) for n in nodes}
-    clients = sum(sse._proc(p.pid or 0)["cpu_s"] for p in procs) - clients_before
+    clients = sum(_cpu_s(p.pid or 0) for p in procs) - clients_before
     for proc in procs:
         proc.join(30)
     last = [(max(received[n]) - sent[n]) * 1000 for n in sent]
@@ -205,6 +208,16 @@ async def fan_out(nodes: list[Node], subscribers: int, room: str = ROOM) -> dict
             for name in before
         },
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process, also once it has exited and not yet been reaped (a
+    zombie has no VmRSS for sse._proc); 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _recv(pipe: Connection, limit: float) -> Any:
@@ -312,6 +325,11 @@ async def run(quick: bool) -> dict[str, Any]:
             small = subscribers // 5
             print(f"nodes: {small} subscribers on 2 nodes …", flush=True)
             result["fan_out_2_nodes_postgresql_small"] = await fan_out(nodes, small, SMALL_ROOM)
+            burst = subscribers // 2
+            print(f"nodes: {burst} readers reconnect to node 2 at once …", flush=True)
+            result["reconnect_burst_1_node"] = await reconnect_burst(
+                nodes[1], ROOM, burst, CAPTIONS
+            )
         url = pg.create_database("throughput")
         with orchestrator_nodes(folder / "throughput", url) as nodes:
             create_rooms(nodes[0].url, rooms)
@@ -376,4 +394,12 @@ def report(data: dict[str, Any]) -> str:
          "post p50 ms", "post p95 ms", "CPU % per node"],
         rows, "== sustained captions/s (one final per POST) ==",
     )  # fmt: skip
+    burst = data.get("reconnect_burst_1_node")
+    if burst:
+        put += (
+            f"\n\n== reconnect burst: {burst['readers']} readers to one node at once with "
+            f"Last-Event-ID ==\nall streaming after {burst['seconds_until_all_streaming']} s; "
+            f"{burst['streaming']} streaming; answers {burst['answers']}; resumed at the "
+            f"wrong position: {burst['resumed_wrong']}"
+        )
     return f"{fan}\n\n{put}"

@@ -7,7 +7,9 @@ import json
 from aiohttp import web
 
 from orchestrator.access.policy import captioner
+from orchestrator.app_keys import db_key
 from orchestrator.captions.model import Session
+from orchestrator.captions.opening import Busy, busy_response, opening_for
 from orchestrator.captions.pid import normalize
 from orchestrator.captions.present import CHROME_LANG, main_language, room_view, timed_events
 from orchestrator.captions.readers import Reader, admit, room_or_none
@@ -32,6 +34,16 @@ NEGOTIATED = {"text/html": "html", "application/json": "json", "text/vtt": "vtt"
 
 
 async def captions_page(request: web.Request) -> web.Response:
+    """The latest lines and the live stream's start; its reads take an opening slot
+    (captions/opening.py), so many at once answer 503 + Retry-After rather than 500."""
+    try:
+        async with opening_for(request.app[db_key]).slot():
+            return await _captions_page(request)
+    except Busy:
+        raise busy_response("pages") from None
+
+
+async def _captions_page(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     reader = await admit(request, main_room(room))
     captions = request.app[captions_key]

@@ -77,7 +77,11 @@
       setTimeout(connect, 2000);
     });
     source.onopen = function () { status.textContent = "Live."; };
-    source.onerror = function () { status.textContent = "Reconnecting…"; };
+    source.onerror = function () {
+      status.textContent = "Reconnecting…";
+      // A busy node answers 503 (Retry-After) and the browser stops: go on from the last line.
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000 + Math.random() * 3000);
+    };
   }
   pause.hidden = false;
   pause.addEventListener("click", function () {
