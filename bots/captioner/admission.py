@@ -17,6 +17,7 @@ from bots.captioner import metrics
 
 StreamPath = Literal["vosk", "bridge", "file"]  # the ``path`` label of the streams gauge
 SHED_FRACTION = 0.9  # new streams are refused from this fraction of captioner.max_rss_mb
+IDLE_FRACTION = 0.75  # idle recognizers are kept warm only below this fraction of it
 RSS_EVERY = 1.0  # seconds between two reads of /proc/self/statm
 
 
@@ -54,6 +55,14 @@ class MemoryGuard:
         if limit and self.rss_mb() >= limit * SHED_FRACTION:
             return (f"memory: RSS {self.rss_mb():.0f} MB is near the limit of {limit} MB "
                     "(captioner.max_rss_mb)")  # fmt: skip
+        return None
+
+    def idle_over_budget(self) -> str | None:
+        """Why no idle recognizer is kept warm: RSS at 75 % of the limit, leaving the
+        rest for recognizers in use."""
+        limit = self._limit()
+        if limit and self.rss_mb() >= limit * IDLE_FRACTION:
+            return f"memory: RSS {self.rss_mb():.0f} MB is over the idle recognizers' budget"
         return None
 
     def over_limit(self) -> str | None:

@@ -11,13 +11,14 @@ stream.py (one stream's transcriber), vad.py (segmentation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from bots.captioner.admission import MemoryGuard, StreamBudget, StreamPath
-from bots.captioner.recognizers import RecognizerPool
+from bots.captioner.recognizers import RecognizerPool, warm_audio
 from bots.captioner.stream import EventSink, StreamTranscriber
 from bots.captioner.vosk_models import ModelRegistry
 from plenary.settings import CaptionerSettings
@@ -34,12 +35,14 @@ class Engine:
         self.memory = MemoryGuard(lambda: self.settings.max_rss_mb)
         self.recognizers = RecognizerPool(
             models,
-            max_idle=settings.warm_recognizers or self.threads,
+            warm=settings.warm_recognizers or 2 * self.threads,
             max_audio_seconds=settings.recognizer_max_audio_seconds,
             limit=settings.max_streams,
             memory=self.memory,
+            peak_seconds=settings.warm_peak_seconds,
         )
         self.budget = StreamBudget(lambda: self.settings.max_streams, self.memory)
+        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def active_streams(self) -> int:
@@ -61,12 +64,41 @@ class Engine:
         session), or raise Refused saying why. Close the lease when the stream ends."""
         return StreamLease(self, path, group, group_limit)
 
-    async def preload(self, languages: Sequence[str]) -> None:
+    async def preload(self, languages: Sequence[str], *, warm: bool = True) -> None:
+        """Load the models; with ``warm``, warm ``captioner.warm_recognizers`` recognizers
+        of the first language (each decodes a few seconds of audio, on every thread at
+        once) and start letting surplus idle recognizers go after a peak."""
         loop = asyncio.get_running_loop()
         for language in languages:
             await loop.run_in_executor(self.executor, self.models.get, language)
+        if not warm or not languages:
+            return
+        pcm = warm_audio(self.settings.warm_audio)
+        pool = self.recognizers
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(self.executor, pool.warm_up, languages[0], pcm)
+                for _ in range(pool.warm - pool.idle_count())
+            )
+        )
+        if self._upkeep is None:
+            self._upkeep = asyncio.create_task(self._shrink_after_peaks())
+
+    async def _shrink_after_peaks(self) -> None:
+        """Every few seconds, let idle recognizers beyond the recent peak go (on a
+        worker thread: freeing a recognizer and trimming the heap take milliseconds)."""
+        loop = asyncio.get_running_loop()
+        every = max(1.0, self.settings.warm_peak_seconds / 6)
+        while True:
+            await asyncio.sleep(every)
+            if self.recognizers.surplus() or self.memory.idle_over_budget():
+                await loop.run_in_executor(self.executor, self.recognizers.shrink)
 
     def close(self) -> None:
+        if self._upkeep is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed already
+                self._upkeep.cancel()
+            self._upkeep = None
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
+import wave
+from collections import deque
+from pathlib import Path
 
+import numpy as np
 import vosk
 
 from bots.captioner import vad
 from bots.captioner.admission import MemoryGuard, Refused
 from bots.captioner.vosk_models import ModelRegistry
+
+WARM_SECONDS = 3.0  # audio decoded by each recognizer warmed at start-up
+PEAK_BUCKETS = 6  # the observed peak is kept per sixth of ``peak_seconds``
 
 
 class Recognizer:
@@ -29,33 +37,68 @@ class Recognizer:
 class RecognizerPool:
     """Idle recognizers per language, reused across utterances and streams.
 
-    Creating one costs ~60 ms, and a fresh one decodes at about twice the CPU of a
-    warm one: the Korean model has no prebuilt graph, so each recognizer builds a
-    cache of the decoding graph as it goes. That cache only grows (measured: +211 MiB
-    over 36 utterances) and is freed only with the recognizer, so a recognizer is
-    retired after ``max_audio_seconds`` of speech and the freed memory is handed back
-    to the system. After FinalResult Vosk rebuilds its decoder and feature pipeline,
-    so reuse carries no speaker state over (checked: same text fresh or reused).
+    Creating one costs ~60 ms, and a fresh one decodes at 2-4 times the CPU of a warm
+    one: the Korean model has no prebuilt graph, so each recognizer composes its
+    decoding graph on the fly and caches it (measured: about half of all decoding CPU
+    is that composition). So the pool keeps warm as many recognizers as were in use at
+    once during the last ``peak_seconds`` (at least ``warm``), while the process's
+    RSS stays under the memory guard's budget for idle recognizers; ``shrink`` lets
+    the surplus go once a peak has passed. The cache only grows (+211 MiB over 36
+    utterances) and is freed only with the recognizer, so a recognizer is also retired
+    after ``max_audio_seconds`` of speech; freed memory is handed back to the system.
+    After FinalResult Vosk rebuilds its decoder and feature pipeline, so reuse carries
+    no speaker state over (checked: same text fresh or reused).
     """
 
     def __init__(
         self,
         models: ModelRegistry,
-        max_idle: int,
+        warm: int,
         max_audio_seconds: float,
         limit: int = 0,
         memory: MemoryGuard | None = None,
+        peak_seconds: float = 60.0,
     ) -> None:
         self._models = models
         self.limit = limit  # recognizers in use at most (0: unbounded); checked here
         self._memory = memory
-        self._max_idle = max_idle
+        self.warm = warm  # kept warm however quiet it gets
         self._max_audio = max_audio_seconds
+        self._bucket = max(peak_seconds / PEAK_BUCKETS, 1e-3)
+        self._peaks: deque[tuple[int, int]] = deque()  # (bucket number, most in use)
         self._idle: dict[str, list[Recognizer]] = {}
         self._lock = threading.Lock()
         self.created = 0
         self.retired = 0
         self.in_use = 0
+
+    # --- sizing ---
+
+    def _note_locked(self) -> None:
+        """Record ``in_use`` in the current bucket of the peak window."""
+        now = int(time.monotonic() / self._bucket)
+        if self._peaks and self._peaks[-1][0] == now:
+            if self.in_use > self._peaks[-1][1]:
+                self._peaks[-1] = (now, self.in_use)
+        else:
+            self._peaks.append((now, self.in_use))
+        while self._peaks and self._peaks[0][0] <= now - PEAK_BUCKETS:
+            self._peaks.popleft()
+
+    def _target_locked(self) -> int:
+        """Recognizers to keep (idle + in use): the most in use at once during the last
+        ``peak_seconds``, at least ``warm``."""
+        self._note_locked()
+        return max(self.warm, *(n for _, n in self._peaks))
+
+    def _room_locked(self, language: str) -> bool:
+        """Whether one more idle recognizer of ``language`` may be kept."""
+        kept = self.in_use + sum(len(v) for v in self._idle.values())
+        if kept >= self._target_locked():
+            return False
+        return self._memory is None or self._memory.idle_over_budget() is None
+
+    # --- borrowing ---
 
     def acquire(self, language: str, grammar: str | None) -> Recognizer:
         """A recognizer, idle or new; Refused at the limit, or for a new one above the
@@ -64,10 +107,10 @@ class RecognizerPool:
             if self.limit and self.in_use >= self.limit:
                 raise Refused(f"{self.in_use} recognizers in use (captioner.max_streams)")
             idle = self._idle.get(language) if grammar is None else None
+            self.in_use += 1  # reserved while a new one is built, outside the lock
+            self._note_locked()
             if idle:
-                self.in_use += 1
-                return idle.pop()
-            self.in_use += 1  # reserved while the new one is built, outside the lock
+                return idle.pop()  # the most recently used: the warmest cache
         try:
             if self._memory is not None and (reason := self._memory.over_limit()):
                 raise Refused(reason)
@@ -94,10 +137,10 @@ class RecognizerPool:
     ) -> None:
         with self._lock:
             self.in_use -= 1
-            idle = self._idle.setdefault(language, [])
+            self._note_locked()
             reusable = reuse and grammar is None and rec.fed < self._max_audio
-            if reusable and len(idle) < self._max_idle:
-                idle.append(rec)
+            if reusable and self._room_locked(language):
+                self._idle.setdefault(language, []).append(rec)
                 return
             self.retired += 1
         # Grammar recognizers are per stream; worn or surplus ones go. Dropping the last
@@ -105,18 +148,80 @@ class RecognizerPool:
         del rec
         _trim_heap()
 
+    # --- warming and shrinking (call on a worker thread: both take Vosk time) ---
+
+    def warm_up(self, language: str, pcm: bytes) -> None:
+        """Build one recognizer, decode ``pcm`` (16 kHz s16le) with it and keep it idle:
+        its graph cache then holds the common paths, so the first utterances after
+        start-up do not pay the cold price."""
+        pooled = self._create(language, None)
+        for i in range(0, len(pcm), vad.RATE // 5):
+            pooled.rec.AcceptWaveform(pcm[i : i + vad.RATE // 5])
+        pooled.rec.FinalResult()
+        pooled.fed += len(pcm) / 2 / vad.RATE
+        with self._lock:
+            self.created += 1
+            self._idle.setdefault(language, []).append(pooled)
+
+    def shrink(self) -> int:
+        """Let idle recognizers beyond the recent peak (or the memory budget) go, the
+        least recently used first; returns how many went."""
+        gone: list[Recognizer] = []
+        with self._lock:
+            keep = self._target_locked() - self.in_use
+            over = self._memory is not None and self._memory.idle_over_budget() is not None
+            for idle in self._idle.values():
+                while idle and (sum(len(v) for v in self._idle.values()) > max(keep, 0) or over):
+                    gone.append(idle.pop(0))
+                    over = False  # one at a time past the budget: RSS is re-read next call
+            self.retired += len(gone)
+        count = len(gone)
+        if gone:
+            gone.clear()  # the last references: Kaldi frees them here
+            _trim_heap()
+        return count
+
+    def surplus(self) -> int:
+        """Idle recognizers ``shrink`` would let go now (memory aside)."""
+        with self._lock:
+            keep = self._target_locked() - self.in_use
+            return max(0, sum(len(v) for v in self._idle.values()) - max(keep, 0))
+
     def idle_count(self) -> int:
         with self._lock:
             return sum(len(v) for v in self._idle.values())
 
     def stats(self) -> dict[str, int]:
         with self._lock:
+            self._note_locked()
             return {
                 "idle": sum(len(v) for v in self._idle.values()),
                 "in_use": self.in_use,
                 "created": self.created,
                 "retired": self.retired,
+                "peak": max(n for _, n in self._peaks),
             }
+
+
+def warm_audio(path: Path | None) -> bytes:
+    """``WARM_SECONDS`` of 16 kHz s16le audio to warm recognizers with: the start of
+    ``path`` (a 16-bit mono WAV at 16 kHz, ideally speech in the model's language), or
+    without one a synthetic voiced signal. Measured on the Korean model: after 3 s of
+    real speech the next utterances cost 0.16 CPU-s per audio second, after this
+    synthetic signal 0.20, cold 0.33."""
+    if path is not None:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != vad.RATE:
+                raise ValueError(f"{path}: warm audio must be 16-bit mono 16 kHz WAV")
+            return w.readframes(int(WARM_SECONDS * vad.RATE))
+    # A gliding, syllable-modulated pitch with a little noise: exercises more of the
+    # graph than silence or white noise (measured: noise warms to 0.24 only).
+    rng = np.random.default_rng(0)
+    t = np.arange(int(WARM_SECONDS * vad.RATE)) / vad.RATE
+    pitch = 150 + 50 * np.sin(2 * np.pi * 3 * t)
+    voiced = np.sin(2 * np.pi * pitch * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    signal = 3000 * voiced + rng.normal(0, 300, t.size)
+    return signal.astype("<i2").tobytes()
 
 
 def _trim_heap() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from plenary.settings.base import OptionalBaseUrl, Port, Secret, Section
@@ -95,8 +97,23 @@ class CaptionerSettings(Section):
         0,
         ge=0,
         le=256,
-        description="Idle recognizers kept warm per language for the next utterance; "
-        "0 means one per recognition thread. Each holds tens to hundreds of MiB of graph cache.",
+        description="Recognizers warmed at start-up (each decodes 3 s of audio: a cold one "
+        "costs 2-4 times the CPU) and kept however quiet it gets; 0 means two per "
+        "recognition thread. Beyond them the pool keeps as many as were in use at once "
+        "during the last captioner.warm_peak_seconds, while RSS is under 75 % of "
+        "captioner.max_rss_mb. Each holds tens to hundreds of MiB of graph cache.",
+    )
+    warm_peak_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a peak of concurrent utterances keeps that many recognizers "
+        "warm; afterwards the idle surplus is freed and the memory handed back.",
+    )
+    warm_audio: Path | None = Field(
+        None,
+        description="16-bit mono 16 kHz WAV of speech in the default language, decoded by "
+        "each warm recognizer at start-up (its first 3 s); none: a synthetic voiced signal, "
+        "which warms less.",
     )
     recognizer_max_audio_seconds: float = Field(
         600.0,

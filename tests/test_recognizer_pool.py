@@ -1,0 +1,89 @@
+"""The recognizer pool on the real Korean model: warmed at start-up, sized by the recent
+peak of concurrent utterances, shrunk back after it, and bounded by the memory budget."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.harness.audio import read_pcm
+from bots.captioner.engine import Engine
+from bots.captioner.recognizers import WARM_SECONDS
+from plenary.corpus import Utterance
+from plenary.settings import CaptionerSettings
+
+
+async def speak(engine: Engine, pcm: bytes, rate: int, name: str) -> int:
+    """One stream says ``pcm`` and ends (eof); returns how many finals it got."""
+    finals = 0
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=rate, language="ko", room="r", speaker=name)
+        step = int(rate * 0.2) * 2
+        for i in range(0, len(pcm), step):
+            finals += len((await stream.feed(pcm[i : i + step])).finals)
+        finals += len((await stream.flush()).finals)
+    return finals
+
+
+async def test_start_up_warms_recognizers_that_have_decoded_audio(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    warm = Engine(CaptionerSettings(warm_recognizers=2), engine.models)
+    try:
+        await warm.preload(["ko"])
+        pool = warm.recognizers
+        assert pool.idle_count() == 2 and pool.created == 2
+        # Each warm recognizer has decoded the warm-up audio (its graph cache is built).
+        assert all(r.fed == WARM_SECONDS for r in pool._idle["ko"])
+        pcm, rate = read_pcm(ko_corpus[2].path)
+        assert await speak(warm, pcm, rate, "first") >= 1
+        assert pool.created == 2  # the first speaker got a warm recognizer, not a new one
+        assert pool.idle_count() == 2
+    finally:
+        warm.close()
+
+
+async def test_pool_grows_to_the_peak_and_the_engine_shrinks_it_back_after(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    # The window is long enough for the peak to still be recent when the speakers end,
+    # even on a loaded machine (4 times 3 s of speech decoded as fast as 2 threads go).
+    peaky = Engine(CaptionerSettings(warm_recognizers=1, warm_peak_seconds=20.0), engine.models)
+    try:
+        await peaky.preload(["ko"])  # warms one and starts the upkeep
+        pool = peaky.recognizers
+        pcm, rate = read_pcm(ko_corpus[2].path)
+        pcm = pcm[: rate * 2 * 3]  # 3 s each
+        await asyncio.gather(*(speak(peaky, pcm, rate, f"s{i}") for i in range(4)))
+        peak = pool.stats()["peak"]  # utterances open at once: up to 4, as the VAD cut them
+        assert peak >= 2
+        assert pool.idle_count() == peak == pool.created  # all kept warm for the next peak
+        assert pool.retired == 0
+        deadline = time.monotonic() + 40
+        while pool.idle_count() > 1:  # the peak leaves the window: the surplus goes
+            assert time.monotonic() < deadline, pool.stats()
+            await asyncio.sleep(0.5)
+        assert pool.retired == peak - 1
+        assert pool.stats()["peak"] <= 1
+    finally:
+        peaky.close()
+
+
+async def test_no_idle_recognizer_is_kept_over_the_memory_budget(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    bounded = Engine(CaptionerSettings(warm_recognizers=4), engine.models)
+    try:
+        # A limit whose idle budget (75 %) the process is already over, but below which
+        # recognizers in use are still built (RSS under the limit itself).
+        rss = bounded.memory.rss_mb()
+        bounded.settings = bounded.settings.model_copy(update={"max_rss_mb": int(rss / 0.8)})
+        assert bounded.memory.idle_over_budget() and not bounded.memory.over_limit()
+        pcm, rate = read_pcm(ko_corpus[2].path)
+        pcm = pcm[: rate * 2 * 3]
+        await asyncio.gather(*(speak(bounded, pcm, rate, f"s{i}") for i in range(2)))
+        pool = bounded.recognizers
+        assert pool.in_use == 0 and pool.idle_count() == 0
+        assert pool.retired == pool.created == 2
+    finally:
+        bounded.close()
