@@ -43,7 +43,9 @@ def _ints(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "benchmark", choices=[*MODULES, *OTHERS, "all", "everything"], help="what to measure"
+        "benchmark",
+        choices=[*MODULES, *OTHERS, "all", "cer", "everything"],
+        help="what to measure (cer: accuracy and meeting, with one CER table)",
     )
     parser.add_argument("--peer", help="ws://127.0.0.1:PORT of another vosk-protocol server")
     parser.add_argument("--peer-pid", type=int, help="the peer's process id (RSS, CPU from /proc)")
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, help="soak: seconds of load (600; 60 with --quick)"
     )
     parser.add_argument("--config", type=Path, help="Plenary TOML settings (or $PLENARY_CONFIG)")
-    parser.add_argument("--streams", type=_ints, help="capacity: stream counts (1,2,4,6)")
+    parser.add_argument("--streams", type=_ints, help="capacity: stream counts (1,2,4,6,8,12,16)")
     parser.add_argument(
         "--stream-seconds", type=float, help="capacity: seconds of speech per stream (40)"
     )
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--tail", type=float, default=4.0, help="meeting: noise after the last turn, s"
     )
     parser.add_argument("--noise-dbfs", type=float, default=-55.0, help="meeting: noise RMS")
+    parser.add_argument(
+        "--noise-only-dbfs",
+        type=float,
+        default=-40.0,
+        help="meeting: noise RMS of the participant who never speaks",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="accuracy, meeting: runs per server, interleaved"
+    )
     parser.add_argument(
         "--drain", type=float, default=30.0, help="meeting: wait for the eof's reply, s"
     )
@@ -103,9 +114,9 @@ def run_one(args: argparse.Namespace, name: str, targets: list[Target]) -> dict[
     settings = load_settings(args.config)
     quick = args.quick
     if name == "accuracy":
-        return asyncio.run(accuracy.run(targets, settings, quick))
+        return asyncio.run(accuracy.run(targets, settings, quick, args.repeat))
     if name == "capacity":
-        streams = args.streams or ([1, 2] if quick else [1, 2, 4, 6])
+        streams = args.streams or ([1, 2] if quick else [1, 2, 4, 6, 8, 12, 16])
         seconds = args.stream_seconds or (8.0 if quick else 40.0)
         return asyncio.run(capacity.run(targets, settings, quick, streams, seconds))
     participants = args.participants or ([4, 12] if quick else [4, 12, 24, 48, 100])
@@ -119,7 +130,9 @@ def run_one(args: argparse.Namespace, name: str, targets: list[Target]) -> dict[
             gap=args.gap,
             tail=args.tail,
             noise_dbfs=args.noise_dbfs,
+            noise_only_dbfs=args.noise_only_dbfs,
             drain=args.drain,
+            repeat=args.repeat,
         )
     )
 
@@ -163,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         which = [*MODULES, *OTHERS]
     elif args.benchmark == "all":
         which = list(MODULES)
+    elif args.benchmark == "cer":
+        which = ["accuracy", "meeting"]
     else:
         which = [args.benchmark]
     results: dict[str, Any] = {}
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = run_one(args, name, targets)
         print(MODULES[name].report(results[name]), flush=True)
     summary = [MODULES[name].report(results[name]) for name in results if name in MODULES]
+    if "accuracy" in results or "meeting" in results:
+        summary.append(accuracy.cer_table(results.get("accuracy"), results.get("meeting")))
     print("\n\n".join(["", *summary]))
     if args.out:
         doc = {

@@ -1,6 +1,9 @@
 """Meeting: M participants shaped like Jigasi (48 kHz, 0.5 s frames, one websocket each,
 sent at real time without waiting for replies). Speakers take turns with consecutive Korean
-utterances; everyone else, and every speaker between turns, sends white noise.
+utterances; everyone else, and every speaker between turns, sends white noise. The last
+participant never speaks: it sends louder white noise only (``noise_only_dbfs``, above
+Plenary's energy gate, so its VAD has to reject it), and any text it gets back is a
+*false caption*.
 
 Final latency of an utterance: from the (scheduled) send time of the frame holding its last
 speech sample to the arrival of the first non-empty ``text`` final on that socket answering
@@ -56,14 +59,17 @@ class Script:
     owner: np.ndarray  # int16, participant speaking at each sample, -1 nobody
     noise: np.ndarray  # int16 noise loop (plus one frame, so a slice never wraps)
     frames: int
+    noise_only: int  # the participant who never speaks
+    loud_noise: np.ndarray  # its noise loop, like ``noise``
 
     def participant_frames(self, p: int) -> Iterator[bytes]:
-        loop = len(self.noise) - FRAME
+        source = self.loud_noise if p == self.noise_only else self.noise
+        loop = len(source) - FRAME
         offset = (p * 7919 * FRAME // 10) % loop  # each participant its own noise
         for k in range(self.frames):
             a = k * FRAME
             n = (offset + a) % loop
-            noise = self.noise[n : n + FRAME]
+            noise = source[n : n + FRAME]
             mask = self.owner[a : a + FRAME] == p
             if mask.any():
                 mixed = noise.astype(np.int32) + np.where(mask, self.speech[a : a + FRAME], 0)
@@ -80,11 +86,13 @@ def build_script(
     lead: float,
     tail: float,
     noise_dbfs: float,
+    noise_only_dbfs: float = -40.0,
 ) -> Script:
     turns = []
     pos = int(lead * RATE)
+    speakers = max(1, participants - 1)  # the last participant only sends noise
     for i, clip in enumerate(clips):
-        turns.append(Turn(clip, i % participants, pos, pos + clip.last_speech))
+        turns.append(Turn(clip, i % speakers, pos, pos + clip.last_speech))
         pos += len(clip.pcm) + int(gap * RATE)
     total = pos + int(tail * RATE)
     frames = -(-total // FRAME)
@@ -95,7 +103,10 @@ def build_script(
         owner[t.start : t.start + len(t.clip.pcm)] = t.participant
     noise = audio.white_noise(20.0, RATE, noise_dbfs)
     noise = np.concatenate([noise, noise[:FRAME]])
-    return Script(turns, speech, owner, noise, frames)
+    loud = audio.white_noise(20.0, RATE, noise_only_dbfs)
+    loud = np.concatenate([loud, loud[:FRAME]])
+    noise_only = participants - 1 if participants > 1 else -1
+    return Script(turns, speech, owner, noise, frames, noise_only, loud)
 
 
 def score(script: Script, t0: float, results: list[StreamResult], end: float) -> dict[str, Any]:
@@ -154,6 +165,11 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
         if msg.get("text") and (p, j) not in claimed
     )
     missed = len(script.turns) - len(latencies)
+    # Every reply to the noise-only participant, the eof's included, and partials apart.
+    noise_replies = (
+        [m for _, m in results[script.noise_only].replies] if script.noise_only >= 0 else []
+    )
+    false_texts = [m["text"] for m in noise_replies if m.get("text")]
     return {
         "turns": len(script.turns),
         "finals": len(latencies),
@@ -165,6 +181,10 @@ def score(script: Script, t0: float, results: list[StreamResult], end: float) ->
         "final_p95_with_missed": percentile(censored, 95),
         "cer": cer(pairs),
         "spurious_finals": spurious,
+        "false_captions": len(false_texts),
+        "false_caption_chars": sum(len(t.replace(" ", "")) for t in false_texts),
+        "false_caption_texts": false_texts[:20],
+        "false_partials": sum(1 for m in noise_replies if m.get("partial")),
         "per_turn": per_turn,
     }
 
@@ -235,26 +255,41 @@ async def run(
     lead: float = 1.0,
     tail: float = 4.0,
     noise_dbfs: float = -55.0,
+    noise_only_dbfs: float = -40.0,
     drain: float = 30.0,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     clips = audio.clips(audio.corpus(settings, "ko")[:utterances], RATE)
     results = []
     for m in participants:
-        script = build_script(clips, m, gap=gap, lead=lead, tail=tail, noise_dbfs=noise_dbfs)
-        for target in targets:
-            print(
-                f"meeting: {target.name} M={m} ({script.frames * FRAME_SECONDS:.0f} s) …",
-                flush=True,
-            )
-            waited = await settle_all(targets)
-            results.append({**await run_one(target, script, m, drain), "settle_seconds": waited})
+        script = build_script(
+            clips,
+            m,
+            gap=gap,
+            lead=lead,
+            tail=tail,
+            noise_dbfs=noise_dbfs,
+            noise_only_dbfs=noise_only_dbfs,
+        )
+        for run_no in range(repeat):  # interleaved, so both servers see the same machine
+            for target in targets:
+                print(
+                    f"meeting: {target.name} M={m} run {run_no + 1}/{repeat} "
+                    f"({script.frames * FRAME_SECONDS:.0f} s) …",
+                    flush=True,
+                )
+                waited = await settle_all(targets)
+                one = await run_one(target, script, m, drain)
+                results.append({**one, "run": run_no, "settle_seconds": waited})
     return {
         "results": results,
         "utterances": utterances,
         "gap": gap,
         "tail": tail,
         "noise_dbfs": noise_dbfs,
+        "noise_only_dbfs": noise_only_dbfs,
         "drain": drain,
+        "repeat": repeat,
     }
 
 
@@ -262,11 +297,13 @@ def report(data: dict[str, Any]) -> str:
     headers = [
         "M",
         "server",
+        "run",
         "final p50 s",
         "final p95 s",
         "p95 w/ missed",
         "missed",
         "CER %",
+        "false capt.",
         "spurious",
         "reply lag p95",
         "unanswered",
@@ -278,11 +315,13 @@ def report(data: dict[str, Any]) -> str:
         [
             r["participants"],
             r["target"],
+            r.get("run", 0) + 1,
             r["final_p50"],
             r["final_p95"],
             r["final_p95_with_missed"],
             f"{r['missed']}/{r['turns']}",
             100 * r["cer"],
+            r.get("false_captions"),
             r["spurious_finals"],
             r["reply_lag_p95"],
             r["unanswered_frames"],
@@ -296,5 +335,7 @@ def report(data: dict[str, Any]) -> str:
         headers,
         rows,
         f"== meeting ({data['utterances']} turns, noise {data['noise_dbfs']:.0f} dBFS, "
-        f"'p95 w/ missed' counts a missed final as the whole run length) ==",
+        f"one noise-only participant at {data.get('noise_only_dbfs', -40):.0f} dBFS: "
+        f"'false capt.' = texts it got; 'p95 w/ missed' counts a missed final as the whole "
+        f"run length) ==",
     )

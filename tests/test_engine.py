@@ -160,3 +160,34 @@ async def test_worn_recognizers_are_retired_and_memory_trimmed(
         assert stats["created"] == stats["retired"] + stats["idle"]
     finally:
         worn.close()
+
+
+async def test_a_pause_within_the_hold_keeps_the_recognizer_warm(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    """The final comes at the VAD's end; the recognizer stays, fed the pause, for
+    ``vad_hold_ms``; speech resuming continues on it; after the hold it goes back."""
+    hold = engine.settings.vad_hold_ms / 1000
+    assert hold >= 1.0
+    first, _ = read_pcm(ko_corpus[0].path, 16000)
+    second, _ = read_pcm(ko_corpus[1].path, 16000)
+    pause = b"\0" * int(16000 * (engine.settings.vad_silence_ms / 1000 + 0.4)) * 2
+    in_use = engine.recognizers.in_use
+    async with engine.open_stream("file") as lease:
+        stream = lease.open_transcriber(sample_rate=16000, language="ko", room="r", speaker="h")
+        finals = await feed_all(stream, first + pause, 16000)
+        assert finals, "no final at the VAD's end of the first sentence"
+        assert stream.holds_recognizer and not stream.in_utterance
+        assert engine.recognizers.in_use == in_use + 1
+        decoded = stream.decoded_seconds
+        more = await feed_all(stream, second, 16000)
+        # All of it, and the pre-roll (300 ms) again after the pause Vosk made of it is dropped.
+        resumed_seconds = stream.decoded_seconds - decoded
+        assert len(second) / 32000 - 0.05 <= resumed_seconds <= len(second) / 32000 + 0.35
+        more += await feed_all(stream, b"\0" * int(16000 * (hold + 1.0)) * 2, 16000)
+        assert more, "no final for the sentence after the pause"
+        assert not stream.holds_recognizer
+        assert engine.recognizers.in_use == in_use
+    resumed = more[0].event
+    assert resumed.message_id != finals[-1].event.message_id
+    assert resumed.start >= (len(first) + len(pause)) / 32000 - 0.35  # same stream clock

@@ -75,3 +75,44 @@ def test_speech_over_steady_noise_is_still_found(ko_corpus: list[Utterance]) -> 
     starts = [a for a in actions if isinstance(a, vad.Start)]
     assert len(starts) >= 1
     assert starts[0].sample >= 2.5 * vad.RATE  # not before the speech, despite the hiss
+
+
+def test_the_pause_after_an_utterance_is_passed_on_for_the_hold(
+    ko_corpus: list[Utterance],
+) -> None:
+    pcm, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    seg = vad.Segmenter(silence_ms=500, hold_ms=1500)
+    actions = seg.push(pcm + b"\0" * vad.RATE * 2 * 3)
+    kinds = [type(a) for a in actions]
+    assert kinds.count(vad.End) >= 1 and kinds[-1] is vad.Release
+    end = max(i for i, k in enumerate(kinds) if k is vad.End)
+    after = actions[end + 1 : -1]
+    assert all(isinstance(a, vad.Audio) for a in after)
+    held = sum(len(a.pcm) for a in after if isinstance(a, vad.Audio)) // 2
+    assert held == round(1500 / 30) * vad.FRAME_SAMPLES  # the whole hold, nothing after it
+    assert isinstance(actions[-1], vad.Release) and isinstance(actions[end], vad.End)
+    assert actions[-1].sample - actions[end].sample == held
+    assert not seg.holding
+
+
+def test_speech_within_the_hold_resumes_without_a_release(ko_corpus: list[Utterance]) -> None:
+    first, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    second, _ = read_pcm(ko_corpus[1].path, vad.RATE)
+    pause = b"\0" * int(vad.RATE * 0.9) * 2  # past silence_ms, within hold_ms
+    seg = vad.Segmenter(silence_ms=500, hold_ms=2000)
+    actions = seg.push(first + pause + second)
+    starts = [a for a in actions if isinstance(a, vad.Start)]
+    assert len(starts) >= 2 and any(isinstance(a, vad.End) for a in actions)
+    assert not any(isinstance(a, vad.Release) for a in actions)
+    assert starts[-1].pcm  # the pre-roll again, though it was passed on as the pause
+    assert isinstance(seg.end()[-1], vad.Release)  # eof ends the utterance and the hold
+
+
+def test_without_a_hold_every_end_is_released_at_once(ko_corpus: list[Utterance]) -> None:
+    pcm, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    seg = vad.Segmenter(silence_ms=500, hold_ms=0)
+    actions = seg.push(pcm + b"\0" * vad.RATE * 2)
+    for i, action in enumerate(actions):
+        if isinstance(action, vad.End):
+            assert isinstance(actions[i + 1], vad.Release)
+    assert seg.end() == []

@@ -250,10 +250,17 @@ class StreamTranscriber:
         self._partial = ""
 
     def _resume(self, start: vad.Start) -> None:
-        """Speech again within the hold: a new caption on the same, warm recognizer. It
-        was fed the pause, so its clock (``_utt_start``/``_utt_base``) still holds."""
+        """Speech again within the hold: a new caption on the same, warm recognizer.
+
+        Whatever Vosk made of the pause so far is dropped (``Result()``, which keeps the
+        feature pipeline): left in, it came out as a stray word before the next sentence.
+        The pre-roll, already fed as the end of the pause, is fed again after it.
+        """
+        assert self._rec is not None
+        self._rec.rec.Result()
         self._resting = False
-        self._seg_start = start.sample / vad.RATE
+        self._utt_start = self._seg_start = start.sample / vad.RATE
+        self._utt_base = self._rec.fed
         self._since_partial = 0.0
         self._message_id = str(uuid.uuid4())
         self._partial = ""

@@ -44,8 +44,8 @@ class End:
     """The utterance ended at ``sample`` (after its last speech frame): publish its final.
 
     The pause that follows is still passed on as ``Audio`` for ``hold_ms``, so the
-    recognizer keeps its acoustic state; a ``Start`` within the hold carries no pre-roll
-    (it was passed on already) and continues on the same recognizer.
+    recognizer keeps its acoustic state; a ``Start`` within the hold continues on the same
+    recognizer (its pre-roll was passed on already, as the end of the pause).
     """
 
     sample: int
@@ -166,8 +166,9 @@ class Segmenter:
                 self._trailing_silence = 0
                 self._utterance_frames = len(preroll) // FRAME_BYTES
                 self._hold_left = 0
-                # Within the hold the pre-roll was passed on as the pause already.
-                out.append(Start(b"" if held else preroll, start))
+                # Within the hold the pre-roll was passed on as the pause already; it
+                # comes again here for a recognizer that drops what it made of the pause.
+                out.append(Start(preroll, start))
                 return
             if not held:
                 self.skipped_frames += 1
