@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ class Opening:
         self.writing = 0  # transactions on this node that wrote rooms and are not over
         self._slots = asyncio.Semaphore(slots)
         self._rooms: dict[str, tuple[float, int, Room | None]] = {}
-        self._loading: dict[str, asyncio.Future[Room | None]] = {}
+        self._loading: dict[tuple[str, int], asyncio.Task[Room | None]] = {}
         self._pending: dict[tuple[str, int, int], _Batch] = {}  # gathering readers
         self._running: dict[tuple[str, int, int], asyncio.Future[list[Item]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,7 +126,15 @@ class Opening:
         cached = self._rooms.get(slug)
         if cached is not None and cached[1] == self.generation and now - cached[0] < self.ttl:
             return cached[2]
-        return await self._shared(self._loading, slug, lambda: self._load(slug))
+        # One read for every reader who asks meanwhile, unless the room changed through
+        # this node since it began (then it may hold the old room).
+        key = (slug, self.generation)
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.create_task(self._load(slug))
+            loading.add_done_callback(lambda _t: self._loading.pop(key, None))
+        # Shielded: a reader who leaves does not cancel the others' read.
+        return await asyncio.shield(loading)
 
     async def _load(self, slug: str) -> Room | None:
         generation, read_at, writing = self.generation, time.monotonic(), self.writing
@@ -200,29 +208,6 @@ class Opening:
             items: list[Item] = [rows.caption(r) for r in await conn.execute(captions)]
             items += [rows.correction(r) for r in await conn.execute(corrections)]
         return sorted(items, key=lambda i: i.position)[:limit]
-
-    @staticmethod
-    async def _shared(
-        loading: dict[str, asyncio.Future[Room | None]],
-        key: str,
-        load: Callable[[], Awaitable[Room | None]],
-    ) -> Room | None:
-        """One ``load`` for concurrent callers of one key."""
-        pending = loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
-        loading[key] = future
-        try:
-            value = await load()
-            future.set_result(value)
-            return value
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del loading[key]
 
 
 _openings: weakref.WeakKeyDictionary[Database, Opening] = weakref.WeakKeyDictionary()
