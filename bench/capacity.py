@@ -3,22 +3,32 @@ possible (waiting for each reply like test.py).
 
 A stream is a sequence of utterances, each on its own websocket (config, 0.2 s frames of
 16 kHz audio, eof, final) started as soon as the previous one's final arrived.
+
+``python -m bench.capacity --peer ws://127.0.0.1:PORT --peer-pid PID`` runs the real-time
+points N = 8, 12, 16 side by side with the peer, then the M = 100 meeting on the same
+Plenary process, for its RSS after the capacity runs (docs/benchmarks.md, "Live speakers").
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import datetime as dt
+import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import audio
+from bench import audio, meeting
 from bench.client import StreamResult, stream_paced, stream_sync
-from bench.server import Target, Watch, settle_all
+from bench.server import Target, Watch, check_local, plenary_server, settle_all
 from bench.stats import percentile, table
 from plenary.scoring import cer
-from plenary.settings import Settings
+from plenary.settings import Settings, load_settings
 
 RATE = 16000
 FRAME_SECONDS = 0.2
@@ -58,6 +68,7 @@ async def _play(
 
 async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
+    load_before = os.getloadavg()[0]
     async with aiohttp.ClientSession(connector=connector) as session, Watch(target.pid) as watch:
         started = time.monotonic()
         played = await asyncio.gather(
@@ -85,8 +96,11 @@ async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> d
         "first_error": next((r.error for _, r in results if r.error), None),
         "cer": cer((c.text, " ".join(r.texts())) for c, r in results),
         "server_cpu_seconds": watch.cpu_used(),
+        "cpu_per_audio_second": (cpu / seconds) if (cpu := watch.cpu_used()) and seconds else None,
         "peak_rss_mib": watch.peak_mib(),
         "end_rss_mib": rss_end,
+        "load_before": load_before,  # 1-minute load average: other work on the machine
+        "load_after": os.getloadavg()[0],
     }
 
 
@@ -96,12 +110,13 @@ async def run(
     quick: bool,
     streams: list[int],
     seconds: float,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
     clips = audio.clips(audio.corpus(settings, "ko"), RATE)
     results = []
     for n in streams:
         lists = playlists(clips, n, seconds)
-        for mode in MODES:
+        for mode in modes:
             for target in targets:
                 print(f"capacity: {target.name} N={n} {mode} …", flush=True)
                 waited = await settle_all(targets)
@@ -117,11 +132,14 @@ def report(data: dict[str, Any]) -> str:
         "xRT total",
         "lag p50 s",
         "lag p95 s",
+        "eof→final p50 s",
         "eof→final p95 s",
         "CER %",
         "errors",
         "srv CPU s",
+        "CPU s / audio s",
         "peak RSS MiB",
+        "load",
     ]
     rows = [
         [
@@ -131,16 +149,58 @@ def report(data: dict[str, Any]) -> str:
             r["xrt"],
             r["reply_lag_p50"],
             r["reply_lag_p95"],
+            r["eof_final_p50"],
             r["eof_final_p95"],
             100 * r["cer"],
             r["errors"],
             r["server_cpu_seconds"],
+            r.get("cpu_per_audio_second"),
             r["peak_rss_mib"],
+            r.get("load_before"),
         ]
-        for r in sorted(data["results"], key=lambda r: (r["mode"], r["streams"]))
+        for r in sorted(data["results"], key=lambda r: (r["mode"], r["streams"], r["target"]))
     ]
     return table(
         headers,
         rows,
         f"== capacity (≈{data['seconds_per_stream']:.0f} s of speech per stream) ==",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--peer", help="ws://127.0.0.1:PORT of another vosk-protocol server")
+    parser.add_argument("--peer-pid", type=int, help="the peer's process id (RSS, CPU)")
+    parser.add_argument("--peer-name", default="vosk-server")
+    parser.add_argument("--streams", default="8,12,16", help="N values (8,12,16)")
+    parser.add_argument("--stream-seconds", type=float, default=40.0)
+    parser.add_argument("--modes", default="realtime", help="realtime,fast")
+    parser.add_argument("--meeting", type=int, default=100, help="M afterwards (0: none)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.peer:
+        check_local(args.peer)
+    peer = [Target(args.peer_name, args.peer, args.peer_pid)] if args.peer else []
+    settings = load_settings()
+    streams = [int(x) for x in args.streams.split(",")]
+    modes = tuple(args.modes.split(","))
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    doc: dict[str, Any] = {"started": started, "argv": sys.argv}
+    with plenary_server() as (plenary, _proc):
+        targets = [plenary, *peer]
+        doc["capacity"] = asyncio.run(
+            run(targets, settings, False, streams, args.stream_seconds, modes)
+        )
+        print(report(doc["capacity"]), flush=True)
+        if args.meeting:
+            # The same Plenary process: its memory after the capacity runs is the point.
+            doc["meeting_after"] = asyncio.run(meeting.run([plenary], settings, [args.meeting], 12))
+            print(meeting.report(doc["meeting_after"]), flush=True)
+    doc["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if args.out:
+        args.out.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
