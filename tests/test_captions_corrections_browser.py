@@ -30,7 +30,9 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, slapd: Slapd, tmp_path: Path) -> Any:
-    client = await aiohttp_client(create_app(settings_for(slapd, tmp_path)))
+    client = await aiohttp_client(
+        create_app(settings_for(slapd, f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+    )
     await make_room(client, "hall", policy=POLICY, caption_readers=[{"kind": "anyone"}])
     return client
 
