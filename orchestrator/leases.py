@@ -129,8 +129,10 @@ async def run_while_held(
             if await _guard(name, work, asked, ttl, claim):
                 return
     finally:
+        # Give the lease back for a prompt takeover, but never hang a stop on it: if the
+        # database does not answer within a renewal period the lease just runs out.
         with contextlib.suppress(Exception):
-            await asyncio.shield(leases_.release(name, holder))
+            await asyncio.wait_for(leases_.release(name, holder), period)
 
 
 async def _guard(

@@ -25,7 +25,6 @@ corrections in memory beside its live window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -326,6 +325,7 @@ class Captions:
 
 
 captions_key = web.AppKey("captions", Captions)
+STOP_SECONDS = 10
 
 
 async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -345,10 +345,15 @@ async def captions_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await live.close()
+    # A stop never hangs on the database: what has not ended in 10 s is left behind
+    # (the lease then simply runs out) and said so.
+    _, pending = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+    if pending:
+        log.warning("stopping: the retention task did not end within %d s", STOP_SECONDS)
+    try:
+        await asyncio.wait_for(live.close(), STOP_SECONDS)
+    except TimeoutError:
+        log.warning("stopping: the live bus did not close within %d s", STOP_SECONDS)
 
 
 async def close_streams(app: web.Application) -> None:
