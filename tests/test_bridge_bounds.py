@@ -274,11 +274,19 @@ async def test_new_tags_and_streams_are_refused_near_the_memory_limit(
     open_bridge: Opener, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bots.captioner")
+    # A meeting this captioner already holds (it connected before memory ran short).
+    bridge = await open_bridge()
+    await bridge.connect("sessionId=heavy")
+    await bridge.wait_for(lambda: "heavy" in bridge.client.app[bridge_sessions_key].sessions, 5)
     rss_mb = rss_bytes() / 2**20
     with engine_limits(engine, max_rss_mb=int(rss_mb) + 20):
         await asyncio.sleep(1.1)  # RSS is read at most once a second
-        bridge = await open_bridge()
-        await bridge.connect("sessionId=heavy")
+        # A new meeting is refused at once (1013), so the videobridge tries elsewhere.
+        newcomer = await bridge.client.ws_connect("/transcribe?sessionId=newcomer")
+        closing = await newcomer.receive(timeout=5)
+        assert closing.type == WSMsgType.CLOSE and newcomer.close_code == 1013
+        assert "max_rss_mb" in str(closing.extra)
+        # The meeting it holds stays; its new speakers are refused one by one.
         fake = FakeBridge()
         await bridge.ws.send_str(fake.start("abcd-a0"))
         await bridge.wait_for(lambda: "abcd-a0" in refused(bridge, "heavy"), 5)
