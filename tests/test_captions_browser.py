@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from bench.harness.netutil import free_port
 from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
+from orchestrator.captions import captions_key
 from plenary.settings import load_settings
 from tests.captions_helpers import cli_rooms, make_room
 
@@ -223,4 +224,49 @@ async def test_live_lines_carry_their_language_and_the_rooms_clock(
                 )
                 assert "김민지" in spoken and "Ana Lima" in spoken  # the speaker, as text
             await devtools.get(f"{browser}/json/close/{target['id']}")
+    await server.close()
+
+
+async def test_a_reader_no_longer_admitted_sees_the_page_stop(browser: str, tmp_path: Path) -> None:
+    # A public room read anonymously; then the room is restricted and the stream ends
+    # (a restart, a dropped reader): the page asks why it cannot reconnect, and stops
+    # with a message instead of retrying for ever.
+    cli_rooms(tmp_path / "db.sqlite3", "lobby")
+    settings = load_settings(
+        orchestrator={"database": tmp_path / "db.sqlite3", "admin_token": ADMIN},
+        captions={"producer_token": TOKEN},
+    )
+    app = create_app(settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    base = f"http://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession(base) as http, aiohttp.ClientSession() as devtools:
+        target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
+        async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            page = Page(ws)
+            await page.send("Page.enable")
+            await page.send("Page.navigate", url=f"{base}/r/lobby/captions")
+            await page.wait_for("document.getElementById('status').textContent === 'Live.'")
+            await _post(http, "lobby", "Ana", "Said while public")
+            await page.wait_for("document.querySelectorAll('#lines li').length === 1")
+            devs = {"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}
+            changed = await http.patch(
+                "/api/v1/rooms/lobby",
+                json={"policy": devs},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            )
+            assert changed.status == 200, await changed.text()
+            app[captions_key].hub.close_all()  # every live stream ends, as at a restart
+            stopped = await page.wait_for(
+                "document.getElementById('status').textContent.startsWith('Stopped') &&"
+                " document.getElementById('status').textContent"
+            )
+            assert "not available to you" in stopped
+            await _post(http, "lobby", "Ana", "Said once restricted")
+            await asyncio.sleep(6)  # longer than the page's retry delay
+            assert await page.evaluate("document.querySelectorAll('#lines li').length") == 1
+            assert (await page.evaluate("document.getElementById('status').textContent")) == (
+                stopped
+            )
+        await devtools.get(f"{browser}/json/close/{target['id']}")
     await server.close()

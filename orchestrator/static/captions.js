@@ -79,8 +79,16 @@
     source.onopen = function () { status.textContent = "Live."; };
     source.onerror = function () {
       status.textContent = "Reconnecting…";
-      // A busy node answers 503 (Retry-After) and the browser stops: go on from the last line.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000 + Math.random() * 3000);
+      // The browser gave up (a busy node's 503, or a refusal): ask why, from the headers
+      // only. Refused (no longer allowed, gone): stop and say so; else go on later.
+      if (source.readyState !== EventSource.CLOSED) return;
+      var stop = new AbortController();
+      fetch(url, { signal: stop.signal, credentials: "same-origin" }).then(function (r) {
+        stop.abort();
+        if ([401, 403, 404, 410].indexOf(r.status) >= 0) {
+          status.textContent = "Stopped: these captions are not available to you now. Reload the page to log in again.";
+        } else setTimeout(connect, 2000 + Math.random() * 3000);
+      }, function () { setTimeout(connect, 2000 + Math.random() * 3000); });
     };
   }
   pause.hidden = false;
