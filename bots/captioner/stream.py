@@ -38,6 +38,7 @@ from plenary.settings import CaptionerSettings
 EventSink = Callable[[CaptionEvent], None]
 log = logging.getLogger(__name__)
 PIECE_BYTES = vad.RATE // 5  # 0.1 s of 16-bit audio per AcceptWaveform call
+RESUME_PREROLL_BYTES = vad.FRAME_BYTES * 10  # 0.3 s of onset, fed again on a resume
 
 
 @dataclass(slots=True)
@@ -202,12 +203,13 @@ class StreamTranscriber:
             if self.abandoned and not isinstance(action, vad.End | vad.Release):
                 continue
             if isinstance(action, vad.Start):
+                pcm = action.pcm
                 if self._rec is not None:
-                    self._resume(action)
+                    pcm = self._resume(action)
                 else:
                     self._begin(action)
-                if action.pcm and self._rec is not None:
-                    self._accept(action.pcm, finals)
+                if pcm and self._rec is not None:
+                    self._accept(pcm, finals)
             elif isinstance(action, vad.Audio):
                 if self._rec is not None:
                     self._accept(action.pcm, finals)
@@ -249,21 +251,25 @@ class StreamTranscriber:
         self._message_id = str(uuid.uuid4())
         self._partial = ""
 
-    def _resume(self, start: vad.Start) -> None:
+    def _resume(self, start: vad.Start) -> bytes:
         """Speech again within the hold: a new caption on the same, warm recognizer.
 
         Whatever Vosk made of the pause so far is dropped (``Result()``, which keeps the
         feature pipeline): left in, it came out as a stray word before the next sentence.
-        The pre-roll, already fed as the end of the pause, is fed again after it.
+        The onset, already fed as the end of the pause, is fed again after it: the
+        returned tail of the pre-roll (a warm recognizer needs no more).
         """
         assert self._rec is not None
         self._rec.rec.Result()
+        pcm = start.pcm[-RESUME_PREROLL_BYTES:]
         self._resting = False
-        self._utt_start = self._seg_start = start.sample / vad.RATE
+        self._utt_start = (start.sample + (len(start.pcm) - len(pcm)) // 2) / vad.RATE
+        self._seg_start = self._utt_start
         self._utt_base = self._rec.fed
         self._since_partial = 0.0
         self._message_id = str(uuid.uuid4())
         self._partial = ""
+        return pcm
 
     def _accept(self, pcm: bytes, finals: list[Final]) -> None:
         # In pieces, so a stream abandoned mid-call stops within a tenth of a second of decoding.
