@@ -164,13 +164,15 @@ class RecognizerPool:
             self._idle.setdefault(language, []).append(pooled)
 
     def shrink(self) -> int:
-        """Let idle recognizers beyond the recent peak (or the memory budget) go, the
-        least recently used first; returns how many went."""
+        """Let idle recognizers beyond the recent peak (or the memory budget) go, those
+        that decoded the most audio first (the largest graph caches: after a peak the
+        ones kept are warm but small); returns how many went."""
         gone: list[Recognizer] = []
         with self._lock:
             keep = self._target_locked() - self.in_use
             over = self._memory is not None and self._memory.idle_over_budget() is not None
             for idle in self._idle.values():
+                idle.sort(key=lambda r: -r.fed)  # acquire pops from the end: the smallest
                 while idle and (sum(len(v) for v in self._idle.values()) > max(keep, 0) or over):
                     gone.append(idle.pop(0))
                     over = False  # one at a time past the budget: RSS is re-read next call
