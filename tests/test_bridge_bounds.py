@@ -35,13 +35,16 @@ Opener = Callable[..., Awaitable[Bridge]]
 @contextlib.contextmanager
 def engine_limits(engine: Engine, **update: Any) -> Iterator[CaptionerSettings]:
     """The shared engine with other captioner limits for one test (as if started with them)."""
-    saved, limit = engine.settings, engine.recognizers.limit
+    pool = engine.recognizers
+    saved, limit, peak, warm = engine.settings, pool.limit, pool.peak_seconds, pool.warm
     engine.settings = saved.model_copy(update=update)
-    engine.recognizers.limit = engine.settings.max_streams
+    pool.limit = engine.settings.max_streams
+    pool.peak_seconds = engine.settings.warm_peak_seconds
+    pool.warm = engine.settings.warm_recognizers
     try:
         yield engine.settings
     finally:
-        engine.settings, engine.recognizers.limit = saved, limit
+        engine.settings, pool.limit, pool.peak_seconds, pool.warm = saved, limit, peak, warm
 
 
 async def health(bridge: Bridge) -> dict[str, Any]:
@@ -86,7 +89,11 @@ async def test_bridge_storm_stays_within_limits_and_leaves_room_for_vosk(
     """The probe, smaller: 200 starts, 50 Opus packets per tag as fast as possible,
     session-end, close; three sessions back to back."""
     pcm = read_pcm(ko_corpus[7].path, 48000)[0]
-    with engine_limits(engine, max_streams=24, bridge_max_sources=10):
+    # The pool keeps a peak warm for warm_peak_seconds (60 s by default) and a floor of
+    # warm_recognizers always (memory it is meant to hold; tests/test_recognizer_pool.py):
+    # 5 s and none here, so what the storm took is seen coming back within the minute.
+    limits = {"warm_peak_seconds": 5.0, "warm_recognizers": 0}
+    with engine_limits(engine, max_streams=24, bridge_max_sources=10, **limits):
         bridge = await open_bridge(bridge_max_sources=10)
         baseline = (await health(bridge))["streams"]
         rss_start = rss_bytes()

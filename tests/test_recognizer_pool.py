@@ -49,8 +49,10 @@ async def test_pool_grows_to_the_peak_and_the_engine_shrinks_it_back_after(
     # The window is long enough for the peak to still be recent when the speakers end,
     # even on a loaded machine (4 times 3 s of speech decoded as fast as 2 threads go).
     peaky = Engine(CaptionerSettings(warm_recognizers=1, warm_peak_seconds=20.0), engine.models)
+    upkeep: asyncio.Task[None] | None = None
     try:
-        await peaky.preload(["ko"])  # warms one and starts the upkeep
+        await peaky.preload(["ko"])  # warms one
+        upkeep = asyncio.create_task(peaky.upkeep())  # as the captioner app runs it
         pool = peaky.recognizers
         pcm, rate = read_pcm(ko_corpus[2].path)
         pcm = pcm[: rate * 2 * 3]  # 3 s each
@@ -66,6 +68,8 @@ async def test_pool_grows_to_the_peak_and_the_engine_shrinks_it_back_after(
         assert pool.retired == peak - 1
         assert pool.stats()["peak"] <= 1
     finally:
+        if upkeep is not None:
+            upkeep.cancel()
         peaky.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -144,6 +146,15 @@ def caption_bus(maxsize: int = 1000) -> FanOut[CaptionEvent]:
     return FanOut(overflow=Overflow.DROP_OLDEST, maxsize=maxsize)
 
 
+async def pool_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Let idle recognizers beyond the recent peak go (``Engine.upkeep``) while it runs."""
+    task = asyncio.create_task(app[engine_key].upkeep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(
     settings: Settings, bus: FanOut[CaptionEvent] | None = None, engine: Engine | None = None
 ) -> web.Application:
@@ -155,6 +166,8 @@ def create_app(
         app.cleanup_ctx.append(engine_ctx)
     else:
         app[engine_key] = engine
+    # The recognizer pool gives back what a peak took, for as long as the app serves.
+    app.cleanup_ctx.append(pool_upkeep_ctx)
     # Delivery outlives the bridge sessions, so their last finals still go out.
     app.cleanup_ctx.append(delivery_ctx)
     # Bridge sessions are closed before the engine they use (cleanup runs in reverse).

@@ -11,7 +11,6 @@ stream.py (one stream's transcriber), vad.py (segmentation).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,6 @@ class Engine:
             peak_seconds=settings.warm_peak_seconds,
         )
         self.budget = StreamBudget(lambda: self.settings.max_streams, self.memory)
-        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def active_streams(self) -> int:
@@ -67,7 +65,7 @@ class Engine:
     async def preload(self, languages: Sequence[str], *, warm: bool = True) -> None:
         """Load the models; with ``warm``, warm ``captioner.warm_recognizers`` recognizers
         of the first language (each decodes a few seconds of audio, on every thread at
-        once) and start letting surplus idle recognizers go after a peak."""
+        once). ``upkeep`` (run by the captioner app) lets a peak's surplus go."""
         loop = asyncio.get_running_loop()
         for language in languages:
             await loop.run_in_executor(self.executor, self.models.get, language)
@@ -81,10 +79,8 @@ class Engine:
                 for _ in range(pool.warm - pool.idle_count())
             )
         )
-        if self._upkeep is None:
-            self._upkeep = asyncio.create_task(self._shrink_after_peaks())
 
-    async def _shrink_after_peaks(self) -> None:
+    async def upkeep(self) -> None:
         """Every few seconds, let idle recognizers beyond the recent peak go (on a
         worker thread: freeing a recognizer and trimming the heap take milliseconds)."""
         loop = asyncio.get_running_loop()
@@ -95,10 +91,6 @@ class Engine:
                 await loop.run_in_executor(self.executor, self.recognizers.shrink)
 
     def close(self) -> None:
-        if self._upkeep is not None:
-            with contextlib.suppress(RuntimeError):  # its loop is closed already
-                self._upkeep.cancel()
-            self._upkeep = None
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -74,6 +74,15 @@ class RecognizerPool:
 
     # --- sizing ---
 
+    @property
+    def peak_seconds(self) -> float:
+        """How long a peak of recognizers in use keeps that many warm."""
+        return self._bucket * PEAK_BUCKETS
+
+    @peak_seconds.setter
+    def peak_seconds(self, seconds: float) -> None:
+        self._bucket = max(seconds / PEAK_BUCKETS, 1e-3)
+
     def _note_locked(self) -> None:
         """Record ``in_use`` in the current bucket of the peak window."""
         now = int(time.monotonic() / self._bucket)
