@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bench.harness.audio import read_pcm
+from bench.harness.audio import read_pcm, speak_over_vosk
 from bench.harness.netutil import free_port
 from bench.harness.opus_frames import FakeBridge
 from bots.captioner import metrics as cmetrics
@@ -145,16 +145,8 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> 
 
 async def speak(address: str, utt: Utterance, *, token: str = ACCESS) -> None:
     """One utterance over the vosk websocket, as fast as the captioner takes it."""
-    pcm, rate = read_pcm(utt.path, 16000)
-    pcm += b"\0" * 16000  # half a second of silence after it
     url = f"ws://{address}/?room={ROOM}&speaker=Kim&lang=ko&token={token}"
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        await ws.send_str(json.dumps({"config": {"sample_rate": rate}}))
-        for i in range(0, len(pcm), 6400):
-            await ws.send_bytes(pcm[i : i + 6400])
-            await ws.receive_str()
-        await ws.send_str('{"eof" : 1}')
-        await ws.receive_str()
+    await speak_over_vosk(url, utt.path)
 
 
 def finals_of(sub: Subscription[CaptionEvent]) -> list[CaptionEvent]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from argparse import Namespace
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bench.harness.audio import read_pcm
+from bench.harness.audio import speak_over_vosk
 from bench.harness.ircservers import HOST, RawClient, binary, start_server
 from bench.harness.netutil import free_port
 from plenary.compose import irc
@@ -40,16 +39,7 @@ from tests.test_irc_orchestrator import (
 
 async def speak(port: int, utt: Utterance) -> None:
     """One utterance over the captioner's vosk websocket, as Jigasi sends it."""
-    pcm, rate = read_pcm(utt.path, 16000)
-    pcm += b"\0" * 16000  # half a second of silence after it
-    url = f"ws://{HOST}:{port}/?room={ROOM}&speaker=Kim&lang=ko"
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        await ws.send_str(json.dumps({"config": {"sample_rate": rate}}))
-        for i in range(0, len(pcm), 6400):
-            await ws.send_bytes(pcm[i : i + 6400])
-            await ws.receive_str()
-        await ws.send_str('{"eof" : 1}')
-        await ws.receive_str()
+    await speak_over_vosk(f"ws://{HOST}:{port}/?room={ROOM}&speaker=Kim&lang=ko", utt.path)
 
 
 async def stored(base: str, speaker: str = "") -> list[tuple[int, str]]:
