@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
+from bots.captioner.recognizers import RecognizerPool
 from bots.captioner.vosk_models import ModelError, ModelRegistry
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent, clean_text
@@ -188,6 +190,30 @@ async def test_a_pause_within_the_hold_keeps_the_recognizer_warm(
         assert more, "no final for the sentence after the pause"
         assert not stream.holds_recognizer
         assert engine.recognizers.in_use == in_use
+    assert not any(r.open for r in engine.recognizers.idle("ko"))
     resumed = more[0].event
     assert resumed.message_id != finals[-1].event.message_id
     assert resumed.start >= (len(first) + len(pause)) / 32000 - 0.35  # same stream clock
+
+
+def test_a_recognizer_goes_back_to_the_pool_finished(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    """Vosk's FinalResult() does nothing after Result() with no audio since: pooled like
+    that, a recognizer would carry one stream's feature pipeline (CMVN, i-vector) to the
+    next stream that borrows it. The pool finishes it first."""
+    pool = RecognizerPool(engine.models, warm=1, max_audio_seconds=600)
+    pcm, _ = read_pcm(ko_corpus[0].path, 16000)
+    rec = pool.acquire("ko", None)
+    rec.accept(pcm)
+    assert json.loads(rec.result())["text"]
+    assert json.loads(rec.final_result())["text"] == ""  # Vosk's no-op: why finish exists
+    assert rec.open
+    pool.release("ko", None, rec)
+    assert pool.idle("ko") == [rec]
+    assert not rec.open
+    again = pool.acquire("ko", None)
+    assert again is rec
+    again.accept(pcm)  # decodes from a fresh feature pipeline
+    assert json.loads(again.final_result())["text"]
+    assert not again.open

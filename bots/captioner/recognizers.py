@@ -21,17 +21,61 @@ PEAK_BUCKETS = 6  # the observed peak is kept per sixth of ``peak_seconds``
 
 
 class Recognizer:
-    """A Vosk recognizer and how much audio it has consumed in its lifetime.
+    """A Vosk recognizer, how much audio it has consumed in its lifetime, and whether it
+    holds an utterance's state.
 
     Vosk reports word times from the recognizer's creation, across utterances;
     ``fed`` lets us move them onto the stream's clock.
+
+    Vosk's ``FinalResult()`` is a no-op (an empty result, nothing freed) unless audio
+    came since the last ``Result()`` (vosk-api src/recognizer.cc: it acts only in the
+    RUNNING state). A recognizer given back to the pool in that state would keep the
+    last stream's feature pipeline (CMVN, i-vector) and carry it to the next stream
+    that borrows it. So the calls go through here, which mirrors Vosk's state, and
+    ``finish`` always ends the utterance.
     """
 
-    __slots__ = ("fed", "rec")
+    __slots__ = ("_open", "_running", "fed", "rec")
 
     def __init__(self, rec: vosk.KaldiRecognizer) -> None:
         self.rec = rec
         self.fed = 0.0
+        self._running = False  # audio accepted since the last Result()/FinalResult()
+        self._open = False  # Vosk holds a feature pipeline from audio of ours
+
+    @property
+    def open(self) -> bool:
+        """Whether the recognizer still holds an utterance's state (not yet finished)."""
+        return self._open
+
+    def accept(self, pcm: bytes) -> bool:
+        """``AcceptWaveform``: True when Vosk's own endpointer fired."""
+        self._running = self._open = True
+        return bool(self.rec.AcceptWaveform(pcm))
+
+    def result(self) -> str:
+        """``Result()``: the utterance so far; the feature pipeline is kept."""
+        self._running = False
+        return str(self.rec.Result())
+
+    def final_result(self) -> str:
+        """``FinalResult()``: empty when nothing came since ``result()`` (see ``finish``)."""
+        if self._running:
+            self._running = self._open = False
+        return str(self.rec.FinalResult())
+
+    def partial_result(self) -> str:
+        return str(self.rec.PartialResult())
+
+    def finish(self) -> None:
+        """End the utterance for good, whatever state it is in; the text is discarded.
+        After ``result()`` an empty ``AcceptWaveform`` (it decodes nothing) makes Vosk
+        running again, so that ``FinalResult()`` frees the feature pipeline."""
+        if not self._open:
+            return
+        if not self._running:
+            self.accept(b"")
+        self.final_result()
 
 
 class RecognizerPool:
@@ -144,6 +188,10 @@ class RecognizerPool:
     def release(
         self, language: str, grammar: str | None, rec: Recognizer, *, reuse: bool = True
     ) -> None:
+        """Take ``rec`` back; one that may be reused is finished first (on the caller's
+        thread: it may decode a few frames), so no stream's state reaches the next."""
+        if reuse and grammar is None:
+            rec.finish()
         with self._lock:
             self.in_use -= 1
             self._note_locked()
@@ -165,8 +213,8 @@ class RecognizerPool:
         start-up do not pay the cold price."""
         pooled = self._create(language, None)
         for i in range(0, len(pcm), vad.RATE // 5):
-            pooled.rec.AcceptWaveform(pcm[i : i + vad.RATE // 5])
-        pooled.rec.FinalResult()
+            pooled.accept(pcm[i : i + vad.RATE // 5])
+        pooled.final_result()
         pooled.fed += len(pcm) / 2 / vad.RATE
         with self._lock:
             self.created += 1
@@ -197,6 +245,11 @@ class RecognizerPool:
         with self._lock:
             keep = self._target_locked() - self.in_use
             return max(0, sum(len(v) for v in self._idle.values()) - max(keep, 0))
+
+    def idle(self, language: str) -> list[Recognizer]:
+        """A snapshot of the idle recognizers of ``language`` (for health checks, tests)."""
+        with self._lock:
+            return list(self._idle.get(language, []))
 
     def idle_count(self) -> int:
         with self._lock:

