@@ -95,3 +95,39 @@ async def test_no_idle_recognizer_is_kept_over_the_memory_budget(
         assert pool.retired == pool.created == 2
     finally:
         bounded.close()
+
+
+async def test_a_worn_idle_recognizer_is_replaced_by_a_fresh_warm_one(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    """After a busy spell the kept recognizer, whose graph cache grew with all it
+    decoded, is swapped for a freshly warmed one while a thread is free."""
+    settings = CaptionerSettings(
+        warm_recognizers=1, warm_peak_seconds=6.0, warm_refresh_seconds=10.0, max_rss_mb=0
+    )
+    fresh = Engine(settings, engine.models)
+    upkeep: asyncio.Task[None] | None = None
+    try:
+        await fresh.preload(["ko"])
+        pool = fresh.recognizers
+        (warmed,) = pool._idle["ko"]
+        pcm, rate = read_pcm(ko_corpus[2].path)  # ~7 s of speech, twice
+        assert await speak(fresh, pcm + pcm, rate, "busy") >= 1
+        (worn,) = pool._idle["ko"]
+        assert worn is warmed and worn.fed > 10.0
+        upkeep = asyncio.create_task(fresh.upkeep())  # ticks every second here
+        deadline = time.monotonic() + 30
+        while pool._idle["ko"] in ([worn], []):  # [] while the new one warms
+            assert time.monotonic() < deadline, pool.stats()
+            await asyncio.sleep(0.2)
+        (replacement,) = pool._idle["ko"]
+        assert replacement is not worn and replacement.fed == WARM_SECONDS
+        assert pool.retired == 1 and pool.created == 2
+        await asyncio.sleep(2.5)  # a fresh one is not replaced again
+        assert pool._idle["ko"] == [replacement] and pool.retired == 1
+        assert await speak(fresh, pcm, rate, "again") >= 1
+        assert pool.created == 2  # the next speaker got the fresh warm one
+    finally:
+        if upkeep is not None:
+            upkeep.cancel()
+        fresh.close()

@@ -41,6 +41,7 @@ class Engine:
             peak_seconds=settings.warm_peak_seconds,
         )
         self.budget = StreamBudget(lambda: self.settings.max_streams, self.memory)
+        self._warm: tuple[str, bytes] | None = None  # language and audio of warm-ups
 
     @property
     def active_streams(self) -> int:
@@ -72,6 +73,7 @@ class Engine:
         if not warm or not languages:
             return
         pcm = warm_audio(self.settings.warm_audio)
+        self._warm = (languages[0], pcm)
         pool = self.recognizers
         await asyncio.gather(
             *(
@@ -81,14 +83,29 @@ class Engine:
         )
 
     async def upkeep(self) -> None:
-        """Every few seconds, let idle recognizers beyond the recent peak go (on a
-        worker thread: freeing a recognizer and trimming the heap take milliseconds)."""
+        """Every few seconds, let idle recognizers beyond the recent peak go, or else
+        replace one worn idle recognizer (``captioner.warm_refresh_seconds``) by a fresh
+        warm one while a thread is free; on a worker thread (freeing a recognizer and
+        trimming the heap take milliseconds, a warm-up about a CPU-second)."""
         loop = asyncio.get_running_loop()
         every = max(1.0, self.settings.warm_peak_seconds / 6)
         while True:
             await asyncio.sleep(every)
-            if self.recognizers.surplus() or self.memory.idle_over_budget():
-                await loop.run_in_executor(self.executor, self.recognizers.shrink)
+            pool = self.recognizers
+            if pool.surplus() or self.memory.idle_over_budget():
+                await loop.run_in_executor(self.executor, pool.shrink)
+            elif self._can_refresh():
+                assert self._warm is not None
+                language, pcm = self._warm
+                worn = self.settings.warm_refresh_seconds
+                await loop.run_in_executor(self.executor, pool.refresh, language, pcm, worn)
+
+    def _can_refresh(self) -> bool:
+        return (
+            self._warm is not None
+            and self.settings.warm_refresh_seconds > 0
+            and self.recognizers.in_use < self.threads
+        )
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -115,6 +115,14 @@ class CaptionerSettings(Section):
         "each warm recognizer at start-up (its first 3 s); none: a synthetic voiced signal, "
         "which warms less.",
     )
+    warm_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="An idle recognizer that has decoded more than this much audio is "
+        "replaced by a freshly warmed one while a recognition thread is free (one every "
+        "captioner.warm_peak_seconds / 6): its graph cache only grows, so after a busy "
+        "spell the kept recognizers come back to their start-up size. 0: never.",
+    )
     recognizer_max_audio_seconds: float = Field(
         600.0,
         ge=10,
