@@ -32,6 +32,10 @@ from plenary.settings import Settings, load_settings
 
 RATE = 16000
 FRAME_SECONDS = 0.2
+# Replies to frames sent this long after the start are the "steady" lag: the first
+# seconds, when every speaker starts at once on recognizers not yet warm for them,
+# are reported apart (docs/benchmarks.md, "Live speakers per core").
+STEADY_AFTER = 15.0
 MODES = ("realtime", "fast")
 
 
@@ -78,6 +82,19 @@ async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> d
         rss_end = watch.rss_mib()
     results = [r for stream in played for r in stream]
     lags = [lag for _, r in results for lag in r.reply_lags()]
+    steady = [
+        lag
+        for _, r in results
+        for sent, lag in zip(r.sent, r.reply_lags(), strict=False)
+        if sent - started >= STEADY_AFTER
+    ]
+    steady_eofs = [
+        lat
+        for _, r in results
+        if r.eof_sent is not None
+        and r.eof_sent - started >= STEADY_AFTER
+        and (lat := r.eof_latency()) is not None
+    ]
     eofs = [lat for _, r in results if (lat := r.eof_latency()) is not None]
     seconds = sum(r.audio_seconds for _, r in results)
     return {
@@ -89,6 +106,8 @@ async def run_one(target: Target, lists: list[list[audio.Clip]], mode: str) -> d
         "xrt": seconds / wall if wall else None,
         "reply_lag_p50": percentile(lags, 50),
         "reply_lag_p95": percentile(lags, 95),
+        "steady_lag_p95": percentile(steady, 95),
+        "steady_eof_final_p95": percentile(steady_eofs, 95),
         "eof_final_p50": percentile(eofs, 50),
         "eof_final_p95": percentile(eofs, 95),
         "utterances": len(results),
@@ -132,8 +151,10 @@ def report(data: dict[str, Any]) -> str:
         "xRT total",
         "lag p50 s",
         "lag p95 s",
+        f"lag p95 after {STEADY_AFTER:.0f} s",
         "eof→final p50 s",
         "eof→final p95 s",
+        f"eof→final p95 after {STEADY_AFTER:.0f} s",
         "CER %",
         "errors",
         "srv CPU s",
@@ -149,8 +170,10 @@ def report(data: dict[str, Any]) -> str:
             r["xrt"],
             r["reply_lag_p50"],
             r["reply_lag_p95"],
+            r.get("steady_lag_p95"),
             r["eof_final_p50"],
             r["eof_final_p95"],
+            r.get("steady_eof_final_p95"),
             100 * r["cer"],
             r["errors"],
             r["server_cpu_seconds"],
