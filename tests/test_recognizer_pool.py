@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 from bench.harness.audio import read_pcm
 from bots.captioner.engine import Engine
-from bots.captioner.recognizers import WARM_SECONDS
+from bots.captioner.recognizers import WARM_SECONDS, warm_audio
 from plenary.corpus import Utterance
 from plenary.settings import CaptionerSettings
 
@@ -131,3 +136,25 @@ async def test_a_worn_idle_recognizer_is_replaced_by_a_fresh_warm_one(
         if upkeep is not None:
             upkeep.cancel()
         fresh.close()
+
+
+def test_warm_audio_takes_the_start_of_any_16_bit_wav(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    stereo = (rng.normal(0, 3000, (22050 * 5, 2))).astype("<i2")
+    path = tmp_path / "speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(stereo.tobytes())
+    pcm = warm_audio(path)
+    assert len(pcm) == int(WARM_SECONDS * 16000) * 2  # 3 s at 16 kHz, the first channel
+    assert warm_audio(None) and len(warm_audio(None)) == len(pcm)  # the synthetic signal
+    eight_bit = tmp_path / "u8.wav"
+    with wave.open(str(eight_bit), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(b"\x80" * 8000)
+    with pytest.raises(ValueError, match="16-bit PCM WAV"):
+        warm_audio(eight_bit)

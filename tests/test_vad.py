@@ -116,3 +116,22 @@ def test_without_a_hold_every_end_is_released_at_once(ko_corpus: list[Utterance]
         if isinstance(action, vad.End):
             assert isinstance(actions[i + 1], vad.Release)
     assert seg.end() == []
+
+
+def test_the_pre_roll_is_a_second_over_noise_and_short_over_quiet(
+    ko_corpus: list[Utterance],
+) -> None:
+    """Over noise a cold recognizer gets a second of it before the onset (its CMVN and
+    i-vector adapt to the channel); over a near-silent background only 0.3 s."""
+    pcm, _ = read_pcm(ko_corpus[0].path, vad.RATE)
+    speech = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    for dbfs, expected in ((-55.0, 1.0), (-70.0, 0.3)):
+        background = np.frombuffer(noise(2.0 + len(speech) / vad.RATE, dbfs), dtype="<i2")
+        mixed = background.astype(np.float64)
+        mixed[2 * vad.RATE :] += speech
+        seg = vad.Segmenter(preroll_ms=1000, quiet_preroll_ms=300)
+        actions = seg.push(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
+        start = next(a for a in actions if isinstance(a, vad.Start))
+        seconds = len(start.pcm) / 2 / vad.RATE
+        assert abs(seconds - expected) < 0.05, (dbfs, seconds)
+        assert start.sample + len(start.pcm) // 2 > 2 * vad.RATE  # ends at the onset

@@ -10,6 +10,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+import soxr
 import vosk
 
 from bots.captioner import vad
@@ -286,15 +287,20 @@ class RecognizerPool:
 
 def warm_audio(path: Path | None) -> bytes:
     """``WARM_SECONDS`` of 16 kHz s16le audio to warm recognizers with: the start of
-    ``path`` (a 16-bit mono WAV at 16 kHz, ideally speech in the model's language), or
-    without one a synthetic voiced signal. Measured on the Korean model: after 3 s of
-    real speech the next utterances cost 0.16 CPU-s per audio second, after this
-    synthetic signal 0.20, cold 0.33."""
+    ``path`` (a 16-bit PCM WAV at any rate, mono or not: ideally speech in the model's
+    language), or without one a synthetic voiced signal. Measured on the Korean model:
+    after 3 s of real speech the next utterances cost 0.16 CPU-s per audio second,
+    after this synthetic signal 0.20, cold 0.33."""
     if path is not None:
         with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != vad.RATE:
-                raise ValueError(f"{path}: warm audio must be 16-bit mono 16 kHz WAV")
-            return w.readframes(int(WARM_SECONDS * vad.RATE))
+            if w.getsampwidth() != 2:
+                raise ValueError(f"{path}: warm audio must be a 16-bit PCM WAV")
+            rate, channels = w.getframerate(), w.getnchannels()
+            data = w.readframes(int(WARM_SECONDS * rate))
+        samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)[:, 0]
+        if rate != vad.RATE:
+            samples = soxr.resample(samples, rate, vad.RATE)
+        return samples.astype("<i2").tobytes()
     # A gliding, syllable-modulated pitch with a little noise: exercises more of the
     # graph than silence or white noise (measured: noise warms to 0.24 only).
     rng = np.random.default_rng(0)

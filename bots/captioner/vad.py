@@ -77,10 +77,14 @@ class Segmenter:
         silence_ms: int = 400,
         onset_frames: int = 3,
         onset_window: int = 5,
-        # A second of the stream's own background before the onset (0.3 s before) lets a
-        # cold recognizer's CMVN and i-vector adapt to the channel: the meeting benchmark's
-        # turns over -55 dBFS noise went from CER 0.30 to 0.27 (docs/benchmarks.md).
+        # Pre-roll before the onset: over a noisy background a second of it lets a cold
+        # recognizer's CMVN and i-vector adapt to the channel first (the meeting shape over
+        # -55 dBFS noise: CER 0.30 -> 0.27); over a quiet one (a studio's -65 dBFS) that
+        # second is near-silence that skews them instead (36 studio utterances: 0.33 ->
+        # 0.34), so there only ``quiet_preroll_ms`` (docs/benchmarks.md).
         preroll_ms: int = 1000,
+        quiet_preroll_ms: int = 300,
+        quiet_floor_dbfs: float = -60.0,
         max_utterance_s: float = 15.0,
         hold_ms: int = 0,
     ) -> None:
@@ -93,6 +97,8 @@ class Segmenter:
         self._onset_frames = onset_frames
         self._recent: deque[bool] = deque(maxlen=onset_window)
         self._preroll: deque[bytes] = deque(maxlen=max(onset_window, round(preroll_ms / 30)))
+        self._quiet_preroll = max(onset_window, round(quiet_preroll_ms / 30))
+        self._quiet_floor_db = quiet_floor_dbfs
         self._max_frames = round(max_utterance_s / FRAME_SECONDS)
         self._hold_frames = round(hold_ms / 30)
         self._hold_left = 0  # frames of pause still passed on after the last End
@@ -161,7 +167,11 @@ class Segmenter:
             if held:
                 out.append(Audio(frame))  # the pause, for the held recognizer
             if sum(self._recent) >= self._onset_frames:
-                preroll = b"".join(self._preroll)
+                frames = list(self._preroll)
+                assert self._noise_db is not None
+                if self._noise_db < self._quiet_floor_db:
+                    frames = frames[-self._quiet_preroll :]
+                preroll = b"".join(frames)
                 start = self._sample + FRAME_SAMPLES - len(preroll) // 2
                 self._preroll.clear()
                 self._recent.clear()

@@ -111,9 +111,9 @@ class CaptionerSettings(Section):
     )
     warm_audio: Path | None = Field(
         None,
-        description="16-bit mono 16 kHz WAV of speech in the default language, decoded by "
-        "each warm recognizer at start-up (its first 3 s); none: a synthetic voiced signal, "
-        "which warms less.",
+        description="16-bit PCM WAV (any rate; the first channel) of speech in the default "
+        "language, decoded by each warm recognizer at start-up (its first 3 s); none: a "
+        "synthetic voiced signal, which warms less.",
     )
     warm_refresh_seconds: float = Field(
         60.0,
