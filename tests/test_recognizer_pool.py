@@ -132,6 +132,10 @@ async def test_a_worn_idle_recognizer_is_replaced_by_a_fresh_warm_one(
         assert pool._idle["ko"] == [replacement] and pool.retired == 1
         assert await speak(fresh, pcm, rate, "again") >= 1
         assert pool.created == 2  # the next speaker got the fresh warm one
+        upkeep.cancel()
+        # One in use since the last round keeps its warm cache, however much it decoded.
+        assert not pool.refresh("ko", warm_audio(None), worn_seconds=0.0, idle_seconds=60.0)
+        assert pool.created == 2
     finally:
         if upkeep is not None:
             upkeep.cancel()

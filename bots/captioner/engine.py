@@ -84,9 +84,10 @@ class Engine:
 
     async def upkeep(self) -> None:
         """Every few seconds, let idle recognizers beyond the recent peak go, or else
-        replace one worn idle recognizer (``captioner.warm_refresh_seconds``) by a fresh
-        warm one while a thread is free; on a worker thread (freeing a recognizer and
-        trimming the heap take milliseconds, a warm-up about a CPU-second)."""
+        replace one worn recognizer (``captioner.warm_refresh_seconds``), idle since the
+        last round, by a fresh warm one while a thread is free. On a worker thread:
+        freeing a recognizer and trimming the heap take milliseconds, a warm-up about a
+        CPU-second."""
         loop = asyncio.get_running_loop()
         every = max(1.0, self.settings.warm_peak_seconds / 6)
         while True:
@@ -98,7 +99,7 @@ class Engine:
                 assert self._warm is not None
                 language, pcm = self._warm
                 worn = self.settings.warm_refresh_seconds
-                await loop.run_in_executor(self.executor, pool.refresh, language, pcm, worn)
+                await loop.run_in_executor(self.executor, pool.refresh, language, pcm, worn, every)
 
     def _can_refresh(self) -> bool:
         return (

@@ -36,11 +36,12 @@ class Recognizer:
     ``finish`` always ends the utterance.
     """
 
-    __slots__ = ("_open", "_running", "fed", "rec")
+    __slots__ = ("_open", "_running", "fed", "idle_since", "rec")
 
     def __init__(self, rec: vosk.KaldiRecognizer) -> None:
         self.rec = rec
         self.fed = 0.0
+        self.idle_since = 0.0  # time.monotonic() when it last went back to the pool
         self._running = False  # audio accepted since the last Result()/FinalResult()
         self._open = False  # Vosk holds a feature pipeline from audio of ours
 
@@ -198,6 +199,7 @@ class RecognizerPool:
             self._note_locked()
             reusable = reuse and grammar is None and rec.fed < self._max_audio
             if reusable and self._room_locked(language):
+                rec.idle_since = time.monotonic()
                 self._idle.setdefault(language, []).append(rec)
                 return
             self.retired += 1
@@ -217,23 +219,31 @@ class RecognizerPool:
             pooled.accept(pcm[i : i + vad.RATE // 5])
         pooled.final_result()
         pooled.fed += len(pcm) / 2 / vad.RATE
+        pooled.idle_since = time.monotonic()
         with self._lock:
             self.created += 1
             self._idle.setdefault(language, []).append(pooled)
 
-    def refresh(self, language: str, pcm: bytes, worn_seconds: float) -> bool:
+    def refresh(self, language: str, pcm: bytes, worn_seconds: float, idle_seconds: float) -> bool:
         """Replace the idle recognizer of ``language`` that decoded the most audio, if
-        that is over ``worn_seconds``, by a new one warmed with ``pcm``; True if one was.
-        (A kept recognizer's graph cache grows with all it decodes: +94 MiB after 25 s
-        of speech, +211 MiB after 145 s, and is freed only with it.)"""
+        that is over ``worn_seconds`` and it has not been used for ``idle_seconds``, by
+        a new one warmed with ``pcm``; True if one was. A kept recognizer's graph cache
+        grows with all it decodes (about +30 MiB after 10 s of speech, +211 MiB after
+        145 s) and is freed only with it; one in steady use keeps its warm cache.
+        """
+        now = time.monotonic()
         with self._lock:
-            idle = self._idle.get(language, [])
-            worn = max(idle, key=lambda r: r.fed, default=None)
-            if worn is None or worn.fed <= worn_seconds:
+            idle = [
+                r
+                for r in self._idle.get(language, [])
+                if r.fed > worn_seconds and now - r.idle_since >= idle_seconds
+            ]
+            if not idle:
                 return False
-            idle.remove(worn)
+            worn = max(idle, key=lambda r: r.fed)
+            self._idle[language].remove(worn)
             self.retired += 1
-        del worn
+        del worn, idle
         _trim_heap()
         self.warm_up(language, pcm)
         return True

@@ -116,12 +116,13 @@ class CaptionerSettings(Section):
         "synthetic voiced signal, which warms less.",
     )
     warm_refresh_seconds: float = Field(
-        60.0,
+        15.0,
         ge=0,
-        description="An idle recognizer that has decoded more than this much audio is "
-        "replaced by a freshly warmed one while a recognition thread is free (one every "
-        "captioner.warm_peak_seconds / 6): its graph cache only grows, so after a busy "
-        "spell the kept recognizers come back to their start-up size. 0: never.",
+        description="An idle recognizer that has decoded more than this much audio "
+        "(warm-up included) and has not been used for captioner.warm_peak_seconds / 6 is "
+        "replaced by a freshly warmed one while a recognition thread is free, one at a "
+        "time: its graph cache only grows (about 30 MiB in 10 s of speech), so after a "
+        "busy spell the kept recognizers come back to their start-up size. 0: never.",
     )
     recognizer_max_audio_seconds: float = Field(
         600.0,
