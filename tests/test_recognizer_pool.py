@@ -162,3 +162,38 @@ def test_warm_audio_takes_the_start_of_any_16_bit_wav(tmp_path: Path) -> None:
         w.writeframes(b"\x80" * 8000)
     with pytest.raises(ValueError, match="16-bit PCM WAV"):
         warm_audio(eight_bit)
+
+
+async def test_the_warm_floor_is_made_up_after_a_worn_recognizer_is_retired(
+    engine: Engine, ko_corpus: list[Utterance]
+) -> None:
+    """A recognizer past captioner.recognizer_max_audio_seconds is retired when given
+    back; the upkeep warms a new one, so the next burst does not meet a cold pool."""
+    settings = CaptionerSettings(
+        warm_recognizers=2,
+        warm_peak_seconds=6.0,
+        recognizer_max_audio_seconds=10.0,
+        warm_refresh_seconds=0.0,
+        max_rss_mb=0,
+    )
+    floor = Engine(settings, engine.models)
+    upkeep: asyncio.Task[None] | None = None
+    try:
+        await floor.preload(["ko"])
+        pool = floor.recognizers
+        pcm, rate = read_pcm(ko_corpus[2].path)  # ~7 s, twice: past the 10 s budget
+        assert await speak(floor, pcm + pcm, rate, "long") >= 1
+        assert pool.idle_count() == 1 and pool.retired == 1  # the worn one went
+        upkeep = asyncio.create_task(floor.upkeep())
+        deadline = time.monotonic() + 30
+        while pool.idle_count() < 2:
+            assert time.monotonic() < deadline, pool.stats()
+            await asyncio.sleep(0.2)
+        assert pool.created == 3
+        assert all(r.fed == WARM_SECONDS for r in pool._idle["ko"])
+        await asyncio.sleep(2.5)  # at the floor: nothing more is built
+        assert pool.created == 3 and pool.idle_count() == 2
+    finally:
+        if upkeep is not None:
+            upkeep.cancel()
+        floor.close()

@@ -83,11 +83,12 @@ class Engine:
         )
 
     async def upkeep(self) -> None:
-        """Every few seconds, let idle recognizers beyond the recent peak go, or else
-        replace one worn recognizer (``captioner.warm_refresh_seconds``), idle since the
-        last round, by a fresh warm one while a thread is free. On a worker thread:
-        freeing a recognizer and trimming the heap take milliseconds, a warm-up about a
-        CPU-second."""
+        """Every few seconds, let idle recognizers beyond the recent peak go; or else,
+        while a thread is free, warm one if the warm floor is short (worn ones retired
+        at release leave it so), or replace one worn recognizer
+        (``captioner.warm_refresh_seconds``), idle since the last round, by a fresh warm
+        one. On a worker thread: freeing a recognizer and trimming the heap take
+        milliseconds, a warm-up about a CPU-second."""
         loop = asyncio.get_running_loop()
         every = max(1.0, self.settings.warm_peak_seconds / 6)
         while True:
@@ -95,18 +96,15 @@ class Engine:
             pool = self.recognizers
             if pool.surplus() or self.memory.idle_over_budget():
                 await loop.run_in_executor(self.executor, pool.shrink)
-            elif self._can_refresh():
-                assert self._warm is not None
+            elif self._warm is not None and pool.in_use < self.threads:
                 language, pcm = self._warm
                 worn = self.settings.warm_refresh_seconds
-                await loop.run_in_executor(self.executor, pool.refresh, language, pcm, worn, every)
-
-    def _can_refresh(self) -> bool:
-        return (
-            self._warm is not None
-            and self.settings.warm_refresh_seconds > 0
-            and self.recognizers.in_use < self.threads
-        )
+                if pool.below_floor():
+                    await loop.run_in_executor(self.executor, pool.warm_up, language, pcm)
+                elif worn > 0:
+                    await loop.run_in_executor(
+                        self.executor, pool.refresh, language, pcm, worn, every
+                    )
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

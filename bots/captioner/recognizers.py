@@ -268,6 +268,16 @@ class RecognizerPool:
             _trim_heap()
         return count
 
+    def below_floor(self) -> bool:
+        """Fewer recognizers kept (idle + in use) than ``warm``, with memory to spare:
+        worn ones retired at release, or dropped over the memory budget, leave the
+        warm floor short until one is warmed again."""
+        with self._lock:
+            kept = self.in_use + sum(len(v) for v in self._idle.values())
+            if kept >= self.warm:
+                return False
+        return self._memory is None or self._memory.idle_over_budget() is None
+
     def surplus(self) -> int:
         """Idle recognizers ``shrink`` would let go now (memory aside)."""
         with self._lock:
