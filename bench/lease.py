@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness import procs
 from bench.harness.ircservers import HOST, RawClient, speaker_pieces, start_server
 from bench.harness.netutil import free_port
 from bench.harness.postgres import postgres_server
@@ -79,13 +80,7 @@ class Process:
         return at
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        procs.stop(self.proc)
 
     def log_tail(self) -> str:
         path = self.folder / f"{self.name}.log"

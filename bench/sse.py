@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import soundfile as sf
 
+from bench.harness import procs
 from bench.server import free_port
 from plenary.corpus import CorpusMissing, load_corpus
 from plenary.settings import PROJECT_ROOT, load_settings
@@ -85,11 +86,7 @@ class Server:
         raise RuntimeError("orchestrator did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        procs.stop(self.proc)
 
 
 async def _post(

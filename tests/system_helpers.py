@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from bench.harness import procs
 from bench.harness.netutil import free_port
 from bench.harness.slapd import Slapd
 from tests.ansible_harness import ANSIBLE_DIR, UnitProcess, run_playbook, systemd_running
@@ -156,14 +157,7 @@ class Prometheus:
         return result
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        procs.stop(self.process, grace=20)
 
 
 # --- the attendee's web path ---

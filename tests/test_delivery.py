@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.harness import procs
 from bench.harness.audio import read_pcm, speak_over_vosk
 from bench.harness.netutil import free_port
 from bench.harness.opus_frames import FakeBridge
@@ -88,12 +89,7 @@ class Orchestrator:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        procs.stop(self.proc)
 
     async def captions(self, room: str) -> list[dict[str, Any]]:
         async with (

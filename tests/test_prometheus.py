@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.harness import procs
 from bench.harness.audio import read_pcm
 from bench.harness.fake_jvb import CURRENT, FakeBridge, load_fixture
 from bench.harness.netutil import free_port
@@ -203,9 +204,4 @@ scrape_configs:
             "plenary-captioner": "1",
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.stop(proc, grace=20)

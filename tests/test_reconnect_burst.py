@@ -40,6 +40,7 @@ from bench.harness.nodes import (
 from bench.harness.rooms_helpers import AUTH as ROOMS_AUTH
 from bench.harness.rooms_helpers import TOKEN as ROOMS_ADMIN
 from bench.harness.rooms_helpers import room_json
+from bots.irc.source import SseParser
 from orchestrator.app import create_app
 from orchestrator.app_keys import db_key
 from orchestrator.captions.opening import OPENING_SLOTS, ROOM_TTL_S, opening_for
@@ -94,19 +95,15 @@ class Reader:
                 return
 
     async def _read(self, r: aiohttp.ClientResponse, until: int) -> None:
-        fields: dict[str, str] = {}
-        async for raw in r.content:
-            line = raw.decode().rstrip("\n")
-            if line:
-                name, _, value = line.partition(": ")
-                fields[name] = value
-                continue
-            if "id" in fields:
-                self.ids.append(int(fields["id"]))
-                self.texts.append(json.loads(fields["data"])["text"])
+        parser = SseParser()  # the relay's own parser
+        async for chunk in r.content.iter_any():
+            for message in parser.feed(chunk):
+                if message.event != "caption":
+                    continue
+                self.ids.append(int(message.id))
+                self.texts.append(json.loads(message.data)["text"])
                 if self.ids[-1] >= until:
                     return
-            fields = {}
 
 
 async def test_a_burst_of_reconnects_to_one_node_all_resume(nodes: list[Node]) -> None:

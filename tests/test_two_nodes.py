@@ -33,6 +33,7 @@ from bench.harness.nodes import (
 )
 from bench.harness.postgres import PostgresServer
 from bots.captioner.delivery import Delivery
+from bots.irc.source import SseParser
 from orchestrator.captions.livebus import APPLICATION_NAME
 from plenary.events import CaptionEvent
 
@@ -99,19 +100,15 @@ class Reader:
                 await asyncio.sleep(0.1)
 
     async def _read(self, r: aiohttp.ClientResponse, done: Callable[[Reader], bool]) -> None:
-        fields: dict[str, str] = {}
-        async for raw in r.content:
-            line = raw.decode().rstrip("\n")
-            if line:
-                name, _, value = line.partition(": ")
-                fields[name] = value
-                continue
-            if "id" in fields:
-                self.last = int(fields["id"])
-                self.events.append((self.last, fields["event"], json.loads(fields["data"])))
+        parser = SseParser()  # the relay's own parser
+        async for chunk in r.content.iter_any():
+            for message in parser.feed(chunk):
+                if message.event not in ("caption", "correction"):  # those carry ids
+                    continue
+                self.last = int(message.id)
+                self.events.append((self.last, message.event, json.loads(message.data)))
                 if done(self):
                     return
-            fields = {}
 
 
 def _event(room: str, text: str, event_id: str) -> dict[str, Any]:

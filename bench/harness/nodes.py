@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.harness import procs
 from bench.harness.netutil import HOST, free_port
 from bench.harness.pool import render_config
 
@@ -135,13 +136,7 @@ class Node:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        procs.stop(self.proc, grace=20)
 
 
 @contextlib.contextmanager
@@ -207,9 +202,7 @@ class NodeProxy:
         raise RuntimeError("HAProxy did not answer /healthz for the orchestrator nodes")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        procs.stop(self.proc, grace=10)
 
 
 @contextlib.contextmanager

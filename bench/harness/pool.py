@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from bench.harness import procs
 from bench.harness.netutil import HOST, free_port
 from plenary.settings import PROJECT_ROOT
 
@@ -193,9 +194,7 @@ class HAProxy:
         raise AssertionError(f"HAProxy states {seen}, expected {want}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        procs.stop(self.proc, grace=10)
 
 
 @contextlib.contextmanager
