@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import shutil
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,91 +13,30 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bench.harness.netutil import free_port
 from bench.harness.rooms_helpers import TOKEN as ADMIN
 from orchestrator.app import create_app
 from orchestrator.captions import captions_key
 from plenary.settings import load_settings
+from tests.browser import Browser, Page, chromium_binary
 from tests.captions_helpers import cli_rooms, make_room
 
 TOKEN = "browser-test"
 READER = "screen-reader-service-token"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One headless Chromium per module; yields its DevTools HTTP address."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("chromium is not installed (make deps installs the Debian package)")
-    port = free_port()
-    profile = tmp_path_factory.mktemp("chromium")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            f"--remote-debugging-port={port}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/json/version", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("chromium did not open its DevTools port")
-            time.sleep(0.2)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+pytestmark = pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (make deps installs it)"
+)
 
 
-class Page:
-    """The DevTools protocol over one websocket: send a command, await its result."""
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with Browser.start(tmp_path / "chromium-profile") as found:
+        yield found
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
 
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        n = next(self.ids)
-        await self.ws.send_json({"id": n, "method": method, "params": params})
-        while True:
-            msg = await asyncio.wait_for(self.ws.receive_json(), 20)
-            if msg.get("id") == n:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return dict(msg["result"])
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, timeout: float = 15) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expression}")
+async def wait_for(page: Page, expression: str) -> Any:
+    return await page.until(expression, 15)
 
 
 async def _post(http: aiohttp.ClientSession, room: str, speaker: str, text: str) -> None:
@@ -114,7 +48,7 @@ async def _post(http: aiohttp.ClientSession, room: str, speaker: str, text: str)
     assert response.status == 202
 
 
-async def test_live_captions_reach_the_accessibility_tree(browser: str, tmp_path: Path) -> None:
+async def test_live_captions_reach_the_accessibility_tree(browser: Browser, tmp_path: Path) -> None:
     # A restricted room, read in the browser with a token link (as a read token is used).
     devs = '{"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}'
     cli_rooms(tmp_path / "db.sqlite3", "hall", policy=devs)
@@ -128,49 +62,43 @@ async def test_live_captions_reach_the_accessibility_tree(browser: str, tmp_path
     async with aiohttp.ClientSession(base) as http:
         assert (await http.get("/r/hall/captions")).status == 401  # not without the token
         await _post(http, "hall", "Ana", "Before the page opened")
-        async with aiohttp.ClientSession() as devtools:
-            target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
-            async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.send("Page.enable")
-                await page.send("Page.navigate", url=f"{base}/r/hall/captions?token={READER}")
-                await page.wait_for("document.getElementById('status').textContent === 'Live.'")
-                await _post(http, "hall", "김민지", "안녕하세요 <script>x</script> & 반갑습니다")
-                await _post(http, "hall", "Bo", "Second live line")
-                await page.wait_for("document.querySelectorAll('#lines li').length === 3")
-                region = await page.evaluate(
-                    "(() => { const l = document.getElementById('lines');"
-                    " return [l.getAttribute('aria-live'), l.innerText]; })()"
-                )
-                assert region[0] == "polite"
-                assert "김민지: 안녕하세요 <script>x</script> & 반갑습니다" in region[1]
-                assert await page.evaluate("document.querySelectorAll('#lines script').length") == 0
-                tree = await page.send("Accessibility.getFullAXTree")
-                names = [str(node.get("name", {}).get("value", "")) for node in tree["nodes"]] + [
-                    str(node.get("value", {}).get("value", "")) for node in tree["nodes"]
-                ]
-                spoken = " ".join(names)
-                for text in ("Before the page opened", "안녕하세요", "Second live line", "김민지"):
-                    assert text in spoken, f"{text!r} not in the accessibility tree"
-                # Pause: lines arriving meanwhile wait, then are appended in order.
-                await page.evaluate("document.getElementById('pause').click()")
-                await _post(http, "hall", "Ana", "Held while paused")
-                await page.wait_for(
-                    "document.getElementById('pause').textContent.includes('1 new')"
-                )
-                assert await page.evaluate("document.querySelectorAll('#lines li').length") == 3
-                await page.evaluate("document.getElementById('pause').click()")
-                last = await page.wait_for(
-                    "document.querySelectorAll('#lines li').length === 4 &&"
-                    " document.querySelector('#lines li:last-child').textContent"
-                )
-                assert last.endswith("Ana: Held while paused")
-            await devtools.get(f"{browser}/json/close/{target['id']}")
+        page = await browser.new_page()
+        await page.send("Page.navigate", url=f"{base}/r/hall/captions?token={READER}")
+        await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
+        await _post(http, "hall", "김민지", "안녕하세요 <script>x</script> & 반갑습니다")
+        await _post(http, "hall", "Bo", "Second live line")
+        await wait_for(page, "document.querySelectorAll('#lines li').length === 3")
+        region = await page.evaluate(
+            "(() => { const l = document.getElementById('lines');"
+            " return [l.getAttribute('aria-live'), l.innerText]; })()"
+        )
+        assert region[0] == "polite"
+        assert "김민지: 안녕하세요 <script>x</script> & 반갑습니다" in region[1]
+        assert await page.evaluate("document.querySelectorAll('#lines script').length") == 0
+        tree = await page.send("Accessibility.getFullAXTree")
+        names = [str(node.get("name", {}).get("value", "")) for node in tree["nodes"]] + [
+            str(node.get("value", {}).get("value", "")) for node in tree["nodes"]
+        ]
+        spoken = " ".join(names)
+        for text in ("Before the page opened", "안녕하세요", "Second live line", "김민지"):
+            assert text in spoken, f"{text!r} not in the accessibility tree"
+        # Pause: lines arriving meanwhile wait, then are appended in order.
+        await page.evaluate("document.getElementById('pause').click()")
+        await _post(http, "hall", "Ana", "Held while paused")
+        await wait_for(page, "document.getElementById('pause').textContent.includes('1 new')")
+        assert await page.evaluate("document.querySelectorAll('#lines li').length") == 3
+        await page.evaluate("document.getElementById('pause').click()")
+        last = await wait_for(
+            page,
+            "document.querySelectorAll('#lines li').length === 4 &&"
+            " document.querySelector('#lines li:last-child').textContent",
+        )
+        assert last.endswith("Ana: Held while paused")
     await server.close()
 
 
 async def test_live_lines_carry_their_language_and_the_rooms_clock(
-    browser: str, tmp_path: Path
+    browser: Browser, tmp_path: Path
 ) -> None:
     """A public room in Seoul: lines added live by the page's script say their language
     where it is not the page's, and show their time on the room's clock, named."""
@@ -184,50 +112,45 @@ async def test_live_lines_carry_their_language_and_the_rooms_clock(
     schedule = {"start": "2030-03-01T10:00", "end": "2030-03-01T11:00", "timezone": "Asia/Seoul"}
     async with aiohttp.ClientSession(base) as http:
         await make_room(http, "seoul", title="서울 회의", languages=["ko", "en"], schedule=schedule)
-        async with aiohttp.ClientSession() as devtools:
-            target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
-            async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.send("Page.enable")
-                await page.send("Page.navigate", url=f"{base}/r/seoul/captions")
-                await page.wait_for("document.getElementById('status').textContent === 'Live.'")
-                assert await page.evaluate("document.documentElement.lang") == "ko"
-                assert await page.evaluate("document.querySelector('h1').textContent") == (
-                    "Captions: 서울 회의"
-                )
-                assert "KST (Asia/Seoul)" in await page.evaluate("document.body.innerText")
-                for speaker, language, text in (
-                    ("김민지", "ko", "안녕하세요"),
-                    ("Ana Lima", "en", "Good morning"),
-                ):
-                    posted = await http.post(
-                        "/api/v1/rooms/seoul/captions",
-                        json={"speaker": speaker, "language": language, "text": text},
-                        headers={"Authorization": f"Bearer {TOKEN}"},
-                    )
-                    assert posted.status == 202
-                await page.wait_for("document.querySelectorAll('#lines li').length === 2")
-                shown = await page.evaluate(
-                    "[...document.querySelectorAll('#lines li')].map(l =>"
-                    " [l.closest('[lang]').lang, l.querySelector('time').textContent])"
-                )
-                poll = await (await http.get("/api/v1/rooms/seoul/captions?after=0")).json()
-                seoul = ZoneInfo("Asia/Seoul")
-                clocks = [
-                    datetime.fromtimestamp(e["at"] / 1000, seoul).strftime("%H:%M:%S")
-                    for e in poll["events"]
-                ]
-                assert shown == [["ko", clocks[0]], ["en", clocks[1]]]
-                tree = await page.send("Accessibility.getFullAXTree")
-                spoken = " ".join(
-                    str(node.get("name", {}).get("value", "")) for node in tree["nodes"]
-                )
-                assert "김민지" in spoken and "Ana Lima" in spoken  # the speaker, as text
-            await devtools.get(f"{browser}/json/close/{target['id']}")
+        page = await browser.new_page()
+        await page.send("Page.navigate", url=f"{base}/r/seoul/captions")
+        await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
+        assert await page.evaluate("document.documentElement.lang") == "ko"
+        assert await page.evaluate("document.querySelector('h1').textContent") == (
+            "Captions: 서울 회의"
+        )
+        assert "KST (Asia/Seoul)" in await page.evaluate("document.body.innerText")
+        for speaker, language, text in (
+            ("김민지", "ko", "안녕하세요"),
+            ("Ana Lima", "en", "Good morning"),
+        ):
+            posted = await http.post(
+                "/api/v1/rooms/seoul/captions",
+                json={"speaker": speaker, "language": language, "text": text},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            assert posted.status == 202
+        await wait_for(page, "document.querySelectorAll('#lines li').length === 2")
+        shown = await page.evaluate(
+            "[...document.querySelectorAll('#lines li')].map(l =>"
+            " [l.closest('[lang]').lang, l.querySelector('time').textContent])"
+        )
+        poll = await (await http.get("/api/v1/rooms/seoul/captions?after=0")).json()
+        seoul = ZoneInfo("Asia/Seoul")
+        clocks = [
+            datetime.fromtimestamp(e["at"] / 1000, seoul).strftime("%H:%M:%S")
+            for e in poll["events"]
+        ]
+        assert shown == [["ko", clocks[0]], ["en", clocks[1]]]
+        tree = await page.send("Accessibility.getFullAXTree")
+        spoken = " ".join(str(node.get("name", {}).get("value", "")) for node in tree["nodes"])
+        assert "김민지" in spoken and "Ana Lima" in spoken  # the speaker, as text
     await server.close()
 
 
-async def test_a_reader_no_longer_admitted_sees_the_page_stop(browser: str, tmp_path: Path) -> None:
+async def test_a_reader_no_longer_admitted_sees_the_page_stop(
+    browser: Browser, tmp_path: Path
+) -> None:
     # A public room read anonymously; then the room is restricted and the stream ends
     # (a restart, a dropped reader): the page asks why it cannot reconnect, and stops
     # with a message instead of retrying for ever.
@@ -240,33 +163,28 @@ async def test_a_reader_no_longer_admitted_sees_the_page_stop(browser: str, tmp_
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"
-    async with aiohttp.ClientSession(base) as http, aiohttp.ClientSession() as devtools:
-        target = await (await devtools.put(f"{browser}/json/new?about:blank")).json()
-        async with devtools.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            page = Page(ws)
-            await page.send("Page.enable")
-            await page.send("Page.navigate", url=f"{base}/r/lobby/captions")
-            await page.wait_for("document.getElementById('status').textContent === 'Live.'")
-            await _post(http, "lobby", "Ana", "Said while public")
-            await page.wait_for("document.querySelectorAll('#lines li').length === 1")
-            devs = {"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}
-            changed = await http.patch(
-                "/api/v1/rooms/lobby",
-                json={"policy": devs},
-                headers={"Authorization": f"Bearer {ADMIN}"},
-            )
-            assert changed.status == 200, await changed.text()
-            app[captions_key].hub.close_all()  # every live stream ends, as at a restart
-            stopped = await page.wait_for(
-                "document.getElementById('status').textContent.startsWith('Stopped') &&"
-                " document.getElementById('status').textContent"
-            )
-            assert "not available to you" in stopped
-            await _post(http, "lobby", "Ana", "Said once restricted")
-            await asyncio.sleep(6)  # longer than the page's retry delay
-            assert await page.evaluate("document.querySelectorAll('#lines li').length") == 1
-            assert (await page.evaluate("document.getElementById('status').textContent")) == (
-                stopped
-            )
-        await devtools.get(f"{browser}/json/close/{target['id']}")
+    async with aiohttp.ClientSession(base) as http:
+        page = await browser.new_page()
+        await page.send("Page.navigate", url=f"{base}/r/lobby/captions")
+        await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
+        await _post(http, "lobby", "Ana", "Said while public")
+        await wait_for(page, "document.querySelectorAll('#lines li').length === 1")
+        devs = {"access": [{"kind": "ldap_group", "group": "devs"}], "moderators": []}
+        changed = await http.patch(
+            "/api/v1/rooms/lobby",
+            json={"policy": devs},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert changed.status == 200, await changed.text()
+        app[captions_key].hub.close_all()  # every live stream ends, as at a restart
+        stopped = await wait_for(
+            page,
+            "document.getElementById('status').textContent.startsWith('Stopped') &&"
+            " document.getElementById('status').textContent",
+        )
+        assert "not available to you" in stopped
+        await _post(http, "lobby", "Ana", "Said once restricted")
+        await asyncio.sleep(6)  # longer than the page's retry delay
+        assert await page.evaluate("document.querySelectorAll('#lines li').length") == 1
+        assert (await page.evaluate("document.getElementById('status').textContent")) == stopped
     await server.close()
