@@ -41,7 +41,7 @@ async def test_start_up_warms_recognizers_that_have_decoded_audio(
         pool = warm.recognizers
         assert pool.idle_count() == 2 and pool.created == 2
         # Each warm recognizer has decoded the warm-up audio (its graph cache is built).
-        assert all(r.fed == WARM_SECONDS for r in pool._idle["ko"])
+        assert all(r.fed == WARM_SECONDS for r in pool.idle("ko"))
         pcm, rate = read_pcm(ko_corpus[2].path)
         assert await speak(warm, pcm, rate, "first") >= 1
         assert pool.created == 2  # the first speaker got a warm recognizer, not a new one
@@ -115,21 +115,21 @@ async def test_a_worn_idle_recognizer_is_replaced_by_a_fresh_warm_one(
     try:
         await fresh.preload(["ko"])
         pool = fresh.recognizers
-        (warmed,) = pool._idle["ko"]
+        (warmed,) = pool.idle("ko")
         pcm, rate = read_pcm(ko_corpus[2].path)  # ~7 s of speech, twice
         assert await speak(fresh, pcm + pcm, rate, "busy") >= 1
-        (worn,) = pool._idle["ko"]
+        (worn,) = pool.idle("ko")
         assert worn is warmed and worn.fed > 10.0
         upkeep = asyncio.create_task(fresh.upkeep())  # ticks every second here
         deadline = time.monotonic() + 30
-        while pool._idle["ko"] in ([worn], []):  # [] while the new one warms
+        while pool.idle("ko") in ([worn], []):  # [] while the new one warms
             assert time.monotonic() < deadline, pool.stats()
             await asyncio.sleep(0.2)
-        (replacement,) = pool._idle["ko"]
+        (replacement,) = pool.idle("ko")
         assert replacement is not worn and replacement.fed == WARM_SECONDS
         assert pool.retired == 1 and pool.created == 2
         await asyncio.sleep(2.5)  # a fresh one is not replaced again
-        assert pool._idle["ko"] == [replacement] and pool.retired == 1
+        assert pool.idle("ko") == [replacement] and pool.retired == 1
         assert await speak(fresh, pcm, rate, "again") >= 1
         assert pool.created == 2  # the next speaker got the fresh warm one
         upkeep.cancel()
@@ -190,7 +190,7 @@ async def test_the_warm_floor_is_made_up_after_a_worn_recognizer_is_retired(
             assert time.monotonic() < deadline, pool.stats()
             await asyncio.sleep(0.2)
         assert pool.created == 3
-        assert all(r.fed == WARM_SECONDS for r in pool._idle["ko"])
+        assert all(r.fed == WARM_SECONDS for r in pool.idle("ko"))
         await asyncio.sleep(2.5)  # at the floor: nothing more is built
         assert pool.created == 3 and pool.idle_count() == 2
     finally:
