@@ -63,7 +63,7 @@ async def test_live_captions_reach_the_accessibility_tree(browser: Browser, tmp_
         assert (await http.get("/r/hall/captions")).status == 401  # not without the token
         await _post(http, "hall", "Ana", "Before the page opened")
         page = await browser.new_page()
-        await page.send("Page.navigate", url=f"{base}/r/hall/captions?token={READER}")
+        await page.goto(f"{base}/r/hall/captions?token={READER}")
         await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
         await _post(http, "hall", "김민지", "안녕하세요 <script>x</script> & 반갑습니다")
         await _post(http, "hall", "Bo", "Second live line")
@@ -113,7 +113,7 @@ async def test_live_lines_carry_their_language_and_the_rooms_clock(
     async with aiohttp.ClientSession(base) as http:
         await make_room(http, "seoul", title="서울 회의", languages=["ko", "en"], schedule=schedule)
         page = await browser.new_page()
-        await page.send("Page.navigate", url=f"{base}/r/seoul/captions")
+        await page.goto(f"{base}/r/seoul/captions")
         await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
         assert await page.evaluate("document.documentElement.lang") == "ko"
         assert await page.evaluate("document.querySelector('h1').textContent") == (
@@ -165,7 +165,7 @@ async def test_a_reader_no_longer_admitted_sees_the_page_stop(
     base = f"http://127.0.0.1:{server.port}"
     async with aiohttp.ClientSession(base) as http:
         page = await browser.new_page()
-        await page.send("Page.navigate", url=f"{base}/r/lobby/captions")
+        await page.goto(f"{base}/r/lobby/captions")
         await wait_for(page, "document.getElementById('status').textContent === 'Live.'")
         await _post(http, "lobby", "Ana", "Said while public")
         await wait_for(page, "document.querySelectorAll('#lines li').length === 1")
