@@ -208,4 +208,5 @@ async def test_english_wer(settings: Settings, en_corpus: list[Utterance]) -> No
         ]
     finally:
         engine.close()
+        engine.models.close()
     assert wer(pairs) <= EN_WER_MAX

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bench.harness.audio import read_pcm
+from bench.harness.netutil import free_port
+from bots.captioner.app import create_app as create_captioner
+from bots.captioner.captioner_keys import engine_key
 from bots.captioner.engine import Engine
 from bots.captioner.recognizers import RecognizerPool
 from bots.captioner.vosk_models import ModelError, ModelRegistry
 from plenary.corpus import Utterance
 from plenary.events import CaptionEvent, clean_text
 from plenary.scoring import cer
+from plenary.settings import Settings
 
 
 async def feed_all(stream, pcm: bytes, rate: int, seconds: float = 0.2):  # type: ignore[no-untyped-def]
@@ -217,3 +224,24 @@ def test_a_recognizer_goes_back_to_the_pool_finished(
     again.accept(pcm)  # decodes from a fresh feature pipeline
     assert json.loads(again.final_result())["text"]
     assert not again.open
+
+
+async def test_a_stopped_captioner_lets_go_of_its_model_and_recognizers(
+    settings: Settings,
+) -> None:
+    """A process that runs the captioner more than once (``plenary demo``, an embedding
+    program) gets the model's memory back when it stops, although aiohttp keeps the
+    stopped Application referenced (its middleware cache)."""
+    app = create_captioner(settings)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    engine = app[engine_key]
+    language = settings.captioner.default_language
+    model = weakref.ref(engine.models.get(language))
+    assert engine.recognizers.idle(language)  # warmed at start-up
+    recognizer = weakref.ref(engine.recognizers.idle(language)[0].rec)
+    await server.close()
+    gc.collect()
+    assert recognizer() is None
+    assert model() is None
+    assert app[engine_key] is engine  # the app itself is still there

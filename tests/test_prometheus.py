@@ -82,10 +82,20 @@ async def speak(port: int, utt: Utterance) -> list[dict[str, Any]]:
         step = 16000  # 0.5 s frames, as Jigasi sends
         for i in range(0, len(pcm), step):
             await ws.send_bytes(pcm[i : i + step])
-            replies.append(json.loads((await ws.receive(timeout=60)).data))
+            replies.append(await reply(ws))
         await ws.send_str('{"eof" : 1}')
-        replies.append(json.loads((await ws.receive(timeout=60)).data))
+        replies.append(await reply(ws))
     return replies
+
+
+async def reply(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """The captioner's next JSON reply; a close (e.g. a refused stream) fails with its reason."""
+    message = await ws.receive(timeout=60)
+    assert (
+        message.type == aiohttp.WSMsgType.TEXT
+    ), f"no reply: {message.type.name} {message.data} {message.extra}"
+    reply: dict[str, Any] = json.loads(message.data)
+    return reply
 
 
 @pytest.fixture

@@ -107,7 +107,10 @@ class Engine:
                     )
 
     def close(self) -> None:
+        """Stop the threads and let the idle recognizers go (the models stay with the
+        registry's owner: ``ModelRegistry.close``)."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.recognizers.clear()
 
 
 class StreamLease:

@@ -268,6 +268,18 @@ class RecognizerPool:
             _trim_heap()
         return count
 
+    def clear(self) -> int:
+        """Let every idle recognizer go (the engine is closing); returns how many went.
+        Recognizers still in use go when their streams give them back."""
+        with self._lock:
+            gone = [rec for idle in self._idle.values() for rec in idle]
+            self._idle.clear()
+            self.retired += len(gone)
+        count = len(gone)
+        gone.clear()  # the last references: Kaldi frees them here
+        _trim_heap()
+        return count
+
     def below_floor(self) -> bool:
         """Fewer recognizers kept (idle + in use) than ``warm``, with memory to spare:
         worn ones retired at release, or dropped over the memory budget, leave the

@@ -93,3 +93,9 @@ class ModelRegistry:
                         f"Vosk could not load the model for {language!r} from {path}: {exc}"
                     ) from exc
             return self._models[language]
+
+    def close(self) -> None:
+        """Unload every model. A model is freed once no recognizer refers to it, so
+        close the engine using it first; a later ``get`` loads it again."""
+        with self._lock:
+            self._models.clear()
