@@ -16,13 +16,15 @@ STAMPS := .stamps
 # nginx site, prosody files and config.js in the deployment tests.
 # slapd and ldap-utils give the access tests a real directory; libldap2-dev and
 # libsasl2-dev let pip build python-ldap where no wheel fits.
+# libfst-tools and libfst22-plugins-base convert the Korean model's language-model graph
+# (captioner.graph) for faster decoding.
 # chromium is the real browser the accessibility tests drive (captions page, web UI);
 # axe-core, the checker they inject, comes from npm into tests/.node (gitignored).
 # The packaged servers (slapd, ngircd, inspircd, prometheus) must not start as system
 # services on install: tests start their own on 127.0.0.1, so policy-rc.d forbids it.
 APT_PACKAGES := ffmpeg libopus0 libsndfile1 sox ngircd inspircd atheme-services openssl \
 	slapd ldap-utils libldap2-dev libsasl2-dev prometheus chromium \
-	nginx lua5.4 nodejs postgresql haproxy
+	nginx lua5.4 nodejs postgresql haproxy libfst-tools libfst22-plugins-base
 
 .PHONY: demo test lint bench deps clean format
 

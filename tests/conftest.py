@@ -82,7 +82,7 @@ def en_corpus(speech_dir: Path) -> list[Utterance]:
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
     """The Korean model loaded once for the whole run (2 s, ~520 MB)."""
-    eng = Engine(settings.captioner, ModelRegistry(settings.models))
+    eng = Engine(settings.captioner, ModelRegistry.for_settings(settings))
     eng.models.get("ko")
     yield eng
     eng.close()

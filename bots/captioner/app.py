@@ -91,7 +91,7 @@ def routes() -> list[web.RouteDef]:
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[captioner_settings_key]
-    engine = Engine(settings.captioner, ModelRegistry(settings.models))
+    engine = Engine(settings.captioner, ModelRegistry.for_settings(settings))
     # Load the default language's model before accepting streams, so the first
     # speaker does not wait seconds and a broken model stops start-up at once.
     await engine.preload([settings.captioner.default_language])

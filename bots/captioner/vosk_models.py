@@ -10,7 +10,9 @@ from pathlib import Path
 
 import vosk
 
-from bots.captioner import metrics
+from bots.captioner import graphs, metrics
+from bots.captioner.graphs import GraphMode
+from plenary.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +53,32 @@ def check_model_dir(language: str, path: Path) -> None:
 class ModelRegistry:
     """Thread-safe, lazily loading map of language → ``vosk.Model``."""
 
-    def __init__(self, paths: Mapping[str, Path]) -> None:
+    def __init__(
+        self,
+        paths: Mapping[str, Path],
+        *,
+        graph: GraphMode = "lookahead",
+        graph_cache: Path | None = None,
+    ) -> None:
         self._paths = dict(paths)
+        self._graph: GraphMode = graph if graph_cache is not None else "lookahead"
+        self._graph_cache = graph_cache
         if "ko" not in self._paths:
             packaged = packaged_korean_model()
             if packaged is not None:
                 self._paths["ko"] = packaged
         self._models: dict[str, vosk.Model] = {}
+        self._loaded_from: dict[str, Path] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ModelRegistry:
+        """The models of ``settings.models``, decoded as ``captioner.graph`` says."""
+        return cls(
+            settings.models,
+            graph=settings.captioner.graph,
+            graph_cache=settings.captioner.graph_cache,
+        )
 
     @property
     def languages(self) -> list[str]:
@@ -83,6 +103,8 @@ class ModelRegistry:
             if language not in self._models:
                 path = self.path(language)
                 check_model_dir(language, path)
+                path = self._graph_for(path)
+                self._loaded_from[language] = path
                 log.info("loading Vosk model for %s from %s", language, path)
                 rss = metrics.rss_bytes()
                 try:
@@ -93,6 +115,23 @@ class ModelRegistry:
                         f"Vosk could not load the model for {language!r} from {path}: {exc}"
                     ) from exc
             return self._models[language]
+
+    def loaded_from(self, language: str) -> Path | None:
+        """The folder the loaded model of ``language`` came from (a converted graph's
+        folder under ``captioner.graph_cache``, or the model's own), if loaded."""
+        return self._loaded_from.get(language) if language in self._models else None
+
+    def _graph_for(self, model: Path) -> Path:
+        """The folder to load: ``model``, or its converted graph (``captioner.graph``)."""
+        if self._graph == "lookahead" or self._graph_cache is None:
+            return model
+        try:
+            return graphs.prepared(model, self._graph_cache, self._graph)
+        except graphs.GraphError as exc:
+            log.warning(
+                "decoding %s as shipped (captioner.graph = %r): %s", model, self._graph, exc
+            )
+            return model
 
     def close(self) -> None:
         """Unload every model. A model is freed once no recognizer refers to it, so

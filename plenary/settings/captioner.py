@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -92,6 +93,24 @@ class CaptionerSettings(Section):
         le=120,
         description="An utterance longer than this is finalized and a new one begun, "
         "bounding latency for speakers who never pause.",
+    )
+    graph: Literal["lookahead", "const", "static"] = Field(
+        "const",
+        description="How a lookahead model (graph/HCLr.fst and an ngram graph/Gr.fst, like "
+        "the Korean one) is decoded. 'lookahead': as shipped. 'const': its language model "
+        "converted once to OpenFst's const type (same words, about 20 % less CPU, +10 MB). "
+        "'static': HCLr and Gr composed once into one HCLG.fst (CPU per audio second about "
+        "a third of 'lookahead' and flat from the first second, recognizers of a few MiB "
+        "each instead of tens to hundreds; the graph takes ~1 GB of RAM, building it "
+        "~3 min and ~5 GB). Converted graphs go to captioner.graph_cache; the conversion "
+        "needs the OpenFst tools (Debian: libfst-tools, libfst22-plugins-base), without "
+        "which the model is used as shipped, with a warning. Models with their own "
+        "HCLG.fst are always used as shipped.",
+    )
+    graph_cache: Path = Field(
+        Path("~/.cache/plenary/graphs"),
+        description="Folder for converted decoding graphs (captioner.graph): one folder "
+        "per model, linking the model's files; rebuilt when the model's Gr.fst changes.",
     )
     warm_recognizers: int = Field(
         0,
