@@ -1,18 +1,22 @@
-"""A faster language-model graph for Vosk's lookahead models (graph/HCLr.fst + Gr.fst).
+"""Faster decoding graphs for Vosk's lookahead models (graph/HCLr.fst + Gr.fst).
 
 Lookahead models, such as the Korean one, ship the language model as OpenFst's
 ``ngram`` type: LOUDS-compressed, so each arc lookup during decoding is a rank/select
-over bit vectors. The same graph as a ``const`` FST (plain sorted arc arrays) decodes
-the same words with less CPU (docs/benchmarks.md, "Language-model graph") for about
-10 MB more, shared by every recognizer. ``prepared`` builds, once per model, a folder
-beside the cache that links every file of the model and holds the converted Gr.fst
-(and words.txt, the word list Vosk otherwise reads from it); the model's own folder is
-never written to.
+over bit vectors; and every recognizer composes HCLr with it on the fly, into a cache
+of its own that only grows. ``prepared`` builds, once per model, a folder in the cache
+that links every file of the model and adds:
 
-No Python library reads or writes OpenFst's ngram type, so the conversion runs
-OpenFst's own command-line tools (Debian: libfst-tools and libfst22-plugins-base),
-without a shell. ``fst_type`` reads the type from the file header itself (no I/O of
-its own) so a model that needs nothing is never handed to the tools.
+- ``const`` (captioner.graph): Gr.fst as a ``const`` FST (sorted arc arrays), and the
+  word list (words.txt) Vosk otherwise reads from it. Same words, about a quarter
+  less CPU, 10 MB more;
+- ``static``: that, and HCLG.fst, the two composed once (Vosk loads an HCLG.fst in
+  preference): no composition left to decode, about a third of the CPU, ~1 GB of RAM.
+
+Measured in docs/benchmarks.md ("Decoding graph"). The model's own folder is never
+written to. No Python library reads or writes OpenFst's ngram or lookahead types, so
+the conversion runs OpenFst's own command-line tools (Debian: libfst-tools and
+libfst22-plugins-base), without a shell. ``fst_type`` reads a file's type from its
+header (no I/O of its own), so a model that needs nothing never meets the tools.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
         what = ", ".join(missing) if missing else "OpenFst's ngram-fst.so plugin"
         raise GraphError(
             f"{what} not found: install the Debian packages libfst-tools and "
-            "libfst22-plugins-base to decode with a const language-model graph"
+            "libfst22-plugins-base to convert the decoding graph (captioner.graph)"
         )
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
@@ -107,7 +111,6 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
         _convert(grammar, building / "graph", env)
         if mode == "static":
             _compose(model / "graph", building / "graph", env)
-        building.parent.mkdir(parents=True, exist_ok=True)
         building.rename(target)  # whole or not at all: another process may have won
     except OSError as exc:
         if not done.is_file():
