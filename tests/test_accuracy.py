@@ -55,7 +55,7 @@ EN_WER_MAX = 0.15
 AT_ONCE = os.cpu_count() or 1
 
 
-async def _stream_text(engine: Engine, utt: Utterance, language: str, chunk_s: float) -> str:
+async def stream_text(engine: Engine, utt: Utterance, language: str, chunk_s: float) -> str:
     """The utterance fed in ``chunk_s`` pieces at its native rate, then flushed."""
     pcm, rate = read_pcm(utt.path)
     async with engine.open_stream("file") as lease:
@@ -88,7 +88,7 @@ def ko_vad_cer(engine: Engine, ko_corpus: list[Utterance]) -> float:
 
         async def one(u: Utterance) -> tuple[str, str]:
             async with gate:
-                return u.text, await _stream_text(engine, u, "ko", 0.2)
+                return u.text, await stream_text(engine, u, "ko", 0.2)
 
         return list(await asyncio.gather(*(one(u) for u in ko_corpus)))
 
@@ -204,7 +204,7 @@ async def test_english_wer(settings: Settings, en_corpus: list[Utterance]) -> No
     engine = Engine(settings.captioner, ModelRegistry(settings.models))
     try:
         pairs = [
-            (u.text, await _stream_text(engine, u, "en", 0.2)) for u in en_corpus[:EN_UTTERANCES]
+            (u.text, await stream_text(engine, u, "en", 0.2)) for u in en_corpus[:EN_UTTERANCES]
         ]
     finally:
         engine.close()

