@@ -34,7 +34,9 @@ PLAUSIBLE_CER = 0.5
 @pytest.fixture
 def shared_model(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
     """Let in-process runs reuse the session's loaded Korean model instead of loading their own."""
-    monkeypatch.setattr(transcribe, "ModelRegistry", lambda paths, **_: engine.models)
+    monkeypatch.setattr(
+        transcribe.ModelRegistry, "for_settings", lambda settings, paths=None: engine.models
+    )
 
 
 @pytest.fixture(scope="module")

@@ -62,12 +62,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    engine = Engine(
-        settings.captioner,
-        ModelRegistry(
-            paths, graph=settings.captioner.graph, graph_cache=settings.captioner.graph_cache
-        ),
-    )
+    engine = Engine(settings.captioner, ModelRegistry.for_settings(settings, paths))
     try:
         transcripts = asyncio.run(_transcribe_all(engine, args.files, language))
     except (AudioError, ModelError) as exc:

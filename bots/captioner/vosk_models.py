@@ -61,8 +61,8 @@ class ModelRegistry:
         graph_cache: Path | None = None,
     ) -> None:
         self._paths = dict(paths)
-        self._graph: GraphMode = graph if graph_cache is not None else "lookahead"
-        self._graph_cache = graph_cache
+        self._graph: GraphMode = graph
+        self._graph_cache = graph_cache  # None: every model as shipped
         if "ko" not in self._paths:
             packaged = packaged_korean_model()
             if packaged is not None:
@@ -72,10 +72,13 @@ class ModelRegistry:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> ModelRegistry:
-        """The models of ``settings.models``, decoded as ``captioner.graph`` says."""
+    def for_settings(
+        cls, settings: Settings, paths: Mapping[str, Path] | None = None
+    ) -> ModelRegistry:
+        """The models of ``paths`` (default ``settings.models``), decoded as
+        ``captioner.graph`` says."""
         return cls(
-            settings.models,
+            settings.models if paths is None else paths,
             graph=settings.captioner.graph,
             graph_cache=settings.captioner.graph_cache,
         )
@@ -123,9 +126,9 @@ class ModelRegistry:
 
     def _graph_for(self, model: Path) -> Path:
         """The folder to load: ``model``, or its converted graph (``captioner.graph``)."""
-        if self._graph == "lookahead" or self._graph_cache is None:
+        if self._graph_cache is None:
             return model
-        try:
+        try:  # ``prepared`` gives ``model`` back for "lookahead" and models without an ngram Gr.fst
             return graphs.prepared(model, self._graph_cache, self._graph)
         except graphs.GraphError as exc:
             log.warning(
