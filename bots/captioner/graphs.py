@@ -10,7 +10,8 @@ that links every file of the model and adds:
   word list (words.txt) Vosk otherwise reads from it. Same words, about a quarter
   less CPU, 10 MB more;
 - ``static``: that, and HCLG.fst, the two composed once (Vosk loads an HCLG.fst in
-  preference): no composition left to decode, about a third of the CPU, ~1 GB of RAM.
+  preference): no composition left to decode, about half the CPU; ~1 GB on disk,
+  memory-mapped (graph_map.py), so a process holds only the pages it decodes through.
 
 Measured in docs/benchmarks.md ("Decoding graph"). The model's own folder is never
 written to. No Python library reads or writes OpenFst's ngram or lookahead types, so
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 FST_MAGIC = 2125659606  # OpenFst's FstHeader magic number
 TOOLS = ("fstprint", "fstcompile", "fstarcsort", "fstconvert", "fstcompose", "fstrelabel")
 FSTPRINT = ["fstprint", "--show_weight_one=false"]
+LAYOUT = "aligned"  # in the cache key: graphs written before HCLG.fst was aligned are rebuilt
 PLUGIN_DIRS = ("/usr/lib/x86_64-linux-gnu/fst", "/usr/lib/aarch64-linux-gnu/fst", "/usr/lib/fst")
 
 
@@ -89,7 +91,7 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
         return model
     grammar = model / "graph" / "Gr.fst"
     stat = grammar.stat()
-    key = hashlib.sha256(f"{model.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    key = hashlib.sha256(f"{model.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{LAYOUT}".encode())
     target = cache.expanduser() / f"{model.name}-{mode}-{key.hexdigest()[:16]}"
     done = target / "graph" / ("HCLG.fst" if mode == "static" else "Gr.fst")
     if done.is_file():
@@ -153,8 +155,8 @@ def _convert(grammar: Path, graph: Path, env: dict[str, str]) -> None:
 def _compose(source: Path, graph: Path, env: dict[str, str]) -> None:
     """HCLG.fst = HCLr.fst composed with the const Gr.fst (OpenFst's lookahead
     composition, as Vosk does it on the fly), the disambiguation transition ids
-    (disambig_tid.int) made epsilons, as a const FST. Vosk loads an HCLG.fst in
-    preference to HCLr and Gr."""
+    (disambig_tid.int) made epsilons, as a const FST with aligned arrays, which
+    graph_map.py memory-maps. Vosk loads an HCLG.fst in preference to HCLr and Gr."""
     pairs = graph / "disambig-to-epsilon.txt"
     ids = (source / "disambig_tid.int").read_text().split()
     pairs.write_text("".join(f"{tid} 0\n" for tid in ids))
@@ -162,7 +164,7 @@ def _compose(source: Path, graph: Path, env: dict[str, str]) -> None:
         [
             ["fstcompose", str(source / "HCLr.fst"), str(graph / "Gr.fst")],
             ["fstrelabel", f"--relabel_ipairs={pairs}"],
-            ["fstconvert", "--fst_type=const", "-", str(graph / "HCLG.fst")],
+            ["fstconvert", "--fst_type=const", "--fst_align", "-", str(graph / "HCLG.fst")],
         ],
         env,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import vosk
 
-from bots.captioner import graphs, metrics
+from bots.captioner import graph_map, graphs, metrics
 from bots.captioner.graphs import GraphMode
 from plenary.settings import Settings
 
@@ -111,7 +111,7 @@ class ModelRegistry:
                 log.info("loading Vosk model for %s from %s", language, path)
                 rss = metrics.rss_bytes()
                 try:
-                    self._models[language] = vosk.Model(str(path))
+                    self._models[language] = graph_map.load(path)
                     metrics.MODEL_MEMORY.labels(language).set(max(0.0, metrics.rss_bytes() - rss))
                 except Exception as exc:
                     raise ModelError(
