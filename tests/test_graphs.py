@@ -144,6 +144,36 @@ def test_a_failing_tool_is_named_and_nothing_is_left_behind(
     assert not cache.exists() or not any(cache.iterdir())
 
 
+@needs_korean
+@needs_tools
+def test_a_static_graph_that_cannot_be_built_falls_back_to_the_const_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Composing the static graph takes ~5 GB; where fstcompose fails (here: killed, as
+    the kernel's OOM killer would), the model is decoded with the const graph, and a
+    warning says so and why."""
+    assert KOREAN is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in graphs.TOOLS:
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    (bin_dir / "fstcompose").unlink()
+    (bin_dir / "fstcompose").write_text("#!/bin/sh\nkill -9 $$\n")
+    (bin_dir / "fstcompose").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    registry = ModelRegistry({}, graph="static", graph_cache=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="bots.captioner.vosk_models"):
+        registry.get("ko")
+    try:
+        folder = registry.loaded_from("ko")
+        assert folder is not None and folder.name.startswith("model-const-")
+        assert not (folder / "graph" / "HCLG.fst").exists()
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert "with the const graph" in warning and "fstcompose (exit -9)" in warning
+    finally:
+        registry.close()
+
+
 @pytest.mark.speech
 @needs_korean
 @needs_tools

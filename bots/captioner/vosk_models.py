@@ -128,13 +128,15 @@ class ModelRegistry:
         """The folder to load: ``model``, or its converted graph (``captioner.graph``)."""
         if self._graph_cache is None:
             return model
-        try:  # ``prepared`` gives ``model`` back for "lookahead" and models without an ngram Gr.fst
-            return graphs.prepared(model, self._graph_cache, self._graph)
-        except graphs.GraphError as exc:
-            log.warning(
-                "decoding %s as shipped (captioner.graph = %r): %s", model, self._graph, exc
-            )
-            return model
+        # ``prepared`` gives ``model`` back for "lookahead" and models without an ngram Gr.fst
+        modes: list[GraphMode] = ["static", "const"] if self._graph == "static" else [self._graph]
+        for mode in modes:
+            try:
+                return graphs.prepared(model, self._graph_cache, mode)
+            except graphs.GraphError as exc:  # e.g. too little memory to compose the graph
+                instead = "with the const graph" if mode == "static" else "as shipped"
+                log.warning("decoding %s %s (captioner.graph = %r): %s", model, instead, mode, exc)
+        return model
 
     def close(self) -> None:
         """Unload every model. A model is freed once no recognizer refers to it, so
