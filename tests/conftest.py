@@ -81,7 +81,8 @@ def en_corpus(speech_dir: Path) -> list[Utterance]:
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
-    """The Korean model loaded once for the whole run (2 s, ~520 MB)."""
+    """The Korean model loaded once for the whole run, with the default (static,
+    memory-mapped) graph: about 3 minutes the first time on a machine, to build it."""
     eng = Engine(settings.captioner, ModelRegistry.for_settings(settings))
     eng.models.get("ko")
     yield eng

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,18 @@ def test_model_downloaded_verified_and_configured(ok: Converged) -> None:
     config = ok.prefix / "etc" / "plenary" / "plenary.toml"
     assert f'ci = "{model}"' in config.read_text()
     assert oct(config.stat().st_mode)[-3:] == "640"
+
+
+def test_the_decoding_graph_is_built_at_deploy_time_by_the_service_user(ok: Converged) -> None:
+    """`plenary captioner prepare` ran as the service user: the Korean model's graph
+    (captioner.graph, 'const' in this converge) is in the data folder before the
+    captioner first starts, owned by that user, who rebuilds it if the model changes."""
+    [folder] = (ok.prefix / "data" / "graphs").glob("model-const-*")
+    grammar = folder / "graph" / "Gr.fst"
+    assert grammar.stat().st_size > 10_000_000
+    assert pwd.getpwuid(grammar.stat().st_uid).pw_name == "plenary-ci"
+    config = (ok.prefix / "etc" / "plenary" / "plenary.toml").read_text()
+    assert f'graph_cache = "{ok.prefix / "data" / "graphs"}"' in config
 
 
 def _env(path: Path) -> dict[str, str]:

@@ -106,7 +106,14 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
         )
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
-    log.info("converting the decoding graph of %s (captioner.graph = %r)", model, mode)
+    cost = "about 3 minutes and 5 GB of memory" if mode == "static" else "about 10 s"
+    log.info(
+        "building the %s decoding graph of %s once, into %s: %s (captioner.graph)",
+        mode,
+        model,
+        cache,
+        cost,
+    )
     env = dict(os.environ, LD_LIBRARY_PATH=str(plugins))
     try:
         _link_model(model, building)

@@ -119,6 +119,14 @@ class ModelRegistry:
                     ) from exc
             return self._models[language]
 
+    def prepare(self, language: str) -> Path:
+        """Convert the decoding graph of ``language``'s model now, as its first load
+        would (``plenary captioner prepare``), without loading it; the folder the model
+        will be loaded from."""
+        path = self.path(language)
+        check_model_dir(language, path)
+        return self._graph_for(path)
+
     def loaded_from(self, language: str) -> Path | None:
         """The folder the loaded model of ``language`` came from (a converted graph's
         folder under ``captioner.graph_cache``, or the model's own), if loaded."""

@@ -1,6 +1,7 @@
 """The ``plenary`` command: one entry point, a subcommand per job.
 
 plenary captioner serve --port 2700
+plenary captioner prepare              # build the decoding graphs before the first start
 plenary transcribe talk.wav --format vtt -o talk.vtt
 plenary demo
 plenary --config plenary.toml config   # each value in effect and where it came from
@@ -31,6 +32,12 @@ def _captioner_serve(args: argparse.Namespace, settings: Settings) -> int:
     from plenary.compose.captioner import run
 
     return run(args, settings)
+
+
+def _captioner_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    from plenary.compose.captioner import prepare
+
+    return prepare(args, settings)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -95,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (captioner.host)")
     serve.add_argument("--port", type=int, help="listen port (captioner.port)")
     serve.set_defaults(func=_captioner_serve)
+    prep = csub.add_parser(
+        "prepare",
+        help="build the models' decoding graphs (captioner.graph) now rather than at the "
+        "first start: minutes and ~5 GB once for a static graph",
+    )
+    prep.add_argument(
+        "--lang", action="append", help="only this language (repeatable; default: every model)"
+    )
+    prep.set_defaults(func=_captioner_prepare)
 
     tr = sub.add_parser("transcribe", help="transcribe audio files offline")
     tr.add_argument("files", nargs="+", type=Path, metavar="FILE")

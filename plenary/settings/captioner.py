@@ -32,7 +32,8 @@ class CaptionerSettings(Section):
         ge=0,
         description="Resident memory limit of the captioner, MiB (0: none). From 90 % of it "
         "new streams and bridge tags are refused with a logged reason; at it no new "
-        "recognizer is built. Each busy recognizer holds tens to hundreds of MiB.",
+        "recognizer is built. A busy recognizer holds a few MiB with the static graph, tens "
+        "to hundreds with 'const' or 'lookahead' (captioner.graph).",
     )
     max_frame_bytes: int = Field(
         4 * 1024 * 1024,
@@ -95,17 +96,19 @@ class CaptionerSettings(Section):
         "bounding latency for speakers who never pause.",
     )
     graph: Literal["lookahead", "const", "static"] = Field(
-        "const",
+        "static",
         description="How a lookahead model (graph/HCLr.fst and an ngram graph/Gr.fst, like "
-        "the Korean one) is decoded. 'lookahead': as shipped. 'const': its language model "
-        "converted once to OpenFst's const type (same words, about 20 % less CPU, +10 MB). "
-        "'static': HCLr and Gr composed once into one HCLG.fst (CPU per audio second about "
-        "a third of 'lookahead' and flat from the first second, recognizers of a few MiB "
-        "each instead of tens to hundreds; the graph takes ~1 GB of RAM, building it "
-        "~3 min and ~5 GB). Converted graphs go to captioner.graph_cache; the conversion "
-        "needs the OpenFst tools (Debian: libfst-tools, libfst22-plugins-base), without "
-        "which the model is used as shipped, with a warning. Models with their own "
-        "HCLG.fst are always used as shipped.",
+        "the Korean one) is decoded. 'static': HCLr and Gr composed once into one "
+        "HCLG.fst (~1 GB on disk; building it takes ~3 min and ~5 GB of RAM, at the first "
+        "start or ahead of it with `plenary captioner prepare`), memory-mapped: about a "
+        "third of the CPU of 'lookahead', flat from the first second, and a process holds "
+        "only the pages of the graph its speech reaches; if it cannot be built, 'const' is "
+        "used. 'const': the language model converted once to OpenFst's const type (same "
+        "words, about 20 % less CPU than 'lookahead', 10 s to build), composed on the fly "
+        "by each recognizer. 'lookahead': as shipped. Converted graphs go to "
+        "captioner.graph_cache; the conversion needs the OpenFst tools (Debian: "
+        "libfst-tools, libfst22-plugins-base), without which the model is used as shipped, "
+        "with a warning. Models with their own HCLG.fst are always used as shipped.",
     )
     graph_cache: Path = Field(
         Path("~/.cache/plenary/graphs"),
@@ -120,7 +123,8 @@ class CaptionerSettings(Section):
         "costs 2-4 times the CPU) and kept however quiet it gets; 0 means two per "
         "recognition thread. Beyond them the pool keeps as many as were in use at once "
         "during the last captioner.warm_peak_seconds, while RSS is under 75 % of "
-        "captioner.max_rss_mb. Each holds tens to hundreds of MiB of graph cache.",
+        "captioner.max_rss_mb. Each holds a few MiB with the static graph, tens to hundreds "
+        "of graph cache with 'const' or 'lookahead' (captioner.graph).",
     )
     warm_peak_seconds: float = Field(
         60.0,
@@ -140,7 +144,8 @@ class CaptionerSettings(Section):
         description="An idle recognizer that has decoded more than this much audio "
         "(warm-up included) and has not been used for captioner.warm_peak_seconds / 6 is "
         "replaced by a freshly warmed one while a recognition thread is free, one at a "
-        "time: its graph cache only grows (about 30 MiB in 10 s of speech), so after a "
+        "time: with 'const' or 'lookahead' (captioner.graph) its graph cache only grows "
+        "(about 30 MiB in 10 s of speech), so after a "
         "busy spell the kept recognizers come back to their start-up size. 0: never.",
     )
     recognizer_max_audio_seconds: float = Field(
