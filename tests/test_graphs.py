@@ -122,6 +122,26 @@ def test_a_converted_graph_is_reused_and_rebuilt_when_the_model_changes(
 
 @needs_korean
 @needs_tools
+async def test_processes_starting_together_build_a_graph_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two loads at once (two workers, or a captioner and ``plenary captioner
+    prepare``): one builds, the other waits for it (a static graph takes ~5 GB), and
+    both get the same folder; no lock or half-built folder is left."""
+    assert KOREAN is not None
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.INFO, logger="bots.captioner.graphs"):
+        first, second = await asyncio.gather(
+            asyncio.to_thread(prepared, KOREAN, cache), asyncio.to_thread(prepared, KOREAN, cache)
+        )
+    assert first == second and fst_type(header(first / "graph" / "Gr.fst")) == "const"
+    builds = [r for r in caplog.records if r.getMessage().startswith("building the const")]
+    assert len(builds) == 1
+    assert [p.name for p in cache.iterdir()] == [first.name]
+
+
+@needs_korean
+@needs_tools
 def test_plenary_captioner_prepare_builds_the_graph_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

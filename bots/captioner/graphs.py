@@ -23,6 +23,7 @@ header (no I/O of its own), so a model that needs nothing never meets the tools.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
@@ -104,6 +106,31 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
             f"{what} not found: install the Debian packages libfst-tools and "
             "libfst22-plugins-base to convert the decoding graph (captioner.graph)"
         )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(target.with_name(f"{target.name}.lock")):
+            if not done.is_file():  # another process may have built it while we waited
+                _build(model, target, mode, plugins)
+    except OSError as exc:
+        if not done.is_file():
+            raise GraphError(f"could not write the converted graph under {cache}: {exc}") from exc
+    return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` (flock) so that processes starting together (a captioner and
+    ``plenary captioner prepare``, or two workers) build a graph once, not side by side:
+    a static graph takes ~5 GB. The file goes with the lock."""
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _build(model: Path, target: Path, mode: GraphMode, plugins: Path) -> None:
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
     cost = "about 3 minutes and 5 GB of memory" if mode == "static" else "about 10 s"
@@ -111,23 +138,19 @@ def prepared(model: Path, cache: Path, mode: GraphMode = "const") -> Path:
         "building the %s decoding graph of %s once, into %s: %s (captioner.graph)",
         mode,
         model,
-        cache,
+        target.parent,
         cost,
     )
     env = dict(os.environ, LD_LIBRARY_PATH=str(plugins))
     try:
         _link_model(model, building)
-        _convert(grammar, building / "graph", env)
+        _convert(model / "graph" / "Gr.fst", building / "graph", env)
         if mode == "static":
             _compose(model / "graph", building / "graph", env)
-        building.rename(target)  # whole or not at all: another process may have won
-    except OSError as exc:
-        if not done.is_file():
-            raise GraphError(f"could not write the converted graph under {cache}: {exc}") from exc
+        building.rename(target)  # whole or not at all
     finally:
         shutil.rmtree(building, ignore_errors=True)
     log.info("decoding graph ready in %s", target)
-    return target
 
 
 def _link_model(model: Path, into: Path) -> None:
