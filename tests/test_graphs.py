@@ -195,6 +195,18 @@ def test_without_the_openfst_tools_the_model_is_decoded_as_shipped(
         registry.close()
 
 
+def replace_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: str, script: str) -> None:
+    """Put the OpenFst tools first on PATH, with ``tool`` replaced by a shell ``script``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in graphs.TOOLS:
+        (bin_dir / name).symlink_to(shutil.which(name) or name)
+    (bin_dir / tool).unlink()
+    (bin_dir / tool).write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
 @needs_korean
 @needs_tools
 def test_a_failing_tool_is_named_and_nothing_is_left_behind(
@@ -203,14 +215,7 @@ def test_a_failing_tool_is_named_and_nothing_is_left_behind(
     """A conversion that fails (here: fstcompile replaced by one that errors out) raises
     GraphError naming the tool and its message, and leaves no folder in the cache."""
     assert KOREAN is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in graphs.TOOLS:
-        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
-    (bin_dir / "fstcompile").unlink()
-    (bin_dir / "fstcompile").write_text("#!/bin/sh\necho 'ERROR: disk full' >&2\nexit 1\n")
-    (bin_dir / "fstcompile").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    replace_tool(tmp_path, monkeypatch, "fstcompile", "echo 'ERROR: disk full' >&2\nexit 1")
     cache = tmp_path / "cache"
     with pytest.raises(GraphError, match="fstcompile .exit 1.: ERROR: disk full"):
         prepared(KOREAN, cache)
@@ -226,14 +231,7 @@ def test_a_static_graph_that_cannot_be_built_falls_back_to_the_const_one(
     the kernel's OOM killer would), the model is decoded with the const graph, and a
     warning says so and why."""
     assert KOREAN is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in graphs.TOOLS:
-        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
-    (bin_dir / "fstcompose").unlink()
-    (bin_dir / "fstcompose").write_text("#!/bin/sh\nkill -9 $$\n")
-    (bin_dir / "fstcompose").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    replace_tool(tmp_path, monkeypatch, "fstcompose", "kill -9 $$")
     registry = ModelRegistry({}, graph="static", graph_cache=tmp_path / "cache")
     with caplog.at_level(logging.WARNING, logger="bots.captioner.vosk_models"):
         registry.get("ko")
