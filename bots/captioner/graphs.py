@@ -9,9 +9,10 @@ that links every file of the model and adds:
 - ``const`` (captioner.graph): Gr.fst as a ``const`` FST (sorted arc arrays), and the
   word list (words.txt) Vosk otherwise reads from it. Same words, about a quarter
   less CPU, 10 MB more;
-- ``static``: that, and HCLG.fst, the two composed once (Vosk loads an HCLG.fst in
-  preference): no composition left to decode, about half the CPU; ~1 GB on disk,
-  memory-mapped (graph_map.py), so a process holds only the pages it decodes through.
+- ``static`` (the default): that, and HCLG.fst, the two composed once (Vosk loads an
+  HCLG.fst in preference): no composition left to decode, about half the CPU of
+  ``const``; ~1 GB on disk, memory-mapped (graph_map.py), so a process holds only the
+  pages it decodes through.
 
 Measured in docs/benchmarks.md ("Decoding graph"). The model's own folder is never
 written to. No Python library reads or writes OpenFst's ngram or lookahead types, so
