@@ -118,7 +118,6 @@ async def run_while_held(
             log.warning("lease %s: cannot reach the database: %s", name, exc)
             return None
 
-    closed = False
     try:
         while True:
             asked = loop.time()
@@ -129,17 +128,11 @@ async def run_while_held(
             log.info("lease %s: held by this node (%s)", name, holder)
             if await _guard(name, work, asked, ttl, claim):
                 return
-    except GeneratorExit:
-        # Closed unfinished (a stopping event loop dropped its task): nothing can be
-        # awaited any more, and the lease runs out by itself.
-        closed = True
-        raise
     finally:
         # Give the lease back for a prompt takeover, but never hang a stop on it: if the
         # database does not answer within a renewal period the lease just runs out.
-        if not closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(leases_.release(name, holder), period)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(leases_.release(name, holder), period)
 
 
 async def _guard(
